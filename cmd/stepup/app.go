@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stepup-dev/stepup/cidr"
+	"github.com/stepup-dev/stepup/config"
+	"github.com/stepup-dev/stepup/extauthz"
+)
+
+// app is everything built from a configuration, shared by serve and check.
+type app struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	nets     *cidr.Matcher
+	authz    *extauthz.Server
+	closers  []func()
+	warnings []string
+}
+
+func (a *app) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+// loadConfig reads --config, or the embedded default when path is "".
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// buildApp wires the decision core from cfg.
+func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "stepup_build_info",
+		Help:        "Always 1; labels say which build runs.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion()},
+	})
+	buildInfo.Set(1)
+	a.reg.MustRegister(buildInfo)
+
+	nets, err := loadNetworks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.nets = cidr.NewMatcher(nets)
+
+	idOpts := extauthz.IdentityOptions{
+		JWTAuthn:    cfg.Identity.JWTAuthn.On(),
+		UserClaim:   cfg.Identity.UserClaim,
+		Header:      strings.ToLower(cfg.Identity.Header.Name),
+		EmailHeader: strings.ToLower(cfg.Identity.Header.EmailName),
+		HeaderPeers: cfg.HeaderTrustedPeers(),
+		Issuer:      cfg.Identity.JWT.Issuer,
+		Audiences:   cfg.Identity.JWT.Audiences,
+		Algorithms:  cfg.Identity.JWT.Algorithms,
+		Leeway:      cfg.Identity.JWT.Leeway.D(),
+		Cookie:      cfg.Identity.JWT.Cookie,
+		Bearer:      cfg.Identity.JWT.BearerOn(),
+	}
+	if kf, err := buildKeyfunc(ctx, cfg, log); err != nil {
+		return nil, err
+	} else if kf != nil {
+		idOpts.Keyfunc = kf
+	}
+
+	allowRemember := cfg.Policy.AllowRememberBrowser == nil || *cfg.Policy.AllowRememberBrowser
+	var policy extauthz.Policy = &extauthz.NetworkPolicy{
+		Exempt:        cfg.Policy.MFAExemptNetworks,
+		Provider:      cfg.Policy.Provider,
+		AllowRemember: allowRemember,
+	}
+
+	a.authz, err = extauthz.New(extauthz.Options{
+		Networks:                  a.nets,
+		Policy:                    policy,
+		Identity:                  idOpts,
+		JWTNamespace:              cfg.Identity.JWTAuthn.Namespace,
+		JWTKey:                    cfg.Identity.JWTAuthn.Key,
+		TrustEnvoyExternalAddress: cfg.ClientIP.TrustEnvoyExternalAddress(),
+		TrustedProxies:            cfg.TrustedProxyPrefixes(),
+		TrustedHops:               cfg.ClientIP.TrustedHops,
+		ClientHosts:               cfg.Clients.Hosts,
+		DefaultClient:             cfg.Clients.Default,
+		Prefix:                    cfg.MFA.Prefix,
+		LoginURL:                  cfg.Identity.LoginURL,
+		UserHeader:                cfg.Upstream.UserHeader,
+		EmailHeader:               cfg.Upstream.EmailHeader,
+		MFAHeader:                 cfg.Upstream.MFAHeader,
+		NetworkHeader:             cfg.Upstream.NetworkHeader,
+		ClaimPrefix:               cfg.Upstream.ClaimPrefix,
+		RemoveHeaders:             lower(cfg.Upstream.Remove),
+		Limits: extauthz.Limits{
+			MaxHeaderBytes:  cfg.Limits.MaxHeaderBytes,
+			MaxHeadersBytes: cfg.Limits.MaxHeadersBytes,
+			MaxPathBytes:    cfg.Limits.MaxPathBytes,
+		},
+		LogDecisions: cfg.Log.Decisions,
+		Logger:       log,
+		Metrics:      extauthz.NewMetrics(a.reg),
+	})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func lower(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.ToLower(s)
+	}
+	return out
+}
+
+func loadNetworks(cfg *config.Config) (*cidr.Set, error) {
+	lists, err := cfg.NetworkCIDRs()
+	if err != nil {
+		return nil, err
+	}
+	set, err := cidr.New(lists)
+	if err != nil {
+		return nil, fmt.Errorf("networks: %w", err)
+	}
+	return set, nil
+}
+
+func buildKeyfunc(ctx context.Context, cfg *config.Config, log *slog.Logger) (extauthz.Keyfunc, error) {
+	j := cfg.Identity.JWT
+	switch {
+	case j.JWKSFile != "":
+		raw, err := os.ReadFile(cfg.Resolve(j.JWKSFile))
+		if err != nil {
+			return nil, fmt.Errorf("identity.jwt.jwks_file: %w", err)
+		}
+		if !json.Valid(raw) {
+			return nil, fmt.Errorf("identity.jwt.jwks_file: not valid JSON")
+		}
+		kf, err := keyfunc.NewJWKSetJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("identity.jwt.jwks_file: %w", err)
+		}
+		return kf.Keyfunc, nil
+	case j.JWKSURL != "":
+		noErr := true
+		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{j.JWKSURL}, keyfunc.Override{
+			RefreshInterval:           j.JWKSRefresh.D(),
+			HTTPTimeout:               5e9,
+			NoErrorReturnFirstHTTPReq: &noErr,
+			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+				return func(ctx context.Context, err error) {
+					log.Warn("jwks refresh failed", "url", u, "error", err.Error())
+				}
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("identity.jwt.jwks_url: %w", err)
+		}
+		return kf.Keyfunc, nil
+	}
+	return nil, nil
+}

@@ -1,0 +1,93 @@
+// Command stepup is an Envoy external-authorization server that adds
+// contextual multi-factor authentication in front of any web application.
+//
+// Usage:
+//
+//	stepup serve [--config FILE]          run the gRPC and HTTP servers
+//	stepup check --request FILE [--config FILE]
+//	                                      decide one CheckRequest (dry run)
+//	stepup rules try|lint ...             try or lint Auth0-style rules
+//	stepup config default|validate        print the embedded default, or validate a file
+//	stepup version
+//
+// With no --config, stepup runs on its embedded default configuration
+// (see config/default.yaml).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	cancel()
+	os.Exit(code)
+}
+
+// errUsage marks bad command-line input (exit status 2).
+var errUsage = errors.New("usage")
+
+const usage = `stepup: step-up MFA for Envoy (ext_authz)
+
+Usage:
+  stepup serve [--config FILE]                  run the gRPC and HTTP servers
+  stepup check --request FILE [--config FILE]   decide one CheckRequest (dry run)
+  stepup rules try --rule FILE ... --user U.json --context C.json [--configuration CFG.json]
+  stepup rules lint [--configuration CFG.json] FILE...
+  stepup config default                         print the embedded default configuration
+  stepup config validate --config FILE          check a configuration file
+  stepup version
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = runServe(ctx, args[1:], stdout, stderr)
+	case "check":
+		err = runCheck(ctx, args[1:], stdout, stderr)
+	case "rules":
+		return runRulesCmd(ctx, args[1:], stdout, stderr)
+	case "config":
+		err = runConfig(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "stepup %s (%s)\n", version, goVersion())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "stepup: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "stepup %s: %v\n", args[0], err)
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+func goVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.GoVersion
+	}
+	return "unknown"
+}

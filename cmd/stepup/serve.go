@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/stepup-dev/stepup/config"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (default: the embedded default)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	if *cfgPath == "" {
+		log.Warn("running on the embedded default configuration: a demo on loopback; write your own with `stepup config default` for production")
+	}
+	dataDir, err := filepath.Abs(cfg.Resolve(cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	a, err := buildApp(runCtx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC.Listen)
+	if err != nil {
+		return fmt.Errorf("grpc listen: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.Server.HTTP.Listen)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("http listen: %w", err)
+	}
+
+	gs, err := newGRPCServer(cfg)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return err
+	}
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	a.authz.Register(gs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	var draining atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "draining\n")
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	a.authz.RegisterHTTP(mux)
+	httpSrv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.Server.HTTP.TLS.Enabled() {
+		tc, err := serverTLS(cfg.Server.HTTP.TLS, []string{"h2", "http/1.1"})
+		if err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("server.http.tls: %w", err)
+		}
+		httpSrv.TLSConfig = tc
+	}
+
+	errc := make(chan error, 2)
+	go func() {
+		if err := gs.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	go func() {
+		var err error
+		if httpSrv.TLSConfig != nil {
+			err = httpSrv.ServeTLS(httpLis, "", "")
+		} else {
+			err = httpSrv.Serve(httpLis)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+
+	log.Info("stepup started",
+		"version", version,
+		"grpc", grpcLis.Addr().String(),
+		"http", httpLis.Addr().String(),
+		"data_dir", dataDir,
+		"config", cfgOrDefault(*cfgPath),
+		"networks", a.nets.Load().Names(),
+		"prefixes", a.nets.Load().Len(),
+	)
+	fmt.Fprintf(stdout, "stepup %s\n  gRPC ext_authz  %s (%s)\n  HTTP            %s (%s)\n  data            %s\n  config          %s\n",
+		version, grpcLis.Addr(), tlsWord(cfg.Server.GRPC.TLS), httpLis.Addr(), tlsWord(cfg.Server.HTTP.TLS), dataDir, cfgOrDefault(*cfgPath))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-hup:
+			a.reload(*cfgPath)
+		}
+	}
+
+	// Graceful stop (ENVOY.md §7.2): NOT_SERVING, drain, stop with a
+	// deadline.
+	log.Info("shutting down", "drain_delay", cfg.Server.DrainDelay.String())
+	draining.Store(true)
+	hs.Shutdown()
+	if d := cfg.Server.DrainDelay.D(); d > 0 && runErr == nil {
+		time.Sleep(d)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
+	defer cancel()
+	_ = httpSrv.Shutdown(shutCtx)
+	select {
+	case <-stopped:
+	case <-shutCtx.Done():
+		log.Warn("graceful stop timed out: closing remaining connections")
+		gs.Stop()
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+// reload re-reads the configuration's networks; a bad reload keeps the
+// current set.
+func (a *app) reload(path string) {
+	cfg := a.cfg
+	if path != "" {
+		c, err := config.Load(path)
+		if err != nil {
+			a.log.Error("reload failed: keeping the current configuration", "error", err.Error())
+			return
+		}
+		cfg = c
+	}
+	set, err := loadNetworks(cfg)
+	if err != nil {
+		a.log.Error("reload failed: keeping the current networks", "error", err.Error())
+		return
+	}
+	a.nets.Store(set)
+	a.log.Info("networks reloaded", "networks", set.Names(), "prefixes", set.Len())
+}
+
+func cfgOrDefault(p string) string {
+	if p == "" {
+		return "(embedded default)"
+	}
+	return p
+}
+
+func tlsWord(t config.TLS) string {
+	switch {
+	case t.ClientCAFile != "":
+		return "mTLS"
+	case t.Enabled():
+		return "TLS"
+	default:
+		return "plaintext"
+	}
+}
+
+func newGRPCServer(cfg *config.Config) (*grpc.Server, error) {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.Server.GRPC.MaxRecvBytes),
+		// Envoy pings idle HTTP/2 connections; tolerate it instead of
+		// answering too_many_pings (ENVOY.md §7.2).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             cfg.Server.GRPC.KeepaliveMinTime.D(),
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    2 * time.Minute,
+			Timeout: 20 * time.Second,
+		}),
+	}
+	if cfg.Server.GRPC.TLS.Enabled() {
+		tc, err := serverTLS(cfg.Server.GRPC.TLS, []string{"h2"})
+		if err != nil {
+			return nil, fmt.Errorf("server.grpc.tls: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	return grpc.NewServer(opts...), nil
+}
+
+// serverTLS builds a TLS config; with a client CA it requires and verifies
+// client certificates (mTLS). The certificate is re-read when its file
+// changes, so rotation needs no restart.
+func serverTLS(t config.TLS, alpn []string) (*tls.Config, error) {
+	cr, err := newCertReloader(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     alpn,
+		GetCertificate: cr.get,
+	}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client_ca_file %s: no certificates found", t.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// certReloader serves the current certificate, reloading it when the
+// files' modification time changes (checked at most every 10 s).
+type certReloader struct {
+	certFile, keyFile string
+	cur               atomic.Pointer[tls.Certificate]
+	mod               atomic.Int64
+	checked           atomic.Int64
+}
+
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile}
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certReloader) load() error {
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return err
+	}
+	c.cur.Store(&cert)
+	if fi, err := os.Stat(c.certFile); err == nil {
+		c.mod.Store(fi.ModTime().UnixNano())
+	}
+	return nil
+}
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	now := time.Now().Unix()
+	if last := c.checked.Load(); now-last >= 10 && c.checked.CompareAndSwap(last, now) {
+		if fi, err := os.Stat(c.certFile); err == nil && fi.ModTime().UnixNano() != c.mod.Load() {
+			_ = c.load() // on error keep serving the current certificate
+		}
+	}
+	return c.cur.Load(), nil
+}

@@ -1,0 +1,822 @@
+// Package config is stepup's configuration file: its schema, strict decoding,
+// defaults and validation.
+//
+// A configuration is one YAML file. Decoding is strict: an unknown key is an
+// error that names its line. Durations are Go durations ("12h", "500ms").
+// Secrets are never written inline; a [Secret] names an environment variable
+// or a file that holds the value. [Load] fills defaults and then runs
+// [Config.Validate], which reports every problem at once, each with its path
+// in the file (for example "networks.corporate[2]: ...").
+//
+// The package has no side effects: it reads the files it is asked to read
+// and nothing else. The embedded default ([Default]) is what `stepup serve`
+// runs with no flags.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default configuration file.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Config is the whole configuration file.
+type Config struct {
+	// Development relaxes browser-facing defaults for local use: cookies are
+	// not marked Secure and lose their __Host- prefix. Never set it in
+	// production.
+	Development bool `yaml:"development"`
+	// DataDir holds what stepup keeps on disk: the embedded session store
+	// and generated keys. Relative paths are relative to the working
+	// directory.
+	DataDir  string        `yaml:"data_dir"`
+	Log      Log           `yaml:"log"`
+	Server   Server        `yaml:"server"`
+	Networks Networks      `yaml:"networks"`
+	ClientIP ClientIP      `yaml:"client_ip"`
+	Identity Identity      `yaml:"identity"`
+	Clients  Clients       `yaml:"clients"`
+	MFA      MFA           `yaml:"mfa"`
+	Upstream Upstream      `yaml:"upstream"`
+	Policy   Policy        `yaml:"policy"`
+	Rules    Rules         `yaml:"rules"`
+	Sessions Sessions      `yaml:"sessions"`
+	Limits   RequestLimits `yaml:"limits"`
+
+	// path is the file the configuration came from ("" for the embedded
+	// default); relative file references are resolved against its directory.
+	path string
+}
+
+// Log configures the structured (JSON) log.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Decisions says which check decisions get a log line: "all",
+	// "non_allow" (default: denials and step-ups) or "none".
+	Decisions string `yaml:"decisions"`
+}
+
+// Server configures stepup's two listeners.
+type Server struct {
+	GRPC GRPC `yaml:"grpc"`
+	HTTP HTTP `yaml:"http"`
+	// DrainDelay is how long stepup keeps answering after it reported
+	// NOT_SERVING on shutdown, so that Envoy's health checks notice first
+	// (ENVOY.md §7.2: interval × unhealthy_threshold). Default 0 in the
+	// embedded demo; set it to 10s behind Envoy.
+	DrainDelay Duration `yaml:"drain_delay"`
+	// ShutdownTimeout bounds the graceful stop of both servers. Default 10s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// GRPC configures the ext_authz gRPC listener.
+type GRPC struct {
+	// Listen is host:port. Default 127.0.0.1:9191.
+	Listen string `yaml:"listen"`
+	TLS    TLS    `yaml:"tls"`
+	// MaxRecvBytes bounds one CheckRequest. Default 4 MiB.
+	MaxRecvBytes int `yaml:"max_recv_bytes"`
+	// KeepaliveMinTime is the shortest interval between client pings that
+	// stepup tolerates (grpc EnforcementPolicy.MinTime). It must be no more
+	// than Envoy's HTTP/2 connection_keepalive interval. Default 5s.
+	KeepaliveMinTime Duration `yaml:"keepalive_min_time"`
+}
+
+// HTTP configures the HTTP listener: health, metrics, forward-auth, Envoy's
+// HTTP ext_authz mode and the MFA step.
+type HTTP struct {
+	// Listen is host:port. Default 127.0.0.1:9192.
+	Listen string `yaml:"listen"`
+	TLS    TLS    `yaml:"tls"`
+}
+
+// TLS configures a listener's TLS. With CertFile and KeyFile set the
+// listener speaks TLS; with ClientCAFile also set it requires and verifies
+// client certificates (mTLS).
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// Networks are named sets of CIDR prefixes. Each name maps to inline CIDRs
+// and/or files holding one CIDR per line.
+type Networks map[string]Network
+
+// Network is one named set of prefixes.
+type Network struct {
+	CIDRs []string `yaml:"cidrs"`
+	// Files hold one CIDR per line; '#' starts a comment.
+	Files []string `yaml:"files"`
+}
+
+// UnmarshalYAML accepts either a list of CIDRs or {cidrs, files}.
+func (n *Network) UnmarshalYAML(v *yaml.Node) error {
+	if v.Kind == yaml.SequenceNode {
+		return v.Decode(&n.CIDRs)
+	}
+	type plain Network
+	var p plain
+	if err := decodeStrictNode(v, &p); err != nil {
+		return err
+	}
+	*n = Network(p)
+	return nil
+}
+
+// ClientIP says how the client's address is derived from a request
+// (ENVOY.md §3.2).
+type ClientIP struct {
+	// EnvoyExternalAddress trusts x-envoy-external-address in gRPC Checks
+	// and Envoy HTTP-mode checks. Envoy writes it at the edge with
+	// use_remote_address: true and strips client copies. Default true.
+	// It is never honoured in forward-auth requests (Caddy, nginx), whose
+	// clients could send it.
+	EnvoyExternalAddress *bool `yaml:"envoy_external_address"`
+	// TrustedProxies are the proxies whose x-forwarded-for entries stepup
+	// believes. The chain is walked from the right: the first address that
+	// is not a trusted proxy is the client. Default 127.0.0.1/32 and ::1/128
+	// (a proxy on the same host, such as Caddy in forward-auth mode).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TrustedHops, when > 0, replaces TrustedProxies with Envoy's
+	// xff_num_trusted_hops rule: the client is the TrustedHops-th address
+	// from the right of x-forwarded-for as Envoy received it.
+	TrustedHops int `yaml:"trusted_hops"`
+}
+
+// TrustEnvoyExternalAddress reports the effective EnvoyExternalAddress.
+func (c ClientIP) TrustEnvoyExternalAddress() bool {
+	return c.EnvoyExternalAddress == nil || *c.EnvoyExternalAddress
+}
+
+// Identity says where the primary login's identity comes from. Sources are
+// tried in order: jwt_authn metadata, the trusted header, a verified JWT.
+type Identity struct {
+	JWTAuthn JWTAuthn `yaml:"jwt_authn"`
+	Header   Header   `yaml:"header"`
+	JWT      JWT      `yaml:"jwt"`
+	// UserClaim names the claim that identifies the user. Default "sub".
+	UserClaim string `yaml:"user_claim"`
+	// LoginURL, when set, is where browsers without an identity are sent
+	// (302). "{url}" in it is replaced with the escaped original URL. API
+	// clients always get 401.
+	LoginURL string `yaml:"login_url"`
+}
+
+// JWTAuthn reads the payload Envoy's jwt_authn filter verified, as
+// forwarded through metadata_context_namespaces (ENVOY.md §3.4).
+type JWTAuthn struct {
+	Enabled *bool `yaml:"enabled"`
+	// Namespace default "envoy.filters.http.jwt_authn".
+	Namespace string `yaml:"namespace"`
+	// Key is jwt_authn's payload_in_metadata. Default "jwt_payload".
+	Key string `yaml:"key"`
+}
+
+// On reports whether jwt_authn metadata is used (default true).
+func (j JWTAuthn) On() bool { return j.Enabled == nil || *j.Enabled }
+
+// Header takes the user from a header set by a trusted proxy in front.
+type Header struct {
+	// Name of the header, e.g. x-forwarded-user. Empty: disabled.
+	Name string `yaml:"name"`
+	// EmailName optionally names a header with the user's email.
+	EmailName string `yaml:"email_name"`
+	// TrustedPeers are the only direct peers whose header is believed.
+	// Required when Name is set.
+	TrustedPeers []string `yaml:"trusted_peers"`
+}
+
+// JWT verifies a bearer token or a cookie JWT against a JWKS.
+type JWT struct {
+	// JWKSFile or JWKSURL (exactly one) enables the source.
+	JWKSFile string `yaml:"jwks_file"`
+	JWKSURL  string `yaml:"jwks_url"`
+	// JWKSRefresh is how often the URL is re-read. Default 10m.
+	JWKSRefresh Duration `yaml:"jwks_refresh"`
+	Issuer      string   `yaml:"issuer"`
+	Audiences   []string `yaml:"audiences"`
+	// Cookie names a cookie holding the token (e.g. id_token).
+	Cookie string `yaml:"cookie"`
+	// Bearer reads "Authorization: Bearer <token>". Default true.
+	Bearer *bool `yaml:"bearer"`
+	// Algorithms allowed. Default RS256, ES256, EdDSA.
+	Algorithms []string `yaml:"algorithms"`
+	// Leeway for exp/nbf. Default 30s.
+	Leeway Duration `yaml:"leeway"`
+}
+
+// Enabled reports whether a JWKS is configured.
+func (j JWT) Enabled() bool { return j.JWKSFile != "" || j.JWKSURL != "" }
+
+// BearerOn reports whether Authorization: Bearer is read (default true).
+func (j JWT) BearerOn() bool { return j.Bearer == nil || *j.Bearer }
+
+// Clients maps requests to applications (Auth0's clientID).
+type Clients struct {
+	// Hosts maps a host (without port) to a client id; used when the Check
+	// carries no client_id context extension, and in HTTP modes.
+	Hosts map[string]string `yaml:"hosts"`
+	// Names maps client ids to display names (context.clientName).
+	Names map[string]string `yaml:"names"`
+	// Default is the client id when nothing else names one. Default
+	// "default".
+	Default string `yaml:"default"`
+}
+
+// MFA configures the step-up redirect.
+type MFA struct {
+	// Prefix is the reserved path prefix of the MFA step on every protected
+	// host. Default "/.stepup/". Must start and end with '/'.
+	Prefix string `yaml:"prefix"`
+}
+
+// Upstream configures the identity headers set on allowed requests.
+type Upstream struct {
+	// UserHeader default x-stepup-user; EmailHeader default x-stepup-email;
+	// MFAHeader default x-stepup-mfa (the method that satisfied MFA, or
+	// "none"); NetworkHeader default x-stepup-network.
+	UserHeader    string `yaml:"user_header"`
+	EmailHeader   string `yaml:"email_header"`
+	MFAHeader     string `yaml:"mfa_header"`
+	NetworkHeader string `yaml:"network_header"`
+	// ClaimPrefix prefixes headers made from rules' custom token claims.
+	// Default x-stepup-claim-.
+	ClaimPrefix string `yaml:"claim_prefix"`
+	// Remove lists further request headers stripped before the upstream.
+	Remove []string `yaml:"remove"`
+}
+
+// Policy is the built-in stand-in policy used when no rules are configured:
+// MFA is required outside the listed networks.
+type Policy struct {
+	// MFAExemptNetworks are the networks whose clients need no MFA.
+	// Default [corporate].
+	MFAExemptNetworks []string `yaml:"mfa_exempt_networks"`
+	// Provider required elsewhere. Default "any".
+	Provider string `yaml:"provider"`
+	// AllowRememberBrowser default true.
+	AllowRememberBrowser *bool `yaml:"allow_remember_browser"`
+}
+
+// Rules configures the Auth0-style rules pipeline.
+type Rules struct {
+	// Files in the order they run: .js files or Auth0 gallery .md files.
+	List []RuleRef `yaml:"list"`
+	// Configuration is Auth0's `configuration` object. Values may be
+	// literal strings or {env: NAME} / {file: PATH}.
+	Configuration map[string]Secret `yaml:"configuration"`
+	// RuleTimeout bounds one rule. Default 100ms.
+	RuleTimeout Duration `yaml:"rule_timeout"`
+	// PipelineTimeout bounds the whole pipeline. Default 300ms.
+	PipelineTimeout Duration `yaml:"pipeline_timeout"`
+	// Watch reloads rules when their files change. Default true.
+	Watch *bool `yaml:"watch"`
+}
+
+// WatchOn reports the effective Watch.
+func (r Rules) WatchOn() bool { return r.Watch == nil || *r.Watch }
+
+// RuleRef names one rule file.
+type RuleRef struct {
+	Name    string `yaml:"name"`
+	File    string `yaml:"file"`
+	Enabled *bool  `yaml:"enabled"`
+	// Builtin names a rule shipped inside the binary (e.g.
+	// "extranet-mfa") instead of File.
+	Builtin string `yaml:"builtin"`
+}
+
+// On reports whether the rule is enabled (default true).
+func (r RuleRef) On() bool { return r.Enabled == nil || *r.Enabled }
+
+// Sessions configures the cookies and their store.
+type Sessions struct {
+	// Keys sign cookies: the first signs, all verify. Each is {id, secret}
+	// with the secret from env or file. Empty: keys are generated on first
+	// start and kept in data_dir (a warning says production should set its
+	// own).
+	Keys []SigningKey `yaml:"keys"`
+	// EncryptionKeys seal secrets at rest (AES-256-GCM); same shape.
+	EncryptionKeys []SigningKey `yaml:"encryption_keys"`
+	// CookiePrefix default "stepup".
+	CookiePrefix string `yaml:"cookie_prefix"`
+	// MFASessionTTL default 12h; MFASessionIdle default 1h.
+	MFASessionTTL  Duration `yaml:"mfa_session_ttl"`
+	MFASessionIdle Duration `yaml:"mfa_session_idle"`
+	// RememberTTL default 720h (30 days); RememberIdle 0 = none.
+	RememberTTL  Duration `yaml:"remember_ttl"`
+	RememberIdle Duration `yaml:"remember_idle"`
+	// StateTTL (transaction state of redirects) default 10m.
+	StateTTL Duration `yaml:"state_ttl"`
+	Store    Store    `yaml:"store"`
+}
+
+// SigningKey is one key in a key list.
+type SigningKey struct {
+	ID     string `yaml:"id"`
+	Secret Secret `yaml:"secret"`
+}
+
+// Store selects the session store backend.
+type Store struct {
+	// Type is "bolt" (default, file in data_dir), "redis" or "memory"
+	// (tests and demos only: lost on restart).
+	Type  string     `yaml:"type"`
+	Bolt  BoltStore  `yaml:"bolt"`
+	Redis RedisStore `yaml:"redis"`
+}
+
+// BoltStore configures the embedded store.
+type BoltStore struct {
+	// Path default <data_dir>/sessions.db.
+	Path string `yaml:"path"`
+}
+
+// RedisStore configures the Redis store (go-redis UniversalClient: one
+// address is a single node, several a cluster, MasterName a Sentinel set).
+type RedisStore struct {
+	Addrs      []string `yaml:"addrs"`
+	MasterName string   `yaml:"master_name"`
+	Username   string   `yaml:"username"`
+	Password   Secret   `yaml:"password"`
+	DB         int      `yaml:"db"`
+	TLS        bool     `yaml:"tls"`
+	KeyPrefix  string   `yaml:"key_prefix"`
+	// Timeout bounds every call. Default 200ms.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// RequestLimits bound what stepup accepts from a CheckRequest.
+type RequestLimits struct {
+	// MaxHeaderBytes bounds one header value. Default 16 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxHeadersBytes bounds all headers together. Default 64 KiB.
+	MaxHeadersBytes int `yaml:"max_headers_bytes"`
+	// MaxPathBytes bounds :path. Default 8 KiB.
+	MaxPathBytes int `yaml:"max_path_bytes"`
+}
+
+// Load reads, decodes, defaults and validates a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg.path = path
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Default returns the embedded default configuration, defaulted and
+// validated.
+func Default() *Config {
+	cfg, err := Parse(defaultYAML)
+	if err != nil {
+		panic("embedded default config: " + err.Error()) // a build defect, caught by tests
+	}
+	if err := cfg.Validate(); err != nil {
+		panic("embedded default config: " + err.Error())
+	}
+	return cfg
+}
+
+// Parse strictly decodes YAML and fills defaults. It does not validate.
+func Parse(data []byte) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	// A second document is a mistake, not something to ignore.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, errors.New("decode: more than one YAML document")
+	}
+	cfg.setDefaults()
+	return &cfg, nil
+}
+
+func decodeStrictNode(v *yaml.Node, out any) error {
+	// yaml.v3 node decoding does not inherit KnownFields; re-encode and
+	// decode strictly so nested unknown keys are still errors.
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("line %d: %w", v.Line, err)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defDur := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.DataDir, "stepup-data")
+	def(&c.Log.Level, "info")
+	def(&c.Log.Decisions, "non_allow")
+	def(&c.Server.GRPC.Listen, "127.0.0.1:9191")
+	def(&c.Server.HTTP.Listen, "127.0.0.1:9192")
+	if c.Server.GRPC.MaxRecvBytes == 0 {
+		c.Server.GRPC.MaxRecvBytes = 4 << 20
+	}
+	defDur(&c.Server.GRPC.KeepaliveMinTime, 5*time.Second)
+	defDur(&c.Server.ShutdownTimeout, 10*time.Second)
+	if c.ClientIP.TrustedProxies == nil && c.ClientIP.TrustedHops == 0 {
+		c.ClientIP.TrustedProxies = []string{"127.0.0.1/32", "::1/128"}
+	}
+	def(&c.Identity.JWTAuthn.Namespace, "envoy.filters.http.jwt_authn")
+	def(&c.Identity.JWTAuthn.Key, "jwt_payload")
+	def(&c.Identity.UserClaim, "sub")
+	defDur(&c.Identity.JWT.JWKSRefresh, 10*time.Minute)
+	defDur(&c.Identity.JWT.Leeway, 30*time.Second)
+	if len(c.Identity.JWT.Algorithms) == 0 {
+		c.Identity.JWT.Algorithms = []string{"RS256", "ES256", "EdDSA"}
+	}
+	def(&c.Clients.Default, "default")
+	def(&c.MFA.Prefix, "/.stepup/")
+	def(&c.Upstream.UserHeader, "x-stepup-user")
+	def(&c.Upstream.EmailHeader, "x-stepup-email")
+	def(&c.Upstream.MFAHeader, "x-stepup-mfa")
+	def(&c.Upstream.NetworkHeader, "x-stepup-network")
+	def(&c.Upstream.ClaimPrefix, "x-stepup-claim-")
+	if c.Policy.MFAExemptNetworks == nil {
+		c.Policy.MFAExemptNetworks = []string{"corporate"}
+	}
+	def(&c.Policy.Provider, "any")
+	defDur(&c.Rules.RuleTimeout, 100*time.Millisecond)
+	defDur(&c.Rules.PipelineTimeout, 300*time.Millisecond)
+	def(&c.Sessions.CookiePrefix, "stepup")
+	defDur(&c.Sessions.MFASessionTTL, 12*time.Hour)
+	defDur(&c.Sessions.MFASessionIdle, time.Hour)
+	defDur(&c.Sessions.RememberTTL, 30*24*time.Hour)
+	defDur(&c.Sessions.StateTTL, 10*time.Minute)
+	def(&c.Sessions.Store.Type, "bolt")
+	defDur(&c.Sessions.Store.Redis.Timeout, 200*time.Millisecond)
+	def(&c.Sessions.Store.Redis.KeyPrefix, "stepup:")
+	if c.Limits.MaxHeaderBytes == 0 {
+		c.Limits.MaxHeaderBytes = 16 << 10
+	}
+	if c.Limits.MaxHeadersBytes == 0 {
+		c.Limits.MaxHeadersBytes = 64 << 10
+	}
+	if c.Limits.MaxPathBytes == 0 {
+		c.Limits.MaxPathBytes = 8 << 10
+	}
+}
+
+// Path returns the file the configuration was loaded from ("" for the
+// embedded default).
+func (c *Config) Path() string { return c.path }
+
+// Resolve returns p made absolute against the configuration file's
+// directory (or kept relative to the working directory for the embedded
+// default).
+func (c *Config) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.path == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.path), p)
+}
+
+// Validate reports every problem in the configuration at once.
+func (c *Config) Validate() error {
+	var v validator
+	v.hostPort("server.grpc.listen", c.Server.GRPC.Listen)
+	v.hostPort("server.http.listen", c.Server.HTTP.Listen)
+	v.tls("server.grpc.tls", c.Server.GRPC.TLS)
+	v.tls("server.http.tls", c.Server.HTTP.TLS)
+	if c.Server.GRPC.MaxRecvBytes < 64<<10 {
+		v.add("server.grpc.max_recv_bytes", "must be at least 65536")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Decisions {
+	case "all", "non_allow", "none":
+	default:
+		v.add("log.decisions", "must be all, non_allow or none, not %q", c.Log.Decisions)
+	}
+	if len(c.Networks) == 0 {
+		v.add("networks", "at least one network is required")
+	}
+	for _, name := range sortedKeys(c.Networks) {
+		n := c.Networks[name]
+		p := "networks." + name
+		if !validName(name) {
+			v.add(p, "network names use only letters, digits, '_', '-' and '.'")
+		}
+		if len(n.CIDRs) == 0 && len(n.Files) == 0 {
+			v.add(p, "has no cidrs and no files")
+		}
+		for i, s := range n.CIDRs {
+			if _, err := parsePrefix(s); err != nil {
+				v.add(fmt.Sprintf("%s[%d]", p, i), "%v", err)
+			}
+		}
+		for i, f := range n.Files {
+			if _, err := os.Stat(c.Resolve(f)); err != nil {
+				v.add(fmt.Sprintf("%s.files[%d]", p, i), "%v", err)
+			}
+		}
+	}
+	for i, s := range c.ClientIP.TrustedProxies {
+		if _, err := parsePrefix(s); err != nil {
+			v.add(fmt.Sprintf("client_ip.trusted_proxies[%d]", i), "%v", err)
+		}
+	}
+	if c.ClientIP.TrustedHops < 0 || c.ClientIP.TrustedHops > 16 {
+		v.add("client_ip.trusted_hops", "must be between 0 and 16")
+	}
+	id := c.Identity
+	if id.Header.Name != "" && len(id.Header.TrustedPeers) == 0 {
+		v.add("identity.header.trusted_peers", "required when identity.header.name is set: the header is only believed from these peers")
+	}
+	for i, s := range id.Header.TrustedPeers {
+		if _, err := parsePrefix(s); err != nil {
+			v.add(fmt.Sprintf("identity.header.trusted_peers[%d]", i), "%v", err)
+		}
+	}
+	if id.JWT.JWKSFile != "" && id.JWT.JWKSURL != "" {
+		v.add("identity.jwt", "set jwks_file or jwks_url, not both")
+	}
+	if id.JWT.JWKSURL != "" {
+		if u, err := url.Parse(id.JWT.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			v.add("identity.jwt.jwks_url", "must be an absolute http(s) URL")
+		}
+	}
+	if id.JWT.JWKSFile != "" {
+		if _, err := os.Stat(c.Resolve(id.JWT.JWKSFile)); err != nil {
+			v.add("identity.jwt.jwks_file", "%v", err)
+		}
+	}
+	for i, a := range id.JWT.Algorithms {
+		switch a {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		default:
+			v.add(fmt.Sprintf("identity.jwt.algorithms[%d]", i), "unsupported algorithm %q (HMAC and none are not accepted for identity tokens)", a)
+		}
+	}
+	if id.JWT.Enabled() && id.JWT.Issuer == "" {
+		v.add("identity.jwt.issuer", "required when a JWKS is configured")
+	}
+	if !id.JWTAuthn.On() && id.Header.Name == "" && !id.JWT.Enabled() {
+		v.add("identity", "no identity source is enabled")
+	}
+	if id.LoginURL != "" {
+		if u, err := url.Parse(id.LoginURL); err != nil || u.Scheme == "" || u.Host == "" {
+			v.add("identity.login_url", "must be an absolute URL")
+		}
+	}
+	if p := c.MFA.Prefix; !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || len(p) < 3 || strings.ContainsAny(p, "?#% ") {
+		v.add("mfa.prefix", "must start and end with '/', e.g. /.stepup/")
+	}
+	for _, h := range []struct{ path, val string }{
+		{"upstream.user_header", c.Upstream.UserHeader},
+		{"upstream.email_header", c.Upstream.EmailHeader},
+		{"upstream.mfa_header", c.Upstream.MFAHeader},
+		{"upstream.network_header", c.Upstream.NetworkHeader},
+		{"upstream.claim_prefix", c.Upstream.ClaimPrefix},
+	} {
+		if !validHeaderName(h.val) {
+			v.add(h.path, "%q is not a valid header name", h.val)
+		}
+	}
+	for i, n := range c.Policy.MFAExemptNetworks {
+		if _, ok := c.Networks[n]; !ok {
+			v.add(fmt.Sprintf("policy.mfa_exempt_networks[%d]", i), "unknown network %q", n)
+		}
+	}
+	switch c.Policy.Provider {
+	case "any", "google-authenticator", "none":
+	default:
+		v.add("policy.provider", "must be any, google-authenticator or none")
+	}
+	for i, r := range c.Rules.List {
+		p := fmt.Sprintf("rules.list[%d]", i)
+		if (r.File == "") == (r.Builtin == "") {
+			v.add(p, "set exactly one of file and builtin")
+		}
+		if r.File != "" {
+			if _, err := os.Stat(c.Resolve(r.File)); err != nil {
+				v.add(p+".file", "%v", err)
+			}
+		}
+	}
+	for _, k := range sortedKeys(c.Rules.Configuration) {
+		c.Rules.Configuration[k].check(&v, "rules.configuration."+k)
+	}
+	if c.Rules.RuleTimeout <= 0 || c.Rules.PipelineTimeout <= 0 {
+		v.add("rules", "rule_timeout and pipeline_timeout must be positive")
+	}
+	if c.Rules.RuleTimeout > c.Rules.PipelineTimeout {
+		v.add("rules.rule_timeout", "must not exceed pipeline_timeout")
+	}
+	s := c.Sessions
+	for i, k := range s.Keys {
+		p := fmt.Sprintf("sessions.keys[%d]", i)
+		if k.ID == "" {
+			v.add(p+".id", "required")
+		}
+		k.Secret.check(&v, p+".secret")
+	}
+	for i, k := range s.EncryptionKeys {
+		p := fmt.Sprintf("sessions.encryption_keys[%d]", i)
+		if k.ID == "" {
+			v.add(p+".id", "required")
+		}
+		k.Secret.check(&v, p+".secret")
+	}
+	if !validName(s.CookiePrefix) {
+		v.add("sessions.cookie_prefix", "letters, digits, '_', '-' and '.' only")
+	}
+	for _, d := range []struct {
+		path string
+		val  Duration
+		min  time.Duration
+	}{
+		{"sessions.mfa_session_ttl", s.MFASessionTTL, time.Minute},
+		{"sessions.remember_ttl", s.RememberTTL, time.Minute},
+		{"sessions.state_ttl", s.StateTTL, 10 * time.Second},
+	} {
+		if time.Duration(d.val) < d.min {
+			v.add(d.path, "must be at least %s", d.min)
+		}
+	}
+	if s.StateTTL > Duration(72*time.Hour) {
+		v.add("sessions.state_ttl", "must not exceed 72h (Auth0's limit for redirect state)")
+	}
+	if s.MFASessionIdle < 0 || s.RememberIdle < 0 {
+		v.add("sessions", "idle timeouts must not be negative")
+	}
+	switch s.Store.Type {
+	case "bolt", "memory":
+	case "redis":
+		if len(s.Store.Redis.Addrs) == 0 {
+			v.add("sessions.store.redis.addrs", "at least one address is required")
+		}
+		for i, a := range s.Store.Redis.Addrs {
+			v.hostPort(fmt.Sprintf("sessions.store.redis.addrs[%d]", i), a)
+		}
+		s.Store.Redis.Password.check(&v, "sessions.store.redis.password")
+	default:
+		v.add("sessions.store.type", "must be bolt, redis or memory, not %q", s.Store.Type)
+	}
+	if c.Limits.MaxHeaderBytes < 1024 || c.Limits.MaxHeadersBytes < c.Limits.MaxHeaderBytes || c.Limits.MaxPathBytes < 256 {
+		v.add("limits", "max_header_bytes ≥ 1024, max_headers_bytes ≥ max_header_bytes, max_path_bytes ≥ 256")
+	}
+	return v.err()
+}
+
+// TrustedProxyPrefixes returns the parsed trusted proxies (Validate has
+// checked them).
+func (c *Config) TrustedProxyPrefixes() []netip.Prefix {
+	return mustPrefixes(c.ClientIP.TrustedProxies)
+}
+
+// HeaderTrustedPeers returns the parsed identity.header.trusted_peers.
+func (c *Config) HeaderTrustedPeers() []netip.Prefix {
+	return mustPrefixes(c.Identity.Header.TrustedPeers)
+}
+
+func mustPrefixes(ss []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// NetworkCIDRs returns every network's CIDR strings, inline ones first and
+// then those read from its files.
+func (c *Config) NetworkCIDRs() (map[string][]string, error) {
+	out := make(map[string][]string, len(c.Networks))
+	var errs []error
+	for name, n := range c.Networks {
+		list := append([]string(nil), n.CIDRs...)
+		for _, f := range n.Files {
+			lines, err := readCIDRFile(c.Resolve(f))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("networks.%s: %w", name, err))
+				continue
+			}
+			list = append(list, lines...)
+		}
+		out[name] = list
+	}
+	return out, errors.Join(errs...)
+}
+
+func readCIDRFile(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, line := range strings.Split(string(data), "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if _, err := parsePrefix(line); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		out = append(out, line)
+	}
+	return out, nil
+}
+
+// parsePrefix accepts a CIDR or a bare address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("invalid CIDR %q", s)
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("invalid CIDR or address %q", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderName(s string) bool {
+	if s == "" || s != strings.ToLower(s) {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

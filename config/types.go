@@ -1,0 +1,137 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Duration is a time.Duration written as a Go duration string ("500ms",
+// "12h") in YAML.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(v *yaml.Node) error {
+	if v.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: duration must be a string like \"500ms\" or \"12h\"", v.Line)
+	}
+	parsed, err := time.ParseDuration(v.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (use Go durations like \"500ms\", \"12h\")", v.Line, v.Value)
+	}
+	if parsed < 0 {
+		return fmt.Errorf("line %d: duration %q is negative", v.Line, v.Value)
+	}
+	*d = Duration(parsed)
+	return nil
+}
+
+// MarshalYAML writes the duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Secret is a value that should not be written into the file itself. In
+// YAML it is a plain string (for non-secret values and tests), {env: NAME}
+// (read from an environment variable) or {file: PATH} (read from a file,
+// trailing newline removed).
+type Secret struct {
+	Value string `yaml:"value"`
+	Env   string `yaml:"env"`
+	File  string `yaml:"file"`
+}
+
+// UnmarshalYAML accepts a plain string or {env|file|value}.
+func (s *Secret) UnmarshalYAML(v *yaml.Node) error {
+	if v.Kind == yaml.ScalarNode {
+		s.Value = v.Value
+		return nil
+	}
+	type plain Secret
+	var p plain
+	if err := decodeStrictNode(v, &p); err != nil {
+		return err
+	}
+	*s = Secret(p)
+	return nil
+}
+
+// IsZero reports whether nothing is set.
+func (s Secret) IsZero() bool { return s.Value == "" && s.Env == "" && s.File == "" }
+
+// Resolve returns the secret's value. base resolves relative file paths.
+func (s Secret) Resolve(c *Config) (string, error) {
+	switch {
+	case s.Env != "":
+		v, ok := os.LookupEnv(s.Env)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set", s.Env)
+		}
+		return v, nil
+	case s.File != "":
+		b, err := os.ReadFile(c.Resolve(s.File))
+		if err != nil {
+			return "", fmt.Errorf("read secret file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	default:
+		return s.Value, nil
+	}
+}
+
+func (s Secret) check(v *validator, path string) {
+	n := 0
+	for _, x := range []string{s.Value, s.Env, s.File} {
+		if x != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		v.add(path, "set one of a value, env or file")
+	}
+	if s.Env != "" {
+		if _, ok := os.LookupEnv(s.Env); !ok {
+			v.add(path, "environment variable %s is not set", s.Env)
+		}
+	}
+}
+
+// validator collects problems with their paths.
+type validator struct{ errs []error }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) err() error { return errors.Join(v.errs...) }
+
+func (v *validator) hostPort(path, s string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.add(path, "must be host:port: %v", err)
+		return
+	}
+	_ = host
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add(path, "invalid port %q", port)
+	}
+}
+
+func (v *validator) tls(path string, t TLS) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.add(path, "cert_file and key_file go together")
+	}
+	if t.ClientCAFile != "" && t.CertFile == "" {
+		v.add(path+".client_ca_file", "needs cert_file and key_file")
+	}
+}

@@ -1,0 +1,45 @@
+package extauthz
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the check counters and histograms. Labels are fixed, small
+// sets (mode, decision, reason): never a user, an IP or a path.
+type Metrics struct {
+	decisions *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	errors    *prometheus.CounterVec
+}
+
+// NewMetrics registers the check metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_check_requests_total",
+			Help: "Checks answered, by protocol, decision and reason.",
+		}, []string{"mode", "decision", "reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stepup_check_duration_seconds",
+			Help:    "Time to decide a check, inside stepup.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"mode"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_check_errors_total",
+			Help: "Checks that failed closed, by cause (bad_request, internal, store_unavailable, rule_error, deadline).",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.decisions, m.duration, m.errors)
+	return m
+}
+
+func (m *Metrics) observe(mode Mode, d *Decision, elapsed time.Duration) {
+	m.decisions.WithLabelValues(string(mode), d.Kind.String(), d.Reason).Inc()
+	m.duration.WithLabelValues(string(mode)).Observe(elapsed.Seconds())
+	switch d.Reason {
+	case "bad_request", "internal", "store_unavailable", "rule_error", "rule_timeout", "rule_exception", "deadline":
+		m.errors.WithLabelValues(d.Reason).Inc()
+	}
+}

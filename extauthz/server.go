@@ -1,0 +1,246 @@
+// Package extauthz is stepup's Envoy contract: it turns an ext_authz
+// CheckRequest (gRPC), an Envoy HTTP-mode check or a forward-auth request
+// (Caddy, nginx) into a normalized [Request], decides allow, deny or
+// step-up, and maps the decision back onto the protocol.
+//
+// # The contract with Envoy (ENVOY.md)
+//
+//   - A decision is never a gRPC error: deny and step-up are successful
+//     RPCs with a non-zero status and a denied_response (§1 items 1–2).
+//   - Every response sets its status explicitly; an internal fault denies
+//     with 503, so the outcome never depends on failure_mode_allow (§4.7).
+//   - The client IP is derived from x-envoy-external-address or the
+//     x-forwarded-for chain walked through trusted proxies, never from the
+//     left-most entry (§3.2).
+//   - Upstream identity headers overwrite client copies
+//     (OVERWRITE_IF_EXISTS_OR_ADD) and stepup's own cookies never reach the
+//     application (§4.6).
+//
+// The decision logic ([Server.decide]) is plain Go with no protos in it.
+package extauthz
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
+
+	"github.com/stepup-dev/stepup/cidr"
+)
+
+// Options configure a Server. Zero values get the defaults documented on
+// each field.
+type Options struct {
+	// Networks is the current network set (required).
+	Networks *cidr.Matcher
+	// Policy decides what requests need (required).
+	Policy Policy
+	// Sessions checks cookies and issues step-up state. Nil: no sessions
+	// (every MFA requirement steps up, with no state).
+	Sessions Sessions
+	Identity IdentityOptions
+	// JWTNamespace and JWTKey locate jwt_authn's payload in
+	// metadata_context (defaults envoy.filters.http.jwt_authn, jwt_payload).
+	JWTNamespace string
+	JWTKey       string
+	// TrustEnvoyExternalAddress: believe x-envoy-external-address in gRPC
+	// and Envoy HTTP mode.
+	TrustEnvoyExternalAddress bool
+	TrustedProxies            []netip.Prefix
+	TrustedHops               int
+	// ClientHosts maps hosts to client ids; DefaultClient is the fallback.
+	ClientHosts   map[string]string
+	DefaultClient string
+	// Prefix is the MFA step's reserved path prefix (default /.stepup/).
+	Prefix string
+	// LoginURL receives browsers without identity ("{url}" = return URL).
+	LoginURL string
+	// Header names for the upstream (defaults x-stepup-user, -email, -mfa,
+	// -network; claim prefix x-stepup-claim-).
+	UserHeader, EmailHeader, MFAHeader, NetworkHeader, ClaimPrefix string
+	RemoveHeaders                                                  []string
+	Limits                                                         Limits
+	// LogDecisions: "all", "non_allow" (default) or "none".
+	LogDecisions string
+	Logger       *slog.Logger
+	Metrics      *Metrics
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Server answers checks. It is safe for concurrent use.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+
+	nets     *cidr.Matcher
+	policy   Policy
+	sessions Sessions
+	ident    *identifier
+	clientIP clientIPResolver
+	clients  struct {
+		hosts map[string]string
+		def   string
+	}
+	jwtNamespace, jwtKey string
+	prefix               string
+	loginURL             string
+	headers              struct {
+		user, email, mfa, network, claimPrefix string
+		remove                                 []string
+	}
+	limits  Limits
+	logAll  bool
+	logNone bool
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// New builds a Server.
+func New(o Options) (*Server, error) {
+	if o.Networks == nil || o.Networks.Load() == nil {
+		return nil, fmt.Errorf("extauthz: networks are required")
+	}
+	if o.Policy == nil {
+		return nil, fmt.Errorf("extauthz: a policy is required")
+	}
+	s := &Server{nets: o.Networks, policy: o.Policy, sessions: o.Sessions}
+	s.log = o.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	s.metrics = o.Metrics
+	s.now = o.Now
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if o.Identity.Now == nil {
+		o.Identity.Now = s.now
+	}
+	s.ident = newIdentifier(o.Identity)
+	s.clientIP = clientIPResolver{trustEnvoyHeader: o.TrustEnvoyExternalAddress, trusted: o.TrustedProxies, hops: o.TrustedHops}
+	s.clients.hosts = make(map[string]string, len(o.ClientHosts))
+	for h, c := range o.ClientHosts {
+		s.clients.hosts[strings.ToLower(h)] = c
+	}
+	s.clients.def = def(o.DefaultClient, "default")
+	s.jwtNamespace = def(o.JWTNamespace, "envoy.filters.http.jwt_authn")
+	s.jwtKey = def(o.JWTKey, "jwt_payload")
+	s.prefix = def(o.Prefix, "/.stepup/")
+	s.loginURL = o.LoginURL
+	s.headers.user = def(o.UserHeader, "x-stepup-user")
+	s.headers.email = def(o.EmailHeader, "x-stepup-email")
+	s.headers.mfa = def(o.MFAHeader, "x-stepup-mfa")
+	s.headers.network = def(o.NetworkHeader, "x-stepup-network")
+	s.headers.claimPrefix = def(o.ClaimPrefix, "x-stepup-claim-")
+	s.headers.remove = o.RemoveHeaders
+	s.limits = o.Limits
+	if s.limits.MaxHeaderBytes == 0 {
+		s.limits.MaxHeaderBytes = 16 << 10
+	}
+	if s.limits.MaxHeadersBytes == 0 {
+		s.limits.MaxHeadersBytes = 64 << 10
+	}
+	if s.limits.MaxPathBytes == 0 {
+		s.limits.MaxPathBytes = 8 << 10
+	}
+	switch o.LogDecisions {
+	case "all":
+		s.logAll = true
+	case "none":
+		s.logNone = true
+	}
+	return s, nil
+}
+
+func def(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// Register adds the Authorization service to a gRPC server.
+func (s *Server) Register(g grpc.ServiceRegistrar) { authv3.RegisterAuthorizationServer(g, s) }
+
+// NewKeyfunc adapts a golang-jwt Keyfunc for IdentityOptions (re-exported
+// so callers need not import jwt for the type).
+type Keyfunc = jwt.Keyfunc
+
+// Check implements envoy.service.auth.v3.Authorization/Check. It always
+// returns a response with an explicit status; it returns a gRPC error only
+// when the call's own context is already over (Envoy has given up).
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+	start := s.now()
+	var r Request
+	var d Decision
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("check panicked: failing closed", "panic", fmt.Sprint(p), "request_id", r.ID)
+			d = Decision{Kind: Deny, Status: 503, Reason: "internal", Message: "internal error"}
+			resp, err = toCheckResponse(&d), nil
+		}
+		s.observe(ctx, ModeGRPC, &r, &d, start)
+	}()
+	if err := ctx.Err(); err != nil {
+		// The deadline passed before we started: nobody is waiting, and
+		// the status tells grpc-go's caller what happened.
+		d = Decision{Kind: Deny, Status: 504, Reason: "deadline", Message: "deadline exceeded"}
+		return toCheckResponse(&d), nil
+	}
+	if e := s.fromCheckRequest(req, &r); e != nil {
+		d = badRequestDecision(e)
+	} else {
+		d = s.decide(ctx, &r)
+	}
+	return toCheckResponse(&d), nil
+}
+
+func badRequestDecision(err error) Decision {
+	return Decision{Kind: Deny, Status: 400, Reason: "bad_request", Message: err.Error()}
+}
+
+// observe records metrics and the decision log line.
+func (s *Server) observe(ctx context.Context, mode Mode, r *Request, d *Decision, start time.Time) {
+	elapsed := s.now().Sub(start)
+	if s.metrics != nil {
+		s.metrics.observe(mode, d, elapsed)
+	}
+	if s.logNone || (d.Kind == Allow && !s.logAll) {
+		return
+	}
+	level := slog.LevelInfo
+	if d.Reason == "internal" || d.Reason == "store_unavailable" {
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.String("mode", string(mode)),
+		slog.String("decision", d.Kind.String()),
+		slog.String("reason", d.Reason),
+		slog.Int("status", d.Status),
+		slog.String("request_id", r.ID),
+		slog.String("stream_id", r.StreamID),
+		slog.String("client_id", r.ClientID),
+		slog.String("user", d.User),
+		slog.Duration("latency", elapsed),
+	}
+	if r.ClientIP.IsValid() {
+		attrs = append(attrs, slog.String("client_ip", r.ClientIP.String()))
+	}
+	if d.Rule != "" {
+		attrs = append(attrs, slog.String("rule", d.Rule))
+	}
+	if d.Kind == Deny && d.Message != "" {
+		attrs = append(attrs, slog.String("message", d.Message))
+	}
+	s.log.LogAttrs(context.WithoutCancel(ctx), level, "check", attrs...)
+}
