@@ -1,0 +1,187 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	if got := c.Server.GRPC.Listen; got != "127.0.0.1:9191" {
+		t.Errorf("grpc listen = %q", got)
+	}
+	if got := c.Server.HTTP.Listen; got != "127.0.0.1:9192" {
+		t.Errorf("http listen = %q", got)
+	}
+	want := []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"}
+	if diff := cmp.Diff(want, c.Networks["corporate"].CIDRs); diff != "" {
+		t.Errorf("corporate (-want +got):\n%s", diff)
+	}
+	if c.Identity.JWTAuthn.Namespace != "envoy.filters.http.jwt_authn" || c.Identity.JWTAuthn.Key != "jwt_payload" || !c.Identity.JWTAuthn.On() {
+		t.Errorf("identity = %+v", c.Identity.JWTAuthn)
+	}
+	if c.MFA.Prefix != "/.stepup/" {
+		t.Errorf("prefix = %q", c.MFA.Prefix)
+	}
+	if c.Development {
+		t.Error("the default must not be in development mode (cookies would not be Secure)")
+	}
+	if c.Sessions.RememberTTL.D() != 30*24*time.Hour {
+		t.Errorf("remember ttl = %v", c.Sessions.RememberTTL)
+	}
+}
+
+func TestParseStrict(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		wantErr    string // substring; "" = must succeed
+	}{
+		{"unknown top-level key", "netwroks: {}\n", "field netwroks not found"},
+		{"unknown nested key", "server:\n  grpc:\n    listn: 1.2.3.4:5\n", "field listn not found"},
+		{"unknown key in network object", "networks:\n  corp:\n    cidr: [10.0.0.0/8]\n", "field cidr not found"},
+		{"bad duration", "server:\n  shutdown_timeout: ten\n", "invalid duration"},
+		{"negative duration", "server:\n  shutdown_timeout: -1s\n", "negative"},
+		{"two documents", "log: {level: info}\n---\nlog: {level: debug}\n", "more than one YAML document"},
+		{"network as a list", "networks:\n  corp: [10.0.0.0/8]\n", ""},
+		{"network as an object", "networks:\n  corp:\n    cidrs: [10.0.0.0/8]\n", ""},
+		{"secret as env", "sessions:\n  keys:\n    - id: a\n      secret: {env: X}\n", ""},
+		{"secret unknown key", "sessions:\n  keys:\n    - id: a\n      secret: {enve: X}\n", "field enve not found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Parse error = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	y := `
+server:
+  grpc:
+    listen: nonsense
+networks:
+  corporate: [10.0.0.0/8, 300.1.1.1/8, banana]
+  "bad name!": [10.0.0.0/8]
+client_ip:
+  trusted_proxies: [nope]
+identity:
+  header:
+    name: x-user
+  login_url: /relative
+mfa:
+  prefix: stepup
+policy:
+  mfa_exempt_networks: [office]
+sessions:
+  store:
+    type: postgres
+  state_ttl: 100h
+`
+	c, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a broken configuration")
+	}
+	for _, want := range []string{
+		"server.grpc.listen:",
+		"networks.corporate[1]:",
+		"networks.corporate[2]:",
+		"networks.bad name!:",
+		"client_ip.trusted_proxies[0]:",
+		"identity.header.trusted_peers:",
+		"identity.login_url:",
+		"mfa.prefix:",
+		`policy.mfa_exempt_networks[0]: unknown network "office"`,
+		"sessions.store.type:",
+		"sessions.state_ttl:",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("validation errors lack %q; got:\n%v", want, err)
+		}
+	}
+}
+
+func TestNetworkFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "corp.txt"), []byte("# offices\n10.0.0.0/8\n\n192.0.2.1 # a bare address\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "stepup.yaml")
+	if err := os.WriteFile(cfgPath, []byte("networks:\n  corporate:\n    cidrs: [172.16.0.0/12]\n    files: [corp.txt]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.NetworkCIDRs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"corporate": {"172.16.0.0/12", "10.0.0.0/8", "192.0.2.1"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "corp.txt"), []byte("10.0.0.0/8\nnot-a-cidr\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NetworkCIDRs(); err == nil || !strings.Contains(err.Error(), "corp.txt:2") {
+		t.Errorf("bad file line: err = %v, want the file and line number", err)
+	}
+}
+
+func TestSecretResolve(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "s")
+	if err := os.WriteFile(f, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STEPUP_TEST_SECRET", "from-env")
+	c := &Config{}
+	for _, tc := range []struct {
+		s    Secret
+		want string
+	}{
+		{Secret{Value: "lit"}, "lit"},
+		{Secret{Env: "STEPUP_TEST_SECRET"}, "from-env"},
+		{Secret{File: f}, "from-file"},
+	} {
+		got, err := tc.s.Resolve(c)
+		if err != nil || got != tc.want {
+			t.Errorf("Resolve(%+v) = %q, %v; want %q", tc.s, got, err, tc.want)
+		}
+	}
+	if _, err := (Secret{Env: "STEPUP_TEST_UNSET_VARIABLE"}).Resolve(c); err == nil {
+		t.Error("an unset environment variable resolved")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(DefaultYAML())
+	f.Add([]byte("networks:\n  corp: [10.0.0.0/8]\n"))
+	f.Add([]byte("server: {grpc: {listen: ':0'}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			return
+		}
+		_ = c.Validate() // must not panic
+	})
+}
