@@ -73,6 +73,8 @@ type Decision struct {
 	User    string
 	Method  string
 	Network string
+	// ID correlates the decision with Envoy's access log (x-request-id).
+	ID string
 }
 
 // HeaderKV is one header.

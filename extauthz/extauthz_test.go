@@ -87,7 +87,9 @@ func withHeader(k, v string) reqOpt {
 func withoutHeader(k string) reqOpt {
 	return func(r *authv3.CheckRequest) { delete(r.Attributes.Request.Http.Headers, k) }
 }
-func withoutIdentity() reqOpt { return func(r *authv3.CheckRequest) { r.Attributes.MetadataContext = nil } }
+func withoutIdentity() reqOpt {
+	return func(r *authv3.CheckRequest) { r.Attributes.MetadataContext = nil }
+}
 
 // bufconnClient serves s over an in-memory gRPC transport.
 func bufconnClient(t *testing.T, s *Server) authv3.AuthorizationClient {
@@ -122,7 +124,7 @@ func TestCheckDecisions(t *testing.T) {
 	type want struct {
 		code     codes.Code
 		status   int    // denied status; 0 for OK
-		reason   string // dynamic metadata stepup_reason
+		reason   string // dynamic metadata reason
 		location string // prefix of location, for 302s
 	}
 	tests := []struct {
@@ -166,6 +168,12 @@ func TestCheckDecisions(t *testing.T) {
 			r.Attributes.Request.Http.Host = ""
 			delete(r.Attributes.Request.Http.Headers, ":authority")
 		}), want{codes.PermissionDenied, 400, "bad_request", ""}},
+		{"dot segments cannot reach the app through the MFA prefix", checkReq("203.0.113.7", func(r *authv3.CheckRequest) { r.Attributes.Request.Http.Path = "/.stepup/../payroll/report" }), want{codes.PermissionDenied, 400, "bad_request", ""}},
+		{"encoded dot segments", checkReq("203.0.113.7", func(r *authv3.CheckRequest) { r.Attributes.Request.Http.Path = "/.stepup/%2e%2E/payroll" }), want{codes.PermissionDenied, 400, "bad_request", ""}},
+		{"encoded slash and dots", checkReq("203.0.113.7", func(r *authv3.CheckRequest) { r.Attributes.Request.Http.Path = "/.stepup/x%2f..%2f..%2fpayroll" }), want{codes.PermissionDenied, 400, "bad_request", ""}},
+		{"backslash dots", checkReq("203.0.113.7", func(r *authv3.CheckRequest) { r.Attributes.Request.Http.Path = "/.stepup\\..\\payroll" }), want{codes.PermissionDenied, 400, "bad_request", ""}},
+		{"brackets in a DNS name", checkReq("192.168.1.140", func(r *authv3.CheckRequest) { r.Attributes.Request.Http.Host = "app.c[rp]ample" }), want{codes.PermissionDenied, 400, "bad_request", ""}},
+		{"IPv6 literal host with port", checkReq("192.168.1.140", func(r *authv3.CheckRequest) { r.Attributes.Request.Http.Host = "[2001:db8::1]:8443" }), want{codes.OK, 0, "network", ""}},
 		{"relative path", checkReq("192.168.1.140", func(r *authv3.CheckRequest) { r.Attributes.Request.Http.Path = "payroll" }), want{codes.PermissionDenied, 400, "bad_request", ""}},
 		{"jwt payload without sub", checkReq("192.168.1.140", func(r *authv3.CheckRequest) {
 			p, _ := structpb.NewStruct(map[string]any{"email": "x@y"})
@@ -183,7 +191,7 @@ func TestCheckDecisions(t *testing.T) {
 			}
 			got := want{
 				code:   codes.Code(resp.GetStatus().GetCode()),
-				reason: resp.GetDynamicMetadata().GetFields()["stepup_reason"].GetStringValue(),
+				reason: resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue(),
 			}
 			if dr := resp.GetDeniedResponse(); dr != nil {
 				got.status = int(dr.GetStatus().GetCode())
@@ -291,6 +299,27 @@ func TestCookie(t *testing.T) {
 		got, ok := findCookie(tc.header, tc.name)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("findCookie(%q, %q) = %q, %v; want %q, %v", tc.header, tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestHasDotSegment(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/":              false,
+		"/a/b.c/..d":     false,
+		"/.stepup/mfa":   false,
+		"/.well-known/x": false,
+		"/a/./b":         true,
+		"/a/..":          true,
+		"/a/%2E%2e/b":    true,
+		"/a%2f..%2fb":    true,
+		"/a\\..\\b":      true,
+		"/a/%zz":         true,
+		"/a/%2e":         true,
+		"/a/...":         false,
+	} {
+		if got := hasDotSegment(p); got != want {
+			t.Errorf("hasDotSegment(%q) = %v, want %v", p, got, want)
 		}
 	}
 }

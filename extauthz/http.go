@@ -118,9 +118,11 @@ func (s *Server) fromHTTP(hr *http.Request, mode Mode, method, target, scheme, h
 		// the proxy's own (often corporate) address.
 		return badRequest("check from proxy %s carries no X-Forwarded-For", peer)
 	}
-	if cid := headers["x-stepup-client-id"]; cid != "" && s.clientIP.isTrusted(peer) {
+	if cid := headers["x-stepup-client-id"]; cid != "" && mode == ModeEnvoyHTTP && s.clientIP.isTrusted(peer) {
 		// Envoy's http_service has no context_extensions; a route can add
-		// this header instead (envoy/envoy-http.yaml).
+		// this header instead (envoy/envoy-http.yaml). Envoy forwards only
+		// allowed_headers plus headers_to_add, so the client cannot set
+		// it. Forward-auth proxies copy every client header: never there.
 		r.ContextExtensions = map[string]string{"client_id": cid}
 	}
 	return s.finish(r, trustEnvoy)

@@ -42,6 +42,7 @@ func TestHTTPModes(t *testing.T) {
 		{"nginx: redirects become 401 with a header", "GET", "/forward-auth/nginx", map[string]string{"X-Forwarded-For": "203.0.113.7", "X-Original-Uri": "/a", "X-Forwarded-Host": "app.example", "X-Original-Method": "GET", "X-User": "alice", "Accept": "text/html"}, result{401, "", ""}},
 		{"envoy http mode corporate", "POST", "/authz/payroll?x=1", map[string]string{"X-Envoy-External-Address": "10.1.2.3", "X-User": "alice"}, result{200, "", "alice"}},
 		{"envoy http mode extranet", "GET", "/authz/payroll?x=1", map[string]string{"X-Envoy-External-Address": "203.0.113.7", "X-User": "alice", "Accept": "text/html"}, result{302, "https://app.example/.stepup/mfa", ""}},
+		{"forward-auth ignores a client's x-stepup-client-id", "GET", "/forward-auth", map[string]string{"X-Stepup-Client-Id": "other", "X-Forwarded-For": "10.1.2.3", "X-Forwarded-Uri": "/", "X-Forwarded-Host": "app.example", "X-Forwarded-Method": "GET", "X-User": "alice"}, result{200, "", "alice"}},
 		{"envoy http mode bad path", "GET", "/authzfoo", map[string]string{"X-Envoy-External-Address": "10.1.2.3", "X-User": "alice"}, result{404, "", ""}},
 	}
 	for _, tc := range tests {
@@ -135,4 +136,43 @@ func FuzzClientIP(f *testing.F) {
 			t.Fatalf("untrusted peer %v, but client resolved to %v from XFF %q", a, got, xff)
 		}
 	})
+}
+
+type clientPolicy struct{ deny string }
+
+func (p clientPolicy) Evaluate(_ context.Context, in *PolicyInput) PolicyResult {
+	if in.Req.ClientID == p.deny {
+		return PolicyResult{Err: &PolicyError{Status: 403, Reason: "rule_denied", Message: "client " + p.deny}}
+	}
+	return PolicyResult{}
+}
+
+// TestClientIDHeader: only Envoy's HTTP mode may name the client with
+// x-stepup-client-id; forward-auth proxies copy client headers verbatim.
+func TestClientIDHeader(t *testing.T) {
+	s := newTestServer(t, func(o *Options) {
+		headerIdentity(o)
+		o.Policy = clientPolicy{deny: "chosen-by-header"}
+		o.ClientHosts = map[string]string{"app.example": "payroll"}
+	})
+	mux := http.NewServeMux()
+	s.RegisterHTTP(mux)
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{
+		{"/forward-auth", 200}, // header ignored: client is payroll
+		{"/authz/x", 403},      // Envoy HTTP mode: header believed
+	} {
+		req := httptest.NewRequest("GET", "http://app.example"+tc.target, nil)
+		req.RemoteAddr = "127.0.0.1:4000"
+		for k, v := range map[string]string{"X-Stepup-Client-Id": "chosen-by-header", "X-Forwarded-For": "10.1.2.3", "X-Forwarded-Uri": "/", "X-Forwarded-Host": "app.example", "X-Forwarded-Method": "GET", "X-User": "alice"} {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s: status %d, want %d (%s)", tc.target, rec.Code, tc.want, rec.Body)
+		}
+	}
 }

@@ -251,6 +251,9 @@ func (r *Request) setTarget(path string) error {
 			return badRequest("path contains a control character or space")
 		}
 	}
+	if hasDotSegment(r.Path) {
+		return badRequest("path has a '.' or '..' segment (normalize paths at the proxy: normalize_path, merge_slashes)")
+	}
 	return nil
 }
 
@@ -261,17 +264,82 @@ func (r *Request) Query() url.Values {
 	return q
 }
 
+// validHost accepts a DNS name or IPv4 address with an optional port, or
+// a bracketed IPv6 literal with an optional port.
 func validHost(h string) bool {
-	if len(h) > 255 {
+	if h == "" || len(h) > 255 {
 		return false
 	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
+	host, port := h, ""
+	if h[0] == '[' {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		if _, err := netip.ParseAddr(h[1:end]); err != nil {
+			return false
+		}
+		rest := h[end+1:]
+		if rest == "" {
+			return true
+		}
+		if rest[0] != ':' {
+			return false
+		}
+		return validPort(rest[1:])
+	}
+	if i := strings.IndexByte(h, ':'); i >= 0 {
+		host, port = h[:i], h[i+1:]
+		if !validPort(port) {
+			return false
+		}
+	}
+	if host == "" {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
 			return false
 		}
 	}
 	return true
+}
+
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// hasDotSegment reports whether a path, percent-decoded, has a "." or ".."
+// segment, splitting on '/' and '\' (some applications treat a backslash
+// or an encoded slash as a separator). Such a path could name one thing to
+// stepup's prefix check and another to the application, so it is refused.
+func hasDotSegment(p string) bool {
+	if strings.IndexByte(p, '%') >= 0 {
+		if d, err := url.PathUnescape(p); err == nil {
+			p = d
+		} else {
+			return true // malformed escapes: refuse rather than guess
+		}
+	}
+	seg := 0
+	for i := 0; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' || p[i] == '\\' {
+			if s := p[seg:i]; s == "." || s == ".." {
+				return true
+			}
+			seg = i + 1
+		}
+	}
+	return false
 }
 
 func stripPort(hp string) string {

@@ -132,13 +132,18 @@ func jsonBody(d *Decision) string {
 
 // decisionMetadata is copied by Envoy into the stream's dynamic metadata
 // under envoy.filters.http.ext_authz, for access logs (ENVOY.md §4.5).
+//
+// Keys: decision, reason, rule (when a rule decided) and decision_id (the
+// request's x-request-id, which also tags stepup's own log line).
 func decisionMetadata(d *Decision) *structpb.Struct {
-	f := map[string]*structpb.Value{
-		"stepup_decision": structpb.NewStringValue(d.Kind.String()),
-		"stepup_reason":   structpb.NewStringValue(d.Reason),
-	}
+	f := make(map[string]*structpb.Value, 4)
+	f["decision"] = structpb.NewStringValue(d.Kind.String())
+	f["reason"] = structpb.NewStringValue(d.Reason)
 	if d.Rule != "" {
-		f["stepup_rule"] = structpb.NewStringValue(d.Rule)
+		f["rule"] = structpb.NewStringValue(d.Rule)
+	}
+	if d.ID != "" {
+		f["decision_id"] = structpb.NewStringValue(d.ID)
 	}
 	return &structpb.Struct{Fields: f}
 }

@@ -202,6 +202,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	} else {
 		d = s.decide(ctx, &r)
 	}
+	d.ID = r.ID
 	return toCheckResponse(&d), nil
 }
 

@@ -79,8 +79,8 @@ func dryRunConfig(cfg *config.Config) *config.Config {
 // summarize is the one-line summary printed after the response.
 func summarize(resp *authv3.CheckResponse) string {
 	md := resp.GetDynamicMetadata().GetFields()
-	decision := md["stepup_decision"].GetStringValue()
-	reason := md["stepup_reason"].GetStringValue()
+	decision := md["decision"].GetStringValue()
+	reason := md["reason"].GetStringValue()
 	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
 		var hs []string
 		for _, h := range resp.GetOkResponse().GetHeaders() {
