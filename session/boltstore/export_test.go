@@ -1,0 +1,4 @@
+package boltstore
+
+// SetSweepBatch lets tests exercise batching with few entries.
+func SetSweepBatch(s *Store, n int) { s.sweepBatch = n }

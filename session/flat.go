@@ -1,0 +1,176 @@
+package session
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// flatField is one field of a flat JSON object for decodeFlat: a string
+// or an integer.
+type flatField struct {
+	name string
+	str  *string
+	num  *int64
+}
+
+// decodeFlat decodes b into fields when b is a compact JSON object whose
+// keys are exactly the field names and whose values are printable-ASCII
+// strings without escapes or integers without fraction or exponent, which
+// is what this package writes. For anything else (white space, escapes,
+// non-ASCII, other value types, unknown keys, overflow) it returns false,
+// possibly with some fields set, and the caller must decode with
+// encoding/json from a zero value instead. For every input it accepts, the
+// result equals encoding/json's (FuzzDecodeFlat checks this). It exists to
+// keep the cookie verification hot path nearly allocation-free.
+func decodeFlat(b []byte, fields []flatField) bool {
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return false
+	}
+	i := 1
+	if len(b) == 2 {
+		return true
+	}
+	for {
+		key, next, ok := flatString(b, i)
+		if !ok || next >= len(b) || b[next] != ':' {
+			return false
+		}
+		i = next + 1
+		var f *flatField
+		for j := range fields {
+			if string(key) == fields[j].name {
+				f = &fields[j]
+				break
+			}
+		}
+		if f == nil {
+			return false
+		}
+		switch {
+		case f.str != nil:
+			s, next, ok := flatString(b, i)
+			if !ok {
+				return false
+			}
+			*f.str = string(s)
+			i = next
+		case f.num != nil:
+			n, next, ok := flatInt(b, i)
+			if !ok {
+				return false
+			}
+			*f.num = n
+			i = next
+		default:
+			return false
+		}
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i++
+		case '}':
+			return i == len(b)-1
+		default:
+			return false
+		}
+	}
+}
+
+// flatString reads a string of printable ASCII without escapes starting at
+// b[i] == '"' and returns its contents and the index after it.
+func flatString(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// flatInt reads -?(0|[1-9][0-9]*) fitting an int64.
+func flatInt(b []byte, i int) (int64, int, bool) {
+	neg := false
+	if i < len(b) && b[i] == '-' {
+		neg = true
+		i++
+	}
+	start := i
+	var n uint64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if i-start >= 18 { // keep clear of overflow; longer numbers fall back
+			return 0, 0, false
+		}
+		n = n*10 + uint64(b[i]-'0')
+	}
+	if i == start || (b[start] == '0' && i-start > 1) {
+		return 0, 0, false
+	}
+	if neg {
+		return -int64(n), i, true
+	}
+	return int64(n), i, true
+}
+
+// unmarshal decodes b into v with encoding/json, from a copy so that b
+// does not escape in the callers' fast paths.
+func unmarshal(b []byte, v any) error {
+	return json.Unmarshal(bytes.Clone(b), v)
+}
+
+func (c *claims) decode(b []byte) error {
+	if decodeFlat(b, []flatField{
+		{name: "u", str: &c.User},
+		{name: "id", str: &c.ID},
+		{name: "t", str: &c.Token},
+		{name: "iat", num: &c.Issued},
+		{name: "exp", num: &c.Expiry},
+	}) {
+		return nil
+	}
+	var v claims
+	err := unmarshal(b, &v)
+	*c = v
+	return err
+}
+
+func (r *mfaRecord) decode(b []byte) error {
+	if decodeFlat(b, []flatField{
+		{name: "sid", str: &r.SID},
+		{name: "m", str: &r.Method},
+		{name: "at", num: &r.AuthTime},
+		{name: "iat", num: &r.Issued},
+		{name: "exp", num: &r.Expiry},
+		{name: "ls", num: &r.LastSeen},
+		{name: "ua", str: &r.UserAgent},
+	}) {
+		return nil
+	}
+	var v mfaRecord
+	err := unmarshal(b, &v)
+	*r = v
+	return err
+}
+
+func (r *deviceRecord) decode(b []byte) error {
+	if decodeFlat(b, []flatField{
+		{name: "h", str: &r.Hash},
+		{name: "c", num: &r.Created},
+		{name: "lu", num: &r.LastUsed},
+		{name: "exp", num: &r.Expiry},
+		{name: "ua", str: &r.UserAgent},
+	}) {
+		return nil
+	}
+	var v deviceRecord
+	err := unmarshal(b, &v)
+	*r = v
+	return err
+}

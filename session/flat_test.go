@@ -1,0 +1,84 @@
+package session
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+var flatSeeds = []string{
+	`{}`,
+	`{"u":"alice","id":"0123abcd","iat":1767225600,"exp":1767268800}`,
+	`{"u":"alice","id":"x","t":"AAAA","iat":-1,"exp":0}`,
+	`{"sid":"s","m":"otp","at":1,"iat":2,"exp":3,"ls":4,"ua":"Chrome on Linux"}`,
+	`{"h":"00ff","c":1,"lu":2,"exp":3,"ua":"Firefox on Windows"}`,
+	`{"u":"al\"ice"}`,
+	`{"u":"zoë"}`,
+	`{"U":"alice"}`,
+	`{"u": "alice"}`,
+	`{"u":"a","u":"b"}`,
+	`{"iat":1e3}`,
+	`{"iat":01}`,
+	`{"iat":-0}`,
+	`{"iat":99999999999999999999}`,
+	`{"iat":999999999999999999}`,
+	`{"iat":1.5}`,
+	`{"u":null}`,
+	`{"u":1}`,
+	`{"iat":"1"}`,
+	`{"x":1}`,
+	`{"u":"a"}x`,
+	`{"u":"a",}`,
+	`{"u":"a"`,
+	`[]`,
+	``,
+}
+
+// FuzzDecodeFlat checks decodeFlat against encoding/json: whatever the fast
+// path accepts, encoding/json must accept with the same result.
+func FuzzDecodeFlat(f *testing.F) {
+	for _, s := range flatSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fc claims
+		okC := decodeFlat(b, []flatField{{name: "u", str: &fc.User}, {name: "id", str: &fc.ID}, {name: "t", str: &fc.Token}, {name: "iat", num: &fc.Issued}, {name: "exp", num: &fc.Expiry}})
+		if okC {
+			var jc claims
+			if err := json.Unmarshal(b, &jc); err != nil {
+				t.Fatalf("decodeFlat accepted %q, encoding/json refuses it: %v", b, err)
+			}
+			if fc != jc {
+				t.Fatalf("decodeFlat(%q) = %+v, encoding/json = %+v", b, fc, jc)
+			}
+		}
+		// The decode methods must always agree with encoding/json.
+		var dc, jc claims
+		errD, errJ := dc.decode(b), json.Unmarshal(b, &jc)
+		if (errD == nil) != (errJ == nil) || (errD == nil && dc != jc) {
+			t.Fatalf("claims.decode(%q) = %+v, %v; encoding/json = %+v, %v", b, dc, errD, jc, errJ)
+		}
+		var dm, jm mfaRecord
+		errD, errJ = dm.decode(b), json.Unmarshal(b, &jm)
+		if (errD == nil) != (errJ == nil) || (errD == nil && dm != jm) {
+			t.Fatalf("mfaRecord.decode(%q) = %+v, %v; encoding/json = %+v, %v", b, dm, errD, jm, errJ)
+		}
+		var dd, jd deviceRecord
+		errD, errJ = dd.decode(b), json.Unmarshal(b, &jd)
+		if (errD == nil) != (errJ == nil) || (errD == nil && dd != jd) {
+			t.Fatalf("deviceRecord.decode(%q) = %+v, %v; encoding/json = %+v, %v", b, dd, errD, jd, errJ)
+		}
+	})
+}
+
+func TestDecodeFlatTakesFastPath(t *testing.T) {
+	for _, s := range []string{
+		`{}`,
+		`{"u":"alice","id":"0123abcd","iat":1767225600,"exp":1767268800}`,
+		`{"u":"auth0|5f7c8ec7","id":"x","t":"AAAA-_","iat":-1,"exp":0}`,
+	} {
+		var c claims
+		if !decodeFlat([]byte(s), []flatField{{name: "u", str: &c.User}, {name: "id", str: &c.ID}, {name: "t", str: &c.Token}, {name: "iat", num: &c.Issued}, {name: "exp", num: &c.Expiry}}) {
+			t.Errorf("decodeFlat(%s) fell back; the payloads this package writes must take the fast path", s)
+		}
+	}
+}

@@ -1,0 +1,499 @@
+// Package redisstore is the [session.Store] for several stepup replicas
+// sharing state, on Redis through go-redis's UniversalClient: one node,
+// Sentinel (MasterName set) or Cluster (several addresses, or Cluster set),
+// all from one [Options].
+//
+// # Keys
+//
+// With the default prefix "stepup:":
+//
+//	stepup:k:<key>                  plain keys (Get, Put, Consume, Incr, …)
+//	stepup:u:{<user>}:<kind>:<id>   per-user records
+//	stepup:u:{<user>}:idx           set of "<kind>:<id>" of the user's records
+//
+// The user is escaped ("%", "{", "}", ":" as %XX) and sits in a hash tag,
+// so that all keys of one user land in one Cluster slot and the scripts and
+// transactions over them are legal in a Cluster.
+//
+// # Atomicity and expiry
+//
+// Expiry is Redis's own (PX). Consume is GETDEL (Redis 6.2 or later). Incr
+// is INCR plus PEXPIRE on creation, and PutUser and UpdateUser write the
+// record and its index entry, in Lua scripts. The index set lives as long
+// as the user's longest record; ListUser drops entries whose record has
+// expired. DeleteUser deletes the records it found and removes exactly
+// those index entries, so a record written concurrently is never orphaned.
+//
+// # Failures
+//
+// Every call is bounded by Options.Timeout. Every error other than a
+// missing key is wrapped with [session.ErrStoreUnavailable]. go-redis
+// reconnects by itself, so a store outlives a Redis restart.
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stepup-dev/stepup/session"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultKeyPrefix = "stepup:"
+	DefaultTimeout   = time.Second
+)
+
+// Options configures New.
+type Options struct {
+	// Addrs lists "host:port" addresses: one node; or several Cluster
+	// nodes; or, with MasterName, the Sentinels. Required.
+	Addrs []string
+	// MasterName selects Sentinel mode: the name of the monitored master.
+	// It takes precedence over Cluster.
+	MasterName string
+	// Cluster selects Cluster mode even with a single address (a cluster
+	// configuration endpoint, say).
+	Cluster bool
+	// Username and Password authenticate to Redis (ACL or requirepass).
+	Username, Password string
+	// SentinelUsername and SentinelPassword authenticate to the Sentinels.
+	SentinelUsername, SentinelPassword string
+	// DB selects the database; single node and Sentinel only.
+	DB int
+	// TLS enables TLS with this configuration.
+	TLS *tls.Config
+	// PoolSize is the connection pool size per node; 0 means go-redis's
+	// default (10 per CPU).
+	PoolSize int
+
+	// KeyPrefix starts every key (default "stepup:"), so that several
+	// deployments can share a Redis.
+	KeyPrefix string
+	// Timeout bounds every call, including retries (default 1 s).
+	Timeout time.Duration
+	// Now returns the current time, used only to turn TTLs into expiry
+	// times in ListUser; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is a session.Store on Redis. Use New or NewWithClient.
+type Store struct {
+	c       redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	now     func() time.Time
+
+	closeOnce sync.Once
+}
+
+var _ session.Store = (*Store)(nil)
+
+// New builds the client described by opts and returns the store. It does
+// not connect: call Ping to check the connection.
+func New(opts Options) (*Store, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("redis store: no addresses")
+	}
+	timeout := cmp.Or(opts.Timeout, DefaultTimeout)
+	c := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 opts.Addrs,
+		MasterName:            opts.MasterName,
+		IsClusterMode:         opts.Cluster,
+		Username:              opts.Username,
+		Password:              opts.Password,
+		SentinelUsername:      opts.SentinelUsername,
+		SentinelPassword:      opts.SentinelPassword,
+		DB:                    opts.DB,
+		TLSConfig:             opts.TLS,
+		PoolSize:              opts.PoolSize,
+		DialTimeout:           timeout,
+		DialerRetries:         1, // the command itself is retried; fail fast when Redis is down
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		PoolTimeout:           timeout,
+		ContextTimeoutEnabled: true,
+		ClientName:            "stepup",
+	})
+	s, err := NewWithClient(c, opts)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewWithClient returns a store on an existing client; only KeyPrefix,
+// Timeout and Now of opts are used. The store owns the client: Close
+// closes it.
+func NewWithClient(c redis.UniversalClient, opts Options) (*Store, error) {
+	if c == nil {
+		return nil, errors.New("redis store: nil client")
+	}
+	prefix := opts.KeyPrefix
+	if prefix == "" {
+		prefix = DefaultKeyPrefix
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("redis store: key prefix %q must not contain braces (they would change the hash slot)", prefix)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{c: c, prefix: prefix, timeout: cmp.Or(opts.Timeout, DefaultTimeout), now: now}, nil
+}
+
+// Client returns the underlying client, for health checks and metrics.
+func (s *Store) Client() redis.UniversalClient { return s.c }
+
+// bound returns ctx limited to the store's timeout.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: redis %s: %w", session.ErrStoreUnavailable, op, err)
+}
+
+var userEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D", ":", "%3A")
+
+func (s *Store) plainKey(key string) string { return s.prefix + "k:" + key }
+
+func (s *Store) userBase(user string) string {
+	return s.prefix + "u:{" + userEscaper.Replace(user) + "}:"
+}
+
+func (s *Store) recordKey(user, kind, id string) string { return s.userBase(user) + kind + ":" + id }
+
+func (s *Store) indexKey(user string) string { return s.userBase(user) + "idx" }
+
+func member(kind, id string) string { return kind + ":" + id }
+
+var (
+	// KEYS: record, index. ARGV: value, ttl ms, index member.
+	putUserScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+local ttl = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+`)
+	// Like putUserScript, but only when the record exists.
+	updateUserScript = redis.NewScript(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'XX', 'PX', ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[2], ARGV[3])
+local ttl = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+`)
+	// KEYS: index, then the records of ARGV's members. Removes a member
+	// only while its record does not exist, so a record written meanwhile
+	// keeps its index entry.
+	pruneScript = redis.NewScript(`
+local n = 0
+for i, m in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then n = n + redis.call('SREM', KEYS[1], m) end
+end
+return n
+`)
+	// KEYS: counter. ARGV: window ms. A counter without a TTL (which only
+	// a foreign writer could make) gets one too.
+	incrScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+`)
+)
+
+func ms(d time.Duration) int64 { return max(int64(d/time.Millisecond), 1) }
+
+// Get implements session.Store.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := session.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	v, err := s.c.Get(ctx, s.plainKey(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, session.ErrNotFound
+	} else if err != nil {
+		return nil, unavailable("get", err)
+	}
+	return v, nil
+}
+
+// Put implements session.Store.
+func (s *Store) Put(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if err := validKV(key, ttl); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.c.Set(ctx, s.plainKey(key), val, time.Duration(ms(ttl))*time.Millisecond).Err(); err != nil {
+		return unavailable("set", err)
+	}
+	return nil
+}
+
+// PutIfAbsent implements session.Store.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	if err := validKV(key, ttl); err != nil {
+		return false, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	err := s.c.SetArgs(ctx, s.plainKey(key), val, redis.SetArgs{Mode: "NX", TTL: time.Duration(ms(ttl)) * time.Millisecond}).Err()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	} else if err != nil {
+		return false, unavailable("set nx", err)
+	}
+	return true, nil
+}
+
+// Consume implements session.Store with GETDEL.
+func (s *Store) Consume(ctx context.Context, key string) ([]byte, error) {
+	if err := session.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	v, err := s.c.GetDel(ctx, s.plainKey(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, session.ErrNotFound
+	} else if err != nil {
+		return nil, unavailable("getdel", err)
+	}
+	return v, nil
+}
+
+// Delete implements session.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := session.ValidateKey(key); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.c.Del(ctx, s.plainKey(key)).Err(); err != nil {
+		return unavailable("del", err)
+	}
+	return nil
+}
+
+// Incr implements session.Store.
+func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int64, error) {
+	if err := validKV(key, window); err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	n, err := incrScript.Run(ctx, s.c, []string{s.plainKey(key)}, ms(window)).Int64()
+	if err != nil {
+		return 0, unavailable("incr", err)
+	}
+	return n, nil
+}
+
+// PutUser implements session.Store.
+func (s *Store) PutUser(ctx context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
+	if err := validRec(user, kind, id, ttl); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	keys := []string{s.recordKey(user, kind, id), s.indexKey(user)}
+	if err := putUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Err(); err != nil {
+		return unavailable("put user record", err)
+	}
+	return nil
+}
+
+// UpdateUser implements session.Store.
+func (s *Store) UpdateUser(ctx context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
+	if err := validRec(user, kind, id, ttl); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	keys := []string{s.recordKey(user, kind, id), s.indexKey(user)}
+	n, err := updateUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Int64()
+	if err != nil {
+		return unavailable("update user record", err)
+	}
+	if n == 0 {
+		return session.ErrNotFound
+	}
+	return nil
+}
+
+// GetUser implements session.Store.
+func (s *Store) GetUser(ctx context.Context, user, kind, id string) ([]byte, error) {
+	if err := session.ValidateUserRecord(user, kind, id); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	v, err := s.c.Get(ctx, s.recordKey(user, kind, id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, session.ErrNotFound
+	} else if err != nil {
+		return nil, unavailable("get user record", err)
+	}
+	return v, nil
+}
+
+// members returns the user's index entries of kind ("" for all), split.
+func (s *Store) members(ctx context.Context, user, kind string) ([][2]string, error) {
+	all, err := s.c.SMembers(ctx, s.indexKey(user)).Result()
+	if err != nil {
+		return nil, unavailable("list user index", err)
+	}
+	var out [][2]string
+	for _, m := range all {
+		k, id, ok := strings.Cut(m, ":")
+		if !ok || (kind != "" && k != kind) {
+			continue
+		}
+		out = append(out, [2]string{k, id})
+	}
+	return out, nil
+}
+
+// ListUser implements session.Store.
+func (s *Store) ListUser(ctx context.Context, user, kind string) ([]session.Record, error) {
+	if err := session.ValidateUserSelector(user, kind, ""); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	entries, err := s.members(ctx, user, kind)
+	if err != nil || len(entries) == 0 {
+		return nil, err
+	}
+	gets := make([]*redis.StringCmd, len(entries))
+	ttls := make([]*redis.DurationCmd, len(entries))
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range entries {
+			k := s.recordKey(user, m[0], m[1])
+			gets[i] = p.Get(ctx, k)
+			ttls[i] = p.PTTL(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("list user records", err)
+	}
+	now := s.now()
+	var out []session.Record
+	staleKeys := []string{s.indexKey(user)}
+	var staleMembers []any
+	for i, m := range entries {
+		v, err := gets[i].Bytes()
+		if errors.Is(err, redis.Nil) {
+			staleKeys = append(staleKeys, s.recordKey(user, m[0], m[1]))
+			staleMembers = append(staleMembers, member(m[0], m[1]))
+			continue
+		} else if err != nil {
+			return nil, unavailable("list user records", err)
+		}
+		ttl, err := ttls[i].Result()
+		if err != nil {
+			return nil, unavailable("list user records", err)
+		}
+		if ttl <= 0 { // expired between GET and PTTL
+			continue
+		}
+		out = append(out, session.Record{Kind: m[0], ID: m[1], Value: v, ExpiresAt: now.Add(ttl)})
+	}
+	if len(staleMembers) > 0 {
+		// Index hygiene; a failure leaves harmless stale entries for the
+		// next time.
+		_ = pruneScript.Run(ctx, s.c, staleKeys, staleMembers...).Err()
+	}
+	slices.SortFunc(out, func(a, b session.Record) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// DeleteUser implements session.Store.
+func (s *Store) DeleteUser(ctx context.Context, user, kind, id string) (int, error) {
+	if err := session.ValidateUserSelector(user, kind, id); err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var entries [][2]string
+	if id != "" {
+		entries = [][2]string{{kind, id}}
+	} else {
+		var err error
+		if entries, err = s.members(ctx, user, kind); err != nil {
+			return 0, err
+		}
+		if len(entries) == 0 {
+			return 0, nil
+		}
+	}
+	keys := make([]string, len(entries))
+	mems := make([]any, len(entries))
+	for i, m := range entries {
+		keys[i] = s.recordKey(user, m[0], m[1])
+		mems[i] = member(m[0], m[1])
+	}
+	var del *redis.IntCmd
+	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, keys...)
+		p.SRem(ctx, s.indexKey(user), mems...)
+		return nil
+	})
+	if err != nil {
+		return 0, unavailable("delete user records", err)
+	}
+	return int(del.Val()), nil
+}
+
+// Ping implements session.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.c.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// Close closes the client.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if e := s.c.Close(); e != nil {
+			err = fmt.Errorf("close redis store: %w", e)
+		}
+	})
+	return err
+}
+
+func validKV(key string, ttl time.Duration) error {
+	if err := session.ValidateKey(key); err != nil {
+		return err
+	}
+	return session.ValidateTTL(ttl)
+}
+
+func validRec(user, kind, id string, ttl time.Duration) error {
+	if err := session.ValidateUserRecord(user, kind, id); err != nil {
+		return err
+	}
+	return session.ValidateTTL(ttl)
+}

@@ -1,0 +1,161 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Device is a remembered browser.
+type Device struct {
+	// ID names the device's store record; revoke it with Manager.Revoke.
+	ID string
+	// User is the user the browser is remembered for.
+	User string
+	// Created is when the browser was remembered.
+	Created time.Time
+	// LastUsed is when the cookie last let the user skip MFA, to about a
+	// minute.
+	LastUsed time.Time
+	// ExpiresAt is the end of the device's lifetime (the idle timeout may
+	// end it earlier).
+	ExpiresAt time.Time
+	// UserAgent summarises the browser, like "Firefox on Windows".
+	UserAgent string
+}
+
+type deviceRecord struct {
+	Hash      string `json:"h"` // hex SHA-256 of the device token
+	Created   int64  `json:"c"`
+	LastUsed  int64  `json:"lu"`
+	Expiry    int64  `json:"exp"`
+	UserAgent string `json:"ua,omitempty"`
+}
+
+const deviceTokenLen = 32
+
+// IssueRemember remembers this browser for user: it creates a device with a
+// random 32-byte token, stores only the token's SHA-256 with the device's
+// metadata, and returns the cookie carrying the token.
+func (m *Manager) IssueRemember(ctx context.Context, user, userAgent string) (*http.Cookie, Device, error) {
+	if user == "" {
+		return nil, Device{}, errors.New("issue remember: empty user")
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, Device{}, fmt.Errorf("issue remember: %w", err)
+	}
+	var tok [deviceTokenLen]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, Device{}, fmt.Errorf("issue remember: %w", err)
+	}
+	sum := sha256.Sum256(tok[:])
+	now := m.now()
+	iat, exp := now.Unix(), now.Add(m.rememberTTL).Unix()
+	rec := deviceRecord{Hash: hex.EncodeToString(sum[:]), Created: iat, LastUsed: iat, Expiry: exp, UserAgent: SummarizeUserAgent(userAgent)}
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return nil, Device{}, fmt.Errorf("issue remember: %w", err)
+	}
+	payload, err := json.Marshal(claims{User: user, ID: id, Token: b64.EncodeToString(tok[:]), Issued: iat, Expiry: exp})
+	if err != nil {
+		return nil, Device{}, fmt.Errorf("issue remember: %w", err)
+	}
+	token, err := m.kr.Sign(PurposeRemember, payload)
+	if err != nil {
+		return nil, Device{}, fmt.Errorf("issue remember: %w", err)
+	}
+	if err := m.store.PutUser(ctx, user, KindDevice, id, val, m.rememberTTL); err != nil {
+		return nil, Device{}, storeErr("issue remember", err)
+	}
+	return m.Cookie(m.rememberName, token, m.rememberTTL), rec.device(user, id), nil
+}
+
+// VerifyRemember checks the remember-browser cookie value for user. It
+// reads the store once, and writes the last-used time when it is more than
+// [TouchInterval] old. Errors: [ErrNoCookie], [ErrMalformed],
+// [ErrUnknownKey], [ErrBadSignature] (also when the device token does not
+// match the stored hash), [ErrWrongPurpose], [ErrWrongUser], [ErrExpired]
+// (also for the idle timeout), [ErrRevoked], and [ErrStoreUnavailable];
+// rejections are logged.
+func (m *Manager) VerifyRemember(ctx context.Context, value, user string) (Device, error) {
+	d, err := m.verifyRemember(ctx, value, user)
+	if err != nil {
+		return Device{}, m.reject(ctx, PurposeRemember, user, err)
+	}
+	return d, nil
+}
+
+func (m *Manager) verifyRemember(ctx context.Context, value, user string) (Device, error) {
+	c, err := m.verifyClaims(PurposeRemember, value, user)
+	if err != nil {
+		return Device{}, err
+	}
+	var tok [deviceTokenLen]byte
+	if n, err := b64.Decode(tok[:], []byte(c.Token)); err != nil || n != deviceTokenLen || len(c.Token) != b64.EncodedLen(deviceTokenLen) {
+		return Device{}, fmt.Errorf("%w: bad device token", ErrMalformed)
+	}
+	val, err := m.store.GetUser(ctx, user, KindDevice, c.ID)
+	if errors.Is(err, ErrNotFound) {
+		return Device{}, ErrRevoked
+	} else if err != nil {
+		return Device{}, storeErr("verify remember", err)
+	}
+	d, rec, err := decodeDeviceRecord(user, c.ID, val)
+	if err != nil {
+		return Device{}, err
+	}
+	sum := sha256.Sum256(tok[:])
+	var stored [sha256.Size]byte
+	if n, err := hex.Decode(stored[:], []byte(rec.Hash)); err != nil || n != len(stored) {
+		return Device{}, fmt.Errorf("%w: device record hash", ErrMalformed)
+	}
+	if subtle.ConstantTimeCompare(sum[:], stored[:]) != 1 {
+		return Device{}, fmt.Errorf("device token: %w", ErrBadSignature)
+	}
+	now := m.now()
+	if m.deviceStale(d, now) {
+		return Device{}, ErrExpired
+	}
+	if now.Sub(d.LastUsed) >= TouchInterval {
+		rec.LastUsed = now.Unix()
+		if err := m.touch(ctx, user, KindDevice, c.ID, rec, d.ExpiresAt.Sub(now)); err != nil {
+			return Device{}, err
+		}
+		d.LastUsed = time.Unix(rec.LastUsed, 0)
+	}
+	return d, nil
+}
+
+func (m *Manager) deviceStale(d Device, now time.Time) bool {
+	if !now.Before(d.ExpiresAt) {
+		return true
+	}
+	return m.rememberIdle > 0 && now.Sub(d.LastUsed) >= m.rememberIdle
+}
+
+func (r deviceRecord) device(user, id string) Device {
+	return Device{
+		ID:        id,
+		User:      user,
+		Created:   time.Unix(r.Created, 0),
+		LastUsed:  time.Unix(r.LastUsed, 0),
+		ExpiresAt: time.Unix(r.Expiry, 0),
+		UserAgent: r.UserAgent,
+	}
+}
+
+func decodeDeviceRecord(user, id string, val []byte) (Device, deviceRecord, error) {
+	var rec deviceRecord
+	if err := rec.decode(val); err != nil {
+		return Device{}, rec, fmt.Errorf("%w: device record: %w", ErrMalformed, err)
+	}
+	return rec.device(user, id), rec, nil
+}
