@@ -212,7 +212,7 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 			if err != nil {
 				return s.fault(d, "internal", "cannot sign identity assertion", err)
 			}
-			d.Headers = append(d.Headers, HeaderKV{AssertionHeader, a})
+			d.setHeader(AssertionHeader, a)
 		}
 		return d
 	}
@@ -403,14 +403,19 @@ func (s *Server) identityHeaders(d *Decision, r *Request, id *Identity, in *Poli
 
 func (s *Server) claimHeaders(d *Decision, claims map[string]string) {
 	for k, v := range claims {
-		name := s.headers.claimPrefix + k
-		d.Headers = append(d.Headers, HeaderKV{name, v})
-		// It is set now: do not also remove it.
-		for i, rm := range d.RemoveHeaders {
-			if rm == name {
-				d.RemoveHeaders = append(d.RemoveHeaders[:i], d.RemoveHeaders[i+1:]...)
-				break
-			}
+		d.setHeader(s.headers.claimPrefix+k, v)
+	}
+}
+
+// setHeader sets an upstream header and makes sure it is not also in the
+// removal list: Envoy applies removals last, so a header both set and
+// removed would vanish (ENVOY.md §4.1).
+func (d *Decision) setHeader(name, value string) {
+	d.Headers = append(d.Headers, HeaderKV{name, value})
+	for i, rm := range d.RemoveHeaders {
+		if rm == name {
+			d.RemoveHeaders = append(d.RemoveHeaders[:i], d.RemoveHeaders[i+1:]...)
+			break
 		}
 	}
 }

@@ -39,6 +39,10 @@ type State struct {
 	ReturnURL string `json:"return_url,omitempty"`
 	// Requirement is what the rules asked for.
 	Requirement Requirement `json:"requirement"`
+	// RedirectURL is set when a rule's context.redirect started the
+	// transaction (Auth0's redirect protocol); the browser comes back to
+	// the MFA step's continue endpoint with the state.
+	RedirectURL string `json:"redirect_url,omitempty"`
 	// Created is when the state was made; set by NewState.
 	Created time.Time `json:"created"`
 	// ExpiresAt is when the state stops working; set by NewState.

@@ -16,6 +16,8 @@ import (
 	"github.com/stepup-dev/stepup/cidr"
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
+	"github.com/stepup-dev/stepup/session"
+	"github.com/stepup-dev/stepup/session/memstore"
 )
 
 // app is everything built from a configuration, shared by serve and check.
@@ -25,6 +27,8 @@ type app struct {
 	reg      *prometheus.Registry
 	nets     *cidr.Matcher
 	authz    *extauthz.Server
+	store    session.Store
+	sessions *session.Manager
 	closers  []func()
 	warnings []string
 }
@@ -58,8 +62,15 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
+// buildOptions tune buildApp for a command.
+type buildOptions struct {
+	// dryRun: if the embedded store is locked by a running server, use an
+	// empty in-memory store instead of failing.
+	dryRun bool
+}
+
 // buildApp wires the decision core from cfg.
-func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
+func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buildOptions) (*app, error) {
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -74,7 +85,26 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, 
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(mustDataDir(cfg), 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
 	a.nets = cidr.NewMatcher(nets)
+
+	store, err := openStore(cfg, log)
+	if err != nil && bo.dryRun && isLocked(err) {
+		log.Warn("the session store is in use by a running server: this dry run checks cookies against an empty store")
+		store, err = memstore.New(memstore.Options{}), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	a.store = store
+	a.closers = append(a.closers, func() { _ = store.Close() })
+	a.sessions, err = newManager(cfg, store, log)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 
 	idOpts := extauthz.IdentityOptions{
 		JWTAuthn:    cfg.Identity.JWTAuthn.On(),
@@ -105,6 +135,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, 
 	a.authz, err = extauthz.New(extauthz.Options{
 		Networks:                  a.nets,
 		Policy:                    policy,
+		Sessions:                  extauthz.NewSessions(a.sessions),
 		Identity:                  idOpts,
 		JWTNamespace:              cfg.Identity.JWTAuthn.Namespace,
 		JWTKey:                    cfg.Identity.JWTAuthn.Key,
@@ -191,4 +222,12 @@ func buildKeyfunc(ctx context.Context, cfg *config.Config, log *slog.Logger) (ex
 		return kf.Keyfunc, nil
 	}
 	return nil, nil
+}
+
+func mustDataDir(cfg *config.Config) string {
+	d, err := dataDirOf(cfg)
+	if err != nil {
+		return cfg.DataDir
+	}
+	return d
 }

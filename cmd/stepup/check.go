@@ -51,7 +51,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// The dry run logs only warnings, to stderr, so stdout stays parseable.
 	log := newLogger(stderr, "warn")
-	a, err := buildApp(ctx, dryRunConfig(cfg), log)
+	a, err := buildApp(ctx, dryRunConfig(cfg), log, buildOptions{dryRun: true})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@
 //	stepup check --request FILE [--config FILE]
 //	                                      decide one CheckRequest (dry run)
 //	stepup rules try|lint ...             try or lint Auth0-style rules
+//	stepup keys generate                  print new session keys
+//	stepup sessions list|revoke --user U  a user's MFA sessions and remembered browsers
 //	stepup config default|validate        print the embedded default, or validate a file
 //	stepup version
 //
@@ -45,6 +47,10 @@ Usage:
   stepup check --request FILE [--config FILE]   decide one CheckRequest (dry run)
   stepup rules try --rule FILE ... --user U.json --context C.json [--configuration CFG.json]
   stepup rules lint [--configuration CFG.json] FILE...
+  stepup keys generate [--count N]              print new session keys
+  stepup sessions list --user U [--config FILE] [--json]
+  stepup sessions revoke --user U [--device ID] [--config FILE]
+                                                forget a user's MFA sessions and remembered browsers
   stepup config default                         print the embedded default configuration
   stepup config validate --config FILE          check a configuration file
   stepup version
@@ -65,6 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRulesCmd(ctx, args[1:], stdout, stderr)
 	case "config":
 		err = runConfig(args[1:], stdout, stderr)
+	case "keys":
+		err = runKeys(args[1:], stdout, stderr)
+	case "sessions":
+		err = runSessions(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "stepup %s (%s)\n", version, goVersion())
 		return 0

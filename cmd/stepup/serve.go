@@ -57,7 +57,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	a, err := buildApp(runCtx, cfg, log)
+	a, err := buildApp(runCtx, cfg, log, buildOptions{})
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
-	var draining atomic.Bool
+	var draining, storeDown atomic.Bool
+	mon := newStoreMonitor(a.store, a.reg, log, func(up bool) {
+		storeDown.Store(!up)
+		st := healthpb.HealthCheckResponse_SERVING
+		if !up {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if !draining.Load() {
+			hs.SetServingStatus("", st)
+			hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+		}
+	})
+	go mon.run(runCtx, 2*time.Second)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -98,10 +110,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			_, _ = io.WriteString(w, "draining\n")
 			return
 		}
+		if storeDown.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "session store unavailable\n")
+			return
+		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	a.authz.RegisterHTTP(mux)
+	adminToken, err := ensureAdminToken(dataDir)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return fmt.Errorf("admin token: %w", err)
+	}
+	mux.Handle(adminPath, adminHandler(a.sessions, adminToken, log))
 	httpSrv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

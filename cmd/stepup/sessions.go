@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stepup-dev/stepup/config"
+	"github.com/stepup-dev/stepup/session"
+	"github.com/stepup-dev/stepup/session/boltstore"
+	"github.com/stepup-dev/stepup/session/memstore"
+	"github.com/stepup-dev/stepup/session/redisstore"
+)
+
+// dataDirOf returns the absolute data directory of cfg.
+func dataDirOf(cfg *config.Config) (string, error) {
+	return filepath.Abs(cfg.Resolve(cfg.DataDir))
+}
+
+// loadKeys returns the signing keys: the configured list, or keys kept in
+// the data directory (generated on first start).
+func loadKeys(cfg *config.Config, list []config.SigningKey, file string, log *slog.Logger) ([]session.Key, error) {
+	if len(list) > 0 {
+		parts := make([]string, 0, len(list))
+		for _, k := range list {
+			v, err := k.Secret.Resolve(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("key %q: %w", k.ID, err)
+			}
+			parts = append(parts, k.ID+":"+strings.TrimSpace(v))
+		}
+		return session.ParseKeys(strings.Join(parts, "\n"))
+	}
+	dir, err := dataDirOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, file)
+	keys, created, err := session.LoadOrCreateKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("generated a new session key in the data directory; production should configure its own (sessions.keys) so that replicas share them", "file", path)
+	} else {
+		log.Warn("using session keys from the data directory; production should configure its own (sessions.keys)", "file", path)
+	}
+	return keys, nil
+}
+
+// openStore opens the configured session store.
+func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
+	st := cfg.Sessions.Store
+	switch st.Type {
+	case "memory":
+		log.Warn("session store is in memory: MFA sessions and remembered browsers are lost on restart and not shared between replicas")
+		return memstore.New(memstore.Options{}), nil
+	case "redis":
+		pw, err := st.Redis.Password.Resolve(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("sessions.store.redis.password: %w", err)
+		}
+		o := redisstore.Options{
+			Addrs:      st.Redis.Addrs,
+			MasterName: st.Redis.MasterName,
+			Username:   st.Redis.Username,
+			Password:   pw,
+			DB:         st.Redis.DB,
+			KeyPrefix:  st.Redis.KeyPrefix,
+			Timeout:    st.Redis.Timeout.D(),
+		}
+		if st.Redis.TLS {
+			o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		return redisstore.New(o)
+	default:
+		path := st.Bolt.Path
+		if path == "" {
+			dir, err := dataDirOf(cfg)
+			if err != nil {
+				return nil, err
+			}
+			path = filepath.Join(dir, "sessions.db")
+		} else {
+			path = cfg.Resolve(path)
+		}
+		return boltstore.Open(path, boltstore.Options{Logger: log})
+	}
+}
+
+// newManager builds the session manager over store.
+func newManager(cfg *config.Config, store session.Store, log *slog.Logger) (*session.Manager, error) {
+	keys, err := loadKeys(cfg, cfg.Sessions.Keys, "session-keys", log)
+	if err != nil {
+		return nil, fmt.Errorf("sessions.keys: %w", err)
+	}
+	idle := cfg.Sessions.RememberIdle.D()
+	if idle == 0 {
+		idle = session.NoTimeout
+	}
+	mfaIdle := cfg.Sessions.MFASessionIdle.D()
+	if mfaIdle == 0 {
+		mfaIdle = session.NoTimeout
+	}
+	return session.NewManager(session.Config{
+		Keys:           keys,
+		Store:          store,
+		MFASessionTTL:  cfg.Sessions.MFASessionTTL.D(),
+		MFASessionIdle: mfaIdle,
+		RememberTTL:    cfg.Sessions.RememberTTL.D(),
+		RememberIdle:   idle,
+		StateTTL:       cfg.Sessions.StateTTL.D(),
+		Development:    cfg.Development,
+		CookiePrefix:   cfg.Sessions.CookiePrefix,
+		Logger:         log,
+	})
+}
+
+// storeMonitor pings the store and reports its health: a gauge, a log line
+// on every change, and a callback that drives gRPC health and /readyz.
+// Checks fail closed on their own while the store is down; the monitor
+// only makes the outage visible, and notices the recovery.
+type storeMonitor struct {
+	store    session.Store
+	log      *slog.Logger
+	up       atomic.Bool
+	gauge    prometheus.Gauge
+	failures prometheus.Counter
+	onChange func(up bool)
+}
+
+func newStoreMonitor(store session.Store, reg prometheus.Registerer, log *slog.Logger, onChange func(bool)) *storeMonitor {
+	m := &storeMonitor{
+		store: store, log: log, onChange: onChange,
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stepup_session_store_up",
+			Help: "1 when the session store answers its health check.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stepup_session_store_errors_total",
+			Help: "Failed session store health checks.",
+		}),
+	}
+	reg.MustRegister(m.gauge, m.failures)
+	m.up.Store(true)
+	m.gauge.Set(1)
+	return m
+}
+
+// run pings every interval until ctx ends.
+func (m *storeMonitor) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		m.check(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *storeMonitor) check(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := m.store.Ping(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	up := err == nil
+	if !up {
+		m.failures.Inc()
+	}
+	if m.up.Swap(up) != up {
+		if up {
+			m.gauge.Set(1)
+			m.log.Info("session store is back")
+		} else {
+			m.gauge.Set(0)
+			m.log.Error("session store unavailable: checks that need it fail closed", "error", err.Error())
+		}
+		if m.onChange != nil {
+			m.onChange(up)
+		}
+	}
+}
+
+// Up reports the last known state.
+func (m *storeMonitor) Up() bool { return m.up.Load() }
+
+var errStoreLocked = boltstore.ErrLocked
+
+func isLocked(err error) bool { return errors.Is(err, errStoreLocked) }
