@@ -126,6 +126,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("admin token: %w", err)
 	}
 	mux.Handle(adminPath, adminHandler(a.sessions, adminToken, log))
+	if err := writeAdminAddress(dataDir, httpLis.Addr().String()); err != nil {
+		log.Warn("cannot record the admin address: the CLI will use server.http.listen", "error", err.Error())
+	}
 	httpSrv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -169,7 +169,14 @@ func ts(t time.Time) string {
 const (
 	adminPath      = "/admin/sessions"
 	adminTokenFile = "admin-token"
+	// adminAddrFile records the HTTP listener's bound address (the
+	// configured port may be 0).
+	adminAddrFile = "admin-address"
 )
+
+func writeAdminAddress(dataDir, addr string) error {
+	return os.WriteFile(filepath.Join(dataDir, adminAddrFile), []byte(addr+"\n"), 0o600)
+}
 
 // ensureAdminToken creates the admin token file if needed and returns it.
 func ensureAdminToken(dataDir string) (string, error) {
@@ -261,7 +268,11 @@ func newAdminClient(cfg *config.Config) (*adminClient, error) {
 	if cfg.Server.HTTP.TLS.Enabled() {
 		return nil, errors.New("the HTTP listener uses TLS; stop the server or use the Redis store")
 	}
-	host, port, err := net.SplitHostPort(cfg.Server.HTTP.Listen)
+	listen := cfg.Server.HTTP.Listen
+	if b, err := os.ReadFile(filepath.Join(dir, adminAddrFile)); err == nil {
+		listen = strings.TrimSpace(string(b))
+	}
+	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, err
 	}
