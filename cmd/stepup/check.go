@@ -97,4 +97,3 @@ func summarize(resp *authv3.CheckResponse) string {
 	}
 	return fmt.Sprintf("decision=%s reason=%s status=%d%s", decision, reason, int(dr.GetStatus().GetCode()), loc)
 }
-
