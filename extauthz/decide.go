@@ -3,6 +3,7 @@ package extauthz
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -176,8 +177,9 @@ type Sessions interface {
 	// redirect and returns its token.
 	NewState(ctx context.Context, st StepUpState) (string, error)
 	// Assertion signs a short-lived statement of who the user is, for the
-	// MFA step.
-	Assertion(id *Identity) (string, error)
+	// MFA step, with the client's address and the networks containing it
+	// (the step's enrolment policy uses them).
+	Assertion(id *Identity, clientIP netip.Addr, networks []string) (string, error)
 }
 
 // StepUpState is the transaction a step-up starts.
@@ -208,7 +210,7 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 		d.Kind, d.Reason = Allow, "stepup_prefix"
 		s.identityHeaders(&d, r, id, nil)
 		if s.sessions != nil {
-			a, err := s.sessions.Assertion(id)
+			a, err := s.sessions.Assertion(id, r.ClientIP, s.nets.Load().Lookup(r.ClientIP))
 			if err != nil {
 				return s.fault(d, "internal", "cannot sign identity assertion", err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/stepup-dev/stepup/session"
 )
@@ -75,8 +76,15 @@ func secretOption(k string) bool {
 	return false
 }
 
-func (s *managerSessions) Assertion(id *Identity) (string, error) {
-	claims := map[string]any{}
+// Assertion claims: email, name, nickname, email_verified from the
+// identity, plus "client_ip" and "networks" as Check saw them.
+func (s *managerSessions) Assertion(id *Identity, clientIP netip.Addr, networks []string) (string, error) {
+	claims := map[string]any{"client_ip": clientIP.String()}
+	nets := make([]any, len(networks))
+	for i, n := range networks {
+		nets[i] = n
+	}
+	claims["networks"] = nets
 	if id.Email != "" {
 		claims["email"] = id.Email
 	}

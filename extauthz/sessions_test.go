@@ -250,7 +250,7 @@ func TestPrefixGetsAssertion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("assertion does not verify: %v", err)
 	}
-	if a.User != "auth0|alice" || a.Claims["email"] != "alice@corp.example" {
+	if a.User != "auth0|alice" || a.Claims["email"] != "alice@corp.example" || a.Claims["client_ip"] != "203.0.113.7" {
 		t.Errorf("assertion = %+v", a)
 	}
 	if strings.Contains(tok, "forged") || errors.Is(err, session.ErrBadSignature) {
