@@ -29,6 +29,7 @@ type app struct {
 	authz    *extauthz.Server
 	store    session.Store
 	sessions *session.Manager
+	rules    *rulesReloader // nil when no rules are configured
 	closers  []func()
 	warnings []string
 }
@@ -125,11 +126,25 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 		idOpts.Keyfunc = kf
 	}
 
-	allowRemember := cfg.Policy.AllowRememberBrowser == nil || *cfg.Policy.AllowRememberBrowser
-	var policy extauthz.Policy = &extauthz.NetworkPolicy{
-		Exempt:        cfg.Policy.MFAExemptNetworks,
-		Provider:      cfg.Policy.Provider,
-		AllowRemember: allowRemember,
+	var policy extauthz.Policy
+	if len(cfg.Rules.List) > 0 {
+		rm := newRuleMetrics(a.reg)
+		e, err := newRulesEngine(cfg, log, rm)
+		if err != nil {
+			a.Close()
+			return nil, err
+		}
+		rp := extauthz.NewRulesPolicy(e, cfg.Clients.Names)
+		a.closers = append(a.closers, func() { rp.Engine().Close() })
+		a.rules = &rulesReloader{policy: rp, metrics: rm, log: log}
+		policy = rp
+	} else {
+		// No rules: the built-in network policy.
+		policy = &extauthz.NetworkPolicy{
+			Exempt:        cfg.Policy.MFAExemptNetworks,
+			Provider:      cfg.Policy.Provider,
+			AllowRemember: cfg.Policy.AllowRememberBrowser == nil || *cfg.Policy.AllowRememberBrowser,
+		}
 	}
 
 	a.authz, err = extauthz.New(extauthz.Options{

@@ -178,6 +178,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "stepup %s\n  gRPC ext_authz  %s (%s)\n  HTTP            %s (%s)\n  data            %s\n  config          %s\n",
 		version, grpcLis.Addr(), tlsWord(cfg.Server.GRPC.TLS), httpLis.Addr(), tlsWord(cfg.Server.HTTP.TLS), dataDir, cfgOrDefault(*cfgPath))
 
+	if a.rules != nil && cfg.Rules.WatchOn() {
+		load := func() (*config.Config, error) {
+			if *cfgPath == "" {
+				return cfg, nil
+			}
+			return config.Load(*cfgPath)
+		}
+		if err := a.rules.watch(runCtx, cfg, load); err != nil {
+			log.Warn("cannot watch rule files: reload with SIGHUP", "error", err.Error())
+		}
+	}
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -241,6 +253,9 @@ func (a *app) reload(path string) {
 	}
 	a.nets.Store(set)
 	a.log.Info("networks reloaded", "networks", set.Names(), "prefixes", set.Len())
+	if a.rules != nil {
+		_ = a.rules.reload(cfg)
+	}
 }
 
 func cfgOrDefault(p string) string {

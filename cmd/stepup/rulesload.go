@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stepup-dev/stepup/config"
+	"github.com/stepup-dev/stepup/extauthz"
+	"github.com/stepup-dev/stepup/rules"
+)
+
+//go:embed builtin/*.js
+var builtinRules embed.FS
+
+// builtinRule returns the source of a rule shipped in the binary.
+func builtinRule(name string) ([]byte, error) {
+	b, err := builtinRules.ReadFile("builtin/" + name + ".js")
+	if err != nil {
+		entries, _ := builtinRules.ReadDir("builtin")
+		var names []string
+		for _, e := range entries {
+			names = append(names, strings.TrimSuffix(e.Name(), ".js"))
+		}
+		return nil, fmt.Errorf("no built-in rule %q (built-in rules: %s)", name, strings.Join(names, ", "))
+	}
+	return b, nil
+}
+
+// ruleMetrics implements rules.Observer with Prometheus metrics. Rule
+// names come from the configuration, so the label set is bounded.
+type ruleMetrics struct {
+	runs     *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	reloads  *prometheus.CounterVec
+	loaded   prometheus.Gauge
+}
+
+func newRuleMetrics(reg prometheus.Registerer) *ruleMetrics {
+	m := &ruleMetrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_rule_executions_total",
+			Help: "Rule executions by rule and outcome (ok, error, timeout, exception).",
+		}, []string{"rule", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stepup_rule_eval_duration_seconds",
+			Help:    "Time one rule took.",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+		}, []string{"rule"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_rules_reloads_total",
+			Help: "Rule reloads by result (ok, error). On error the previous rules stay in force.",
+		}, []string{"result"}),
+		loaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stepup_rules_last_reload_success",
+			Help: "1 when the last rules reload succeeded, 0 when the running rules are older than the files.",
+		}),
+	}
+	reg.MustRegister(m.runs, m.duration, m.reloads, m.loaded)
+	m.loaded.Set(1)
+	return m
+}
+
+// ObserveRule implements rules.Observer.
+func (m *ruleMetrics) ObserveRule(rule, outcome string, d time.Duration) {
+	m.runs.WithLabelValues(rule, outcome).Inc()
+	m.duration.WithLabelValues(rule).Observe(d.Seconds())
+}
+
+// ruleSources loads the configured rule files (and built-ins).
+func ruleSources(cfg *config.Config) ([]rules.Source, error) {
+	var out []rules.Source
+	for i, ref := range cfg.Rules.List {
+		var src rules.Source
+		var err error
+		if ref.Builtin != "" {
+			var code []byte
+			code, err = builtinRule(ref.Builtin)
+			src = rules.Source{Name: ref.Builtin, Path: "builtin:" + ref.Builtin, Code: code}
+		} else {
+			src, err = rules.LoadFile(cfg.Resolve(ref.File))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rules.list[%d]: %w", i, err)
+		}
+		if ref.Name != "" {
+			src.Name = ref.Name
+		}
+		src.Enabled = ref.On()
+		out = append(out, src)
+	}
+	return out, nil
+}
+
+// ruleConfiguration resolves the `configuration` values.
+func ruleConfiguration(cfg *config.Config) (map[string]string, error) {
+	out := make(map[string]string, len(cfg.Rules.Configuration))
+	for k, s := range cfg.Rules.Configuration {
+		v, err := s.Resolve(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("rules.configuration.%s: %w", k, err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// newRulesEngine compiles the configured rules.
+func newRulesEngine(cfg *config.Config, log *slog.Logger, obs rules.Observer) (*rules.Engine, error) {
+	srcs, err := ruleSources(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := ruleConfiguration(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e, err := rules.New(rules.Options{
+		Rules:           srcs,
+		Configuration:   conf,
+		RuleTimeout:     cfg.Rules.RuleTimeout.D(),
+		PipelineTimeout: cfg.Rules.PipelineTimeout.D(),
+		Logger:          log,
+		Observer:        obs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	// Build the runtimes now, not on the first requests.
+	if err := e.Warm(runtime.GOMAXPROCS(0)); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	return e, nil
+}
+
+// rulesReloader recompiles rules when their files change or on SIGHUP and
+// swaps them in; on error the running rules stay.
+type rulesReloader struct {
+	policy  *extauthz.RulesPolicy
+	metrics *ruleMetrics
+	log     *slog.Logger
+	mu      sync.Mutex
+}
+
+// reload compiles cfg's rules and swaps them in. The old engine is closed
+// after every check that may still run on it has finished.
+func (r *rulesReloader) reload(cfg *config.Config) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, err := newRulesEngine(cfg, r.log, r.metrics)
+	if err != nil {
+		r.metrics.reloads.WithLabelValues("error").Inc()
+		r.metrics.loaded.Set(0)
+		r.log.Error("rules reload failed: the previous rules stay in force", "error", err.Error())
+		return err
+	}
+	old := r.policy.Swap(e)
+	r.metrics.reloads.WithLabelValues("ok").Inc()
+	r.metrics.loaded.Set(1)
+	r.log.Info("rules reloaded", "rules", e.Rules())
+	if old != nil {
+		grace := cfg.Rules.PipelineTimeout.D()*2 + time.Second
+		time.AfterFunc(grace, old.Close)
+	}
+	return nil
+}
+
+// watch reloads when a rule file changes (debounced), until ctx ends.
+// load re-reads the configuration (it may have changed too).
+func (r *rulesReloader) watch(ctx context.Context, cfg *config.Config, load func() (*config.Config, error)) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	files := map[string]bool{}
+	dirs := map[string]bool{}
+	for _, ref := range cfg.Rules.List {
+		if ref.File == "" {
+			continue
+		}
+		p, err := filepath.Abs(cfg.Resolve(ref.File))
+		if err != nil {
+			continue
+		}
+		files[p] = true
+		dirs[filepath.Dir(p)] = true
+	}
+	if cfg.Path() != "" {
+		if p, err := filepath.Abs(cfg.Path()); err == nil {
+			files[p] = true
+			dirs[filepath.Dir(p)] = true
+		}
+	}
+	// Directories, not files: editors replace files by renaming, which
+	// would end a watch on the file itself.
+	var watched []string
+	for d := range dirs {
+		if err := w.Add(d); err != nil {
+			w.Close()
+			return err
+		}
+		watched = append(watched, d)
+	}
+	sort.Strings(watched)
+	r.log.Debug("watching rule files", "dirs", watched)
+	go func() {
+		defer w.Close()
+		var timer *time.Timer
+		fire := make(chan struct{}, 1)
+		for {
+			select {
+			case <-ctx.Done():
+				if timer != nil {
+					timer.Stop()
+				}
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				p, _ := filepath.Abs(ev.Name)
+				if !files[p] || ev.Op == fsnotify.Chmod {
+					continue
+				}
+				if timer != nil {
+					timer.Stop()
+				}
+				timer = time.AfterFunc(200*time.Millisecond, func() {
+					select {
+					case fire <- struct{}{}:
+					default:
+					}
+				})
+			case <-fire:
+				c, err := load()
+				if err != nil {
+					r.metrics.reloads.WithLabelValues("error").Inc()
+					r.metrics.loaded.Set(0)
+					r.log.Error("rules reload failed: the configuration does not load; the previous rules stay in force", "error", err.Error())
+					continue
+				}
+				_ = r.reload(c)
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				r.log.Warn("rule file watch error", "error", err.Error())
+			}
+		}
+	}()
+	return nil
+}

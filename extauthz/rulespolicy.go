@@ -1,0 +1,195 @@
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/stepup-dev/stepup/rules"
+)
+
+// RulesPolicy runs the Auth0-style rules pipeline for every check. The
+// engine is swapped atomically on reload; a check runs to the end on the
+// engine it started with.
+type RulesPolicy struct {
+	engine atomic.Pointer[rules.Engine]
+	// ClientNames maps client ids to context.clientName.
+	ClientNames map[string]string
+	// Connection is context.connection (default "stepup").
+	Connection string
+}
+
+// NewRulesPolicy returns a policy running e.
+func NewRulesPolicy(e *rules.Engine, clientNames map[string]string) *RulesPolicy {
+	p := &RulesPolicy{ClientNames: clientNames, Connection: "stepup"}
+	p.engine.Store(e)
+	return p
+}
+
+// Swap installs a new engine and returns the old one (for Close once the
+// checks running on it are done).
+func (p *RulesPolicy) Swap(e *rules.Engine) *rules.Engine { return p.engine.Swap(e) }
+
+// Engine returns the current engine.
+func (p *RulesPolicy) Engine() *rules.Engine { return p.engine.Load() }
+
+// Evaluate implements Policy.
+func (p *RulesPolicy) Evaluate(ctx context.Context, in *PolicyInput) PolicyResult {
+	e := p.engine.Load()
+	res := e.Run(ctx, p.input(in))
+	return mapRulesResult(&res)
+}
+
+// input builds Auth0's user and context from the request (DESIGN.md
+// "Auth0 rules compatibility").
+func (p *RulesPolicy) input(in *PolicyInput) rules.Input {
+	r, id := in.Req, in.Identity
+	claims := id.Claims()
+	user := make(map[string]any, len(claims)+1)
+	for k, v := range claims {
+		user[k] = v
+	}
+	user["user_id"] = id.User
+	methods := make([]rules.Method, 0, 2)
+	if t, ok := claims["auth_time"].(float64); ok {
+		methods = append(methods, rules.Method{Name: "pwd", Timestamp: int64(t) * 1000})
+	} else if t, ok := claims["iat"].(float64); ok {
+		methods = append(methods, rules.Method{Name: "pwd", Timestamp: int64(t) * 1000})
+	} else {
+		methods = append(methods, rules.Method{Name: "pwd"})
+	}
+	if in.MFA != nil {
+		methods = append(methods, rules.Method{Name: "mfa", Timestamp: in.MFA.At.UnixMilli()})
+	}
+	var query map[string]any
+	if r.RawQuery != "" {
+		q := r.Query()
+		query = make(map[string]any, len(q))
+		for k, vs := range q {
+			if len(vs) == 1 {
+				query[k] = vs[0]
+			} else {
+				list := make([]any, len(vs))
+				for i, v := range vs {
+					list[i] = v
+				}
+				query[k] = list
+			}
+		}
+	}
+	c := rules.Context{
+		ClientID:              r.ClientID,
+		ClientName:            p.ClientNames[r.ClientID],
+		Connection:            p.Connection,
+		Protocol:              in.Protocol,
+		Request:               rules.Request{IP: r.ClientIP.String(), Hostname: r.Host, UserAgent: r.Headers["user-agent"], Query: query, Networks: in.Networks},
+		AuthenticationMethods: methods,
+	}
+	if c.ClientName == "" {
+		c.ClientName = r.ClientID
+	}
+	if in.MFA != nil {
+		c.SessionID = in.MFA.SessionID
+	}
+	return rules.Input{User: user, Context: c}
+}
+
+// mapRulesResult turns the pipeline's outcome into a policy decision
+// (DESIGN.md "A Check, step by step", 6).
+func mapRulesResult(res *rules.Result) PolicyResult {
+	if e := res.Err; e != nil {
+		pe := &PolicyError{Rule: e.Rule, Status: http.StatusForbidden}
+		switch e.Kind {
+		case rules.KindUnauthorized, rules.KindRule:
+			// The rule's own message is meant for the user, as in Auth0's
+			// error_description.
+			pe.Reason, pe.Message = "rule_denied", e.Message
+			if pe.Message == "" {
+				pe.Message = "access denied"
+			}
+		case rules.KindTimeout:
+			pe.Status, pe.Reason, pe.Message = http.StatusServiceUnavailable, "rule_timeout", "access policy timed out"
+		case rules.KindException:
+			pe.Reason, pe.Message = "rule_exception", "access policy failed"
+		default:
+			pe.Status, pe.Reason, pe.Message = http.StatusServiceUnavailable, "rule_error", "access policy failed"
+		}
+		return PolicyResult{Err: pe}
+	}
+	var out PolicyResult
+	if mf := res.Multifactor; mf != nil && mf.Provider != "none" {
+		out.MFA = Requirement{Provider: mf.Provider, AllowRemember: !mf.ForceMFA()}
+		if len(mf.Options) > 0 || mf.Duo != nil {
+			out.MFA.Options = make(map[string]any, len(mf.Options)+4)
+			for k, v := range mf.Options {
+				out.MFA.Options[k] = v
+			}
+			if d := mf.Duo; d != nil {
+				out.MFA.Options["ikey"] = d.IKey
+				out.MFA.Options["host"] = d.Host
+				if d.Username != "" {
+					out.MFA.Options["username"] = d.Username
+				}
+			}
+		}
+	}
+	if res.Redirect != nil {
+		out.RedirectURL = res.Redirect.URL
+	}
+	if n := len(res.IDTokenClaims) + len(res.AccessTokenClaims); n > 0 {
+		out.Claims = make(map[string]string, n)
+		for _, m := range []map[string]any{res.IDTokenClaims, res.AccessTokenClaims} {
+			for k, v := range m {
+				if name := claimHeaderName(k); name != "" {
+					out.Claims[name] = claimValue(v)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// claimHeaderName turns a custom claim name into a header suffix: Auth0
+// namespaces claims with a URL ("https://example.com/roles"), so the part
+// after the last '/' is used, lowercased, with anything outside [a-z0-9-]
+// turned into '-'.
+func claimHeaderName(k string) string {
+	if i := strings.LastIndexByte(strings.TrimRight(k, "/"), '/'); i >= 0 {
+		k = strings.TrimRight(k, "/")[i+1:]
+	}
+	k = strings.ToLower(k)
+	b := []byte(k)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	s := strings.Trim(string(b), "-")
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return s
+}
+
+// claimValue renders a claim for a header: strings as they are, anything
+// else as JSON; control characters never reach a header.
+func claimValue(v any) string {
+	var s string
+	if str, ok := v.(string); ok {
+		s = str
+	} else {
+		b, _ := json.Marshal(v)
+		s = string(b)
+	}
+	if len(s) > 4096 {
+		s = s[:4096]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,130 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestConcurrentRuns runs many goroutines on one engine (run with -race):
+// every result must match its own input.
+func TestConcurrentRuns(t *testing.T) {
+	rules := []Source{
+		seedSource(t, "003_extranet.js"),
+		jsSource("async-echo", `function (user, context, callback) {
+  var jwt = require('jsonwebtoken');
+  var token = jwt.sign({sub: user.user_id}, 'k');
+  Promise.resolve(jwt.verify(token, 'k').sub).then(function (sub) {
+    setTimeout(function () {
+      context.idToken.sub = sub;
+      context.idToken.ip = context.request.ip;
+      global.runs = (global.runs || 0) + 1;
+      callback(null, user, context);
+    }, 1);
+  });
+}`),
+		jsSource("deny-mallory", `function (user, context, callback) {
+  if (user.user_id === 'mallory') { return callback(new UnauthorizedError('no mallory')); }
+  callback(null, user, context);
+}`),
+	}
+	// Generous budgets: this test is about isolation, not speed (-race
+	// on two cores is slow).
+	e := newEngine(t, Options{Rules: rules, PoolSize: 4, RuleTimeout: 10 * time.Second, PipelineTimeout: 20 * time.Second})
+	const workers, perWorker = 16, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				user := fmt.Sprintf("user-%d-%d", w, i)
+				ip := "203.0.113.7"
+				if i%2 == 0 {
+					ip = "192.168.1.140"
+				}
+				if i%7 == 0 {
+					user = "mallory"
+				}
+				res := e.Run(context.Background(), Input{User: map[string]any{"user_id": user}, Context: Context{Request: Request{IP: ip}}})
+				switch {
+				case user == "mallory":
+					if res.Err == nil || res.Err.Kind != KindUnauthorized || res.Rule != "deny-mallory" {
+						errs <- fmt.Errorf("%s: %+v", user, res.Err)
+						return
+					}
+				case res.Err != nil:
+					errs <- fmt.Errorf("%s: %v", user, res.Err)
+					return
+				case res.IDTokenClaims["sub"] != user || res.IDTokenClaims["ip"] != ip:
+					errs <- fmt.Errorf("%s/%s got claims %v", user, ip, res.IDTokenClaims)
+					return
+				case (ip == "203.0.113.7") != (res.Multifactor != nil):
+					errs <- fmt.Errorf("%s/%s multifactor %+v", user, ip, res.Multifactor)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if s := e.Stats(); s.RuntimesCreated > 4 || s.RuntimesDiscarded != 0 {
+		t.Errorf("stats = %+v", s)
+	}
+}
+
+// TestConcurrentReload swaps engines while runs are in flight, as the
+// server does on hot reload: runs finish on the engine they started with.
+func TestConcurrentReload(t *testing.T) {
+	mk := func(version int) *Engine {
+		e, err := New(Options{Rules: []Source{jsSource("v", fmt.Sprintf(
+			"function (user, context, callback) { setImmediate(function () { context.idToken.v = %d; callback(null, user, context); }); }", version))},
+			PoolSize: 2, RuleTimeout: 10 * time.Second, PipelineTimeout: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	var current atomic.Pointer[Engine]
+	current.Store(mk(0))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var failures atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res := current.Load().Run(context.Background(), Input{})
+				if res.Err != nil && res.Err.Message != ErrClosed.Error() {
+					failures.Add(1)
+				}
+				if res.Err == nil && res.IDTokenClaims["v"] == nil {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	for v := 1; v <= 20; v++ {
+		old := current.Swap(mk(v))
+		old.Close()
+	}
+	close(stop)
+	wg.Wait()
+	current.Load().Close()
+	if n := failures.Load(); n != 0 {
+		t.Errorf("%d failed runs", n)
+	}
+}

@@ -1,0 +1,89 @@
+// Package rules runs Auth0-style rules unmodified on the goja JavaScript
+// engine, fast and sandboxed. It knows nothing about Envoy or HTTP: the
+// caller supplies the user claims and the context data and gets back a
+// Result to turn into a decision.
+//
+// # Rules
+//
+// A rule is a function expression `function (user, context, callback)
+// {...}` (named or anonymous, with or without a trailing semicolon, at most
+// three parameters), in a .js file or in an Auth0 gallery file (Markdown
+// with YAML front matter whose `fields` declare configuration keys, and one
+// ```js block). New compiles every enabled rule once and reports every
+// problem at once: syntax, shape, require() of a module that is not
+// available, mandatory configuration keys that are missing. Lint reports
+// the same plus warnings, such as configuration keys the code reads that
+// the front matter does not declare.
+//
+// # Pipeline semantics
+//
+// Rules run in order on fresh `user` and `context` objects built from the
+// Input (the caller's maps are never mutated). Each rule must call
+// callback(null, user, context) to continue; the objects it passes are the
+// ones the next rule receives (a missing or non-object argument keeps the
+// previous object). callback(err) stops the pipeline:
+//
+//   - new UnauthorizedError(msg)         → KindUnauthorized
+//   - new Error(msg), callback("msg"), or any other value that is not
+//     null or undefined                  → KindRule
+//   - the rule throws (ReferenceError, stack overflow, an async rule whose
+//     promise rejects with nothing calling back)  → KindException
+//   - the rule never calls back within its budget, has nothing pending
+//     that could call back, or is interrupted     → KindTimeout
+//   - engine faults, oversized input, an invalid context.multifactor or
+//     context.redirect, unsupported providers     → KindInternal
+//
+// The first call wins; later calls are ignored and logged. Every error
+// means deny. A rule that throws after calling back still fails (fail
+// closed). Callbacks may come later from promises (goja runs promise jobs
+// after each call) or from setTimeout / setInterval / setImmediate, which a
+// small per-run event loop drives until the callback fires or the budget
+// ends. Timers never outlive the rule that scheduled them.
+//
+// # Multifactor providers
+//
+// After the pipeline, context.multifactor is validated into a Multifactor:
+//
+//   - missing provider               → "any" (Auth0's default)
+//   - "any", "google-authenticator"  → as given
+//   - "duo"                          → requires non-empty ikey, skey and
+//     host (else KindInternal); optional username and admin
+//   - "none"                         → kept as "none"; the caller treats it
+//     as "no MFA"
+//   - "guardian"                     → "any" (no Guardian push exists
+//     outside Auth0; RequestedProvider keeps "guardian")
+//   - "sms" and anything else        → KindInternal error `unknown/unsupported
+//     multifactor provider "x"` naming the rule that set it (fail closed)
+//
+// allowRememberBrowser defaults to true and is false only when the rule
+// sets it to false; ignoreCookie is true when truthy. Either one forces MFA.
+// context.redirect must be {url: "<non-empty string>"}. Custom claims set on
+// context.idToken / context.accessToken are returned as JSON-able maps.
+//
+// # Sandbox
+//
+// Globals: configuration (frozen), UnauthorizedError, require, Buffer,
+// console (to the engine's slog logger with rule=<name>), global (the
+// global object itself, persisting across the runs of one pooled runtime,
+// as in Auth0), setTimeout & co, URL and URLSearchParams. There is no
+// process, no file system and no network. require() is a deny-by-default
+// registry of native Go modules: ipaddr.js, jsonwebtoken, querystring, url
+// and buffer; "name@version" ignores the version. Budgets: each rule gets
+// Options.RuleTimeout and the run Options.PipelineTimeout, both capped by
+// the context deadline; goja's Interrupt stops runaway code (an infinite
+// loop costs at most its budget). Call depth and input sizes are bounded.
+// A runtime that timed out or faulted is discarded. goja does not bound
+// memory: a rule can still allocate large strings within its time budget.
+//
+// Because `global` is shared per runtime, a rule that stores request data
+// on it (or assigns an undeclared variable in sloppy mode) lets a later run
+// on the same runtime see it — exactly as in Auth0. Request data otherwise
+// only enters as arguments and is dropped when the run ends.
+//
+// # Performance
+//
+// Programs are compiled once in New; runtimes are created on demand up to
+// Options.PoolSize and reused, so the steady state has no compilation and
+// no runtime construction (see Engine.Stats). An Engine is immutable: to
+// reload rules, build a new one and swap it in atomically.
+package rules

@@ -1,0 +1,442 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultRuleTimeout      = 100 * time.Millisecond
+	DefaultPipelineTimeout  = 300 * time.Millisecond
+	DefaultMaxCallStackSize = 1024
+	DefaultMaxInputBytes    = 64 << 10
+)
+
+// ErrClosed is the message of the KindInternal error Run returns after
+// Close.
+var ErrClosed = errors.New("rules engine closed")
+
+// Options configure an Engine.
+type Options struct {
+	// Rules run in order; disabled ones are skipped.
+	Rules []Source
+	// Configuration is the read-only `configuration` global.
+	Configuration map[string]string
+	// RuleTimeout is each rule's budget (default DefaultRuleTimeout).
+	RuleTimeout time.Duration
+	// PipelineTimeout is the whole run's budget (default
+	// DefaultPipelineTimeout). The context deadline caps both.
+	PipelineTimeout time.Duration
+	// MaxCallStackSize is the maximum JS call depth (default
+	// DefaultMaxCallStackSize).
+	MaxCallStackSize int
+	// MaxInputBytes bounds the request-derived data (user and context)
+	// entering JS, counted as string bytes plus a few bytes per value
+	// (default DefaultMaxInputBytes). Larger inputs fail with KindInternal.
+	MaxInputBytes int
+	// PoolSize is the number of runtimes kept warm and the maximum number
+	// of concurrent runs (default 2×GOMAXPROCS). Further runs wait for a
+	// runtime until their deadline.
+	PoolSize int
+	// Logger receives console.* output (tagged rule=<name>) and engine
+	// warnings. Nil discards.
+	Logger *slog.Logger
+	// Observer, when set, is told the outcome and duration of every rule
+	// execution.
+	Observer Observer
+	// Now is the clock for Date in JS and for jsonwebtoken's iat/exp
+	// checks (default time.Now). Budgets always use the real clock.
+	Now func() time.Time
+}
+
+// Observer receives per-rule metrics.
+type Observer interface {
+	// ObserveRule is called once per executed rule with outcome "ok",
+	// "error", "timeout" or "exception" and the rule's wall time.
+	ObserveRule(rule string, outcome string, d time.Duration)
+}
+
+// Stats are engine counters, mainly for tests and metrics.
+type Stats struct {
+	// Compiles is the number of rule programs compiled (once per enabled
+	// rule, in New).
+	Compiles int64
+	// RuntimesCreated counts goja runtimes built so far.
+	RuntimesCreated int64
+	// RuntimesDiscarded counts runtimes dropped after a fault or timeout.
+	RuntimesDiscarded int64
+	// Runs counts Run and RunDebug calls.
+	Runs int64
+}
+
+// Engine runs a fixed, compiled set of rules on a pool of runtimes. It is
+// immutable and safe for concurrent use; to change rules build a new Engine
+// and swap it in (requests in flight finish on the engine they started
+// with), then Close the old one.
+type Engine struct {
+	opts       Options
+	rules      []*compiledRule
+	names      []string
+	configKeys []string
+	logger     *slog.Logger
+	now        func() time.Time
+
+	pool   chan *jsRuntime
+	freed  chan struct{}
+	mu     sync.Mutex
+	slots  int // runtimes in existence (pooled or in use)
+	closed atomic.Bool
+
+	compiles          atomic.Int64
+	runtimesCreated   atomic.Int64
+	runtimesDiscarded atomic.Int64
+	runs              atomic.Int64
+}
+
+// New validates and compiles every enabled rule. It reports every problem
+// at once in a *LoadError (wrapping ErrInvalidRules): syntax errors, code
+// that is not a single function expression of at most three parameters,
+// require() of an unavailable module, missing mandatory configuration of
+// gallery rules, and duplicate names. Runtimes are created lazily.
+func New(opts Options) (*Engine, error) {
+	if err := normalize(&opts); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		opts:       opts,
+		logger:     opts.Logger,
+		now:        opts.Now,
+		configKeys: sortedKeys(opts.Configuration),
+	}
+	var problems []Finding
+	seen := map[string]bool{}
+	cfg := opts.Configuration
+	if cfg == nil {
+		cfg = map[string]string{}
+	}
+	for i, src := range opts.Rules {
+		if !src.Enabled {
+			continue
+		}
+		name := displayName(src, i)
+		if seen[name] {
+			problems = append(problems, Finding{Rule: name, Path: src.Path, Severity: SeverityError, Message: "duplicate rule name"})
+			continue
+		}
+		seen[name] = true
+		r, findings := analyze(src, i, cfg)
+		for _, f := range findings {
+			if f.Severity == SeverityError {
+				problems = append(problems, f)
+			}
+		}
+		if r != nil {
+			e.compiles.Add(1)
+			e.rules = append(e.rules, r)
+			e.names = append(e.names, r.name)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &LoadError{Findings: problems}
+	}
+	e.pool = make(chan *jsRuntime, opts.PoolSize)
+	e.freed = make(chan struct{}, opts.PoolSize)
+	return e, nil
+}
+
+func normalize(o *Options) error {
+	var errs []error
+	if o.RuleTimeout < 0 || o.PipelineTimeout < 0 || o.MaxCallStackSize < 0 || o.MaxInputBytes < 0 || o.PoolSize < 0 {
+		errs = append(errs, errors.New("negative limit in rules options"))
+	}
+	if o.RuleTimeout == 0 {
+		o.RuleTimeout = DefaultRuleTimeout
+	}
+	if o.PipelineTimeout == 0 {
+		o.PipelineTimeout = DefaultPipelineTimeout
+	}
+	if o.MaxCallStackSize == 0 {
+		o.MaxCallStackSize = DefaultMaxCallStackSize
+	}
+	if o.MaxInputBytes == 0 {
+		o.MaxInputBytes = DefaultMaxInputBytes
+	}
+	if o.PoolSize == 0 {
+		o.PoolSize = 2 * runtime.GOMAXPROCS(0)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Configuration != nil {
+		o.Configuration = maps.Clone(o.Configuration)
+	}
+	o.Rules = slices.Clone(o.Rules)
+	return errors.Join(errs...)
+}
+
+// Rules returns the names of the enabled rules in run order.
+func (e *Engine) Rules() []string { return slices.Clone(e.names) }
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Compiles:          e.compiles.Load(),
+		RuntimesCreated:   e.runtimesCreated.Load(),
+		RuntimesDiscarded: e.runtimesDiscarded.Load(),
+		Runs:              e.runs.Load(),
+	}
+}
+
+// Close releases the pooled runtimes. Runs in flight finish; later runs
+// fail with KindInternal. Close is idempotent.
+func (e *Engine) Close() {
+	if e.closed.Swap(true) {
+		return
+	}
+	for {
+		select {
+		case rt := <-e.pool:
+			e.drop(rt)
+		default:
+			return
+		}
+	}
+}
+
+// Warm creates up to n runtimes ahead of traffic (at most PoolSize), so
+// that the first requests do not pay for runtime construction.
+func (e *Engine) Warm(n int) error {
+	var rts []*jsRuntime
+	defer func() {
+		for _, rt := range rts {
+			e.release(rt, false)
+		}
+	}()
+	for range min(n, e.opts.PoolSize) {
+		if !e.reserve() {
+			return nil
+		}
+		rt, err := e.newRuntime()
+		if err != nil {
+			e.unreserve()
+			return err
+		}
+		rts = append(rts, rt)
+	}
+	return nil
+}
+
+func (e *Engine) reserve() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.slots >= e.opts.PoolSize {
+		return false
+	}
+	e.slots++
+	return true
+}
+
+func (e *Engine) unreserve() {
+	e.mu.Lock()
+	e.slots--
+	e.mu.Unlock()
+	select {
+	case e.freed <- struct{}{}:
+	default:
+	}
+}
+
+// acquire returns a runtime, creating one while fewer than PoolSize exist,
+// else waiting for one until the deadline.
+func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case rt := <-e.pool:
+			return rt, nil
+		default:
+		}
+		if e.reserve() {
+			rt, err := e.newRuntime()
+			if err != nil {
+				e.unreserve()
+				return nil, err
+			}
+			return rt, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+		}
+		select {
+		case rt := <-e.pool:
+			return rt, nil
+		case <-e.freed:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-timer.C:
+			return nil, errors.New("no JavaScript runtime became available before the deadline")
+		}
+	}
+}
+
+// release returns a runtime to the pool, or drops it.
+func (e *Engine) release(rt *jsRuntime, discard bool) {
+	if discard || e.closed.Load() {
+		if discard {
+			e.runtimesDiscarded.Add(1)
+		}
+		e.drop(rt)
+		return
+	}
+	select {
+	case e.pool <- rt:
+		// Close may have drained the pool concurrently.
+		if e.closed.Load() {
+			select {
+			case rt := <-e.pool:
+				e.drop(rt)
+			default:
+			}
+		}
+	default:
+		e.drop(rt)
+	}
+}
+
+func (e *Engine) drop(rt *jsRuntime) {
+	rt.close()
+	e.unreserve()
+}
+
+// Run executes the pipeline once. It never panics and never returns an
+// allow on a fault: every failure is reported in Result.Err.
+func (e *Engine) Run(ctx context.Context, in Input) Result { return e.run(ctx, in, false) }
+
+// RunDebug is Run plus the final user and context as JSON-able maps in
+// Result.User and Result.Context (for `stepup rules try`). Secrets in
+// context.multifactor (skey) are redacted in Result.Context.
+func (e *Engine) RunDebug(ctx context.Context, in Input) Result { return e.run(ctx, in, true) }
+
+func (e *Engine) run(ctx context.Context, in Input, debug bool) (res Result) {
+	e.runs.Add(1)
+	if e.closed.Load() {
+		return Result{Err: &Error{Kind: KindInternal, Name: "InternalError", Message: ErrClosed.Error()}}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if len(e.rules) == 0 && !debug {
+		return Result{}
+	}
+	// Waiting for (or building) a runtime and running the pipeline each
+	// get PipelineTimeout; the context deadline caps both.
+	rt, err := e.acquire(ctx, e.deadline(ctx))
+	if err != nil {
+		return Result{Err: &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "no runtime: " + err.Error()}}
+	}
+	deadline := e.deadline(ctx)
+	discard := false
+	defer func() {
+		if p := recover(); p != nil {
+			rule := rt.st.rule
+			e.logger.LogAttrs(ctx, slog.LevelError, "rules: internal fault", slog.String("rule", rule), slog.String("panic", fmt.Sprint(p)))
+			res = Result{Rule: rule, Err: &Error{Kind: KindInternal, Name: "InternalError", Message: "internal error in rules engine", Rule: rule}}
+			discard = true
+		}
+		rt.st.end()
+		e.release(rt, discard)
+	}()
+	res, discard = rt.runPipeline(ctx, in, deadline, debug)
+	return res
+}
+
+// deadline is PipelineTimeout from now, capped by the context deadline.
+func (e *Engine) deadline(ctx context.Context) time.Time {
+	d := time.Now().Add(e.opts.PipelineTimeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		return cd
+	}
+	return d
+}
+
+func (st *runState) end() {
+	st.clearRule()
+	st.active = false
+	st.user, st.context = nil, nil
+	st.ctx = nil
+	st.rule = ""
+	st.multifactor, st.redirect = nil, nil
+	st.multifactorRule, st.redirectRule = "", ""
+}
+
+// runPipeline runs every rule in order and reads the results back.
+func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Time, debug bool) (Result, bool) {
+	e := rt.e
+	st := &rt.st
+	st.ctx = ctx
+	st.active = true
+
+	b := inputBudget{limit: e.opts.MaxInputBytes}
+	user, err := rt.buildUser(in.User, &b)
+	if err == nil {
+		st.user = user
+		st.context, err = rt.buildContext(&in.Context, &b)
+	}
+	if err != nil {
+		return Result{Err: &Error{Kind: KindInternal, Name: "InputError", Message: err.Error()}}, false
+	}
+
+	for i, r := range e.rules {
+		now := time.Now()
+		var rerr *Error
+		discard := false
+		switch {
+		case ctx.Err() != nil:
+			rerr = &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "request cancelled: " + context.Cause(ctx).Error(), Rule: r.name}
+		case !now.Before(deadline):
+			rerr = &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "pipeline time budget exhausted", Rule: r.name}
+		default:
+			ruleDeadline := now.Add(e.opts.RuleTimeout)
+			if deadline.Before(ruleDeadline) {
+				ruleDeadline = deadline
+			}
+			rerr, discard = rt.runRule(ctx, i, r.name, ruleDeadline)
+			if e.opts.Observer != nil {
+				outcome := "ok"
+				if rerr != nil {
+					outcome = rerr.Outcome()
+				}
+				e.opts.Observer.ObserveRule(r.name, outcome, time.Since(now))
+			}
+		}
+		if rerr != nil {
+			if rerr.Kind == KindTimeout || rerr.Kind == KindException || rerr.Kind == KindInternal {
+				e.logger.LogAttrs(ctx, slog.LevelWarn, "rules: rule failed", slog.String("rule", r.name),
+					slog.String("kind", rerr.Kind.String()), slog.String("error", rerr.Name+": "+rerr.Message))
+			}
+			res := Result{Rule: r.name, Err: rerr}
+			if debug && !discard {
+				rt.debugMaps(&res, deadline)
+			}
+			return res, discard
+		}
+	}
+	return rt.readBack(deadline, debug)
+}

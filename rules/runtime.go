@@ -1,0 +1,587 @@
+package rules
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/dop251/goja"
+	gojaurl "github.com/dop251/goja_nodejs/url"
+)
+
+//go:embed prelude.js
+var preludeSource string
+
+// preludeProgram is compiled once per process; a *goja.Program is immutable
+// and may be shared by runtimes.
+var preludeProgram = sync.OnceValues(func() (*goja.Program, error) {
+	return goja.Compile("stepup:prelude.js", preludeSource, true)
+})
+
+// Limits of the per-run event loop.
+const (
+	maxTimers     = 1000
+	maxMessageLen = 1024
+)
+
+// errBudget is the value runtimes are interrupted with.
+var errBudget = errors.New("time budget exceeded")
+
+// jsRuntime is one goja runtime with every rule instantiated. It serves one
+// run at a time.
+type jsRuntime struct {
+	e   *Engine
+	vm  *goja.Runtime
+	fns []goja.Callable
+	// callback is the single callback function handed to every rule; the
+	// run state tells which rule is running.
+	callback goja.Value
+	args     [3]goja.Value
+
+	imu      sync.Mutex
+	armed    bool
+	deadline time.Time
+	itimer   *time.Timer
+	sleep    *time.Timer
+
+	modules     map[string]goja.Value
+	nextTimerID int64
+
+	unauthorized  *goja.Object
+	jwtError      *goja.Object
+	tokenExpired  *goja.Object
+	notBefore     *goja.Object
+	bufferCtor    *goja.Object
+	errorCtor     *goja.Object
+	ctors         map[string]*goja.Object
+	jsonStringify goja.Callable
+	jsonParse     goja.Callable
+	ip            *ipaddrProtos
+
+	st runState
+}
+
+// runState is the per-run state; it is cleared when the run ends so that a
+// runtime never keeps request data.
+type runState struct {
+	ctx        context.Context
+	active     bool
+	rule       string
+	called     bool
+	errVal     goja.Value
+	user       *goja.Object
+	context    *goja.Object
+	timers     []jsTimer
+	rejections []*goja.Promise
+	// multifactor and redirect remember which rule last replaced
+	// context.multifactor / context.redirect, to name it in errors.
+	multifactor, redirect         goja.Value
+	multifactorRule, redirectRule string
+}
+
+type jsTimer struct {
+	id        int64
+	due       time.Time
+	interval  time.Duration
+	immediate bool
+	fn        goja.Callable
+	args      []goja.Value
+}
+
+// newRuntime builds a runtime: globals, prelude, and every rule function.
+func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			rt, err = nil, fmt.Errorf("create runtime: %v", p)
+		}
+	}()
+	vm := goja.New()
+	vm.SetMaxCallStackSize(e.opts.MaxCallStackSize)
+	vm.SetTimeSource(goja.Now(e.now))
+	rt = &jsRuntime{
+		e:       e,
+		vm:      vm,
+		modules: make(map[string]goja.Value, 4),
+	}
+	rt.itimer = time.AfterFunc(time.Hour, rt.fire)
+	rt.itimer.Stop()
+	rt.sleep = time.NewTimer(time.Hour)
+	rt.sleep.Stop()
+	vm.SetPromiseRejectionTracker(rt.trackRejection)
+
+	prg, err := preludeProgram()
+	if err != nil {
+		return nil, fmt.Errorf("compile prelude: %w", err)
+	}
+	pv, err := vm.RunProgram(prg)
+	if err != nil {
+		return nil, fmt.Errorf("run prelude: %w", err)
+	}
+	pf, ok := goja.AssertFunction(pv)
+	if !ok {
+		return nil, errors.New("prelude is not a function")
+	}
+	ev, err := pf(goja.Undefined(), rt.bufferNatives())
+	if err != nil {
+		return nil, fmt.Errorf("run prelude: %w", err)
+	}
+	exports := ev.ToObject(vm)
+	rt.unauthorized = exports.Get("UnauthorizedError").ToObject(vm)
+	rt.jwtError = exports.Get("JsonWebTokenError").ToObject(vm)
+	rt.tokenExpired = exports.Get("TokenExpiredError").ToObject(vm)
+	rt.notBefore = exports.Get("NotBeforeError").ToObject(vm)
+	rt.bufferCtor = exports.Get("Buffer").ToObject(vm)
+	rt.errorCtor = vm.Get("Error").ToObject(vm)
+	// Built-in constructors are captured now, so that a rule replacing a
+	// global cannot change the errors the engine throws.
+	rt.ctors = make(map[string]*goja.Object, 5)
+	for _, name := range []string{"Error", "TypeError", "RangeError", "Date"} {
+		rt.ctors[name] = vm.Get(name).ToObject(vm)
+	}
+	jsonObj := vm.Get("JSON").ToObject(vm)
+	rt.jsonStringify, _ = goja.AssertFunction(jsonObj.Get("stringify"))
+	rt.jsonParse, _ = goja.AssertFunction(jsonObj.Get("parse"))
+
+	global := vm.GlobalObject()
+	define := func(name string, v any) {
+		must(global.DefineDataProperty(name, vm.ToValue(v), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_FALSE))
+	}
+	define("configuration", rt.configurationObject())
+	define("UnauthorizedError", rt.unauthorized)
+	define("Buffer", rt.bufferCtor)
+	define("require", rt.require)
+	define("console", rt.consoleObject())
+	// global is the global object itself, as in Node: it persists across
+	// the runs served by this runtime.
+	define("global", global)
+	define("setTimeout", rt.setTimer(false, false))
+	define("setInterval", rt.setTimer(true, false))
+	define("setImmediate", rt.setTimer(false, true))
+	define("clearTimeout", rt.clearTimer)
+	define("clearInterval", rt.clearTimer)
+	define("clearImmediate", rt.clearTimer)
+	urlMod, err := rt.requireModule("url")
+	if err != nil {
+		return nil, err
+	}
+	urlObj := urlMod.ToObject(vm)
+	define("URL", urlObj.Get("URL"))
+	define("URLSearchParams", urlObj.Get("URLSearchParams"))
+
+	rt.callback = vm.ToValue(rt.cb)
+	rt.fns = make([]goja.Callable, len(e.rules))
+	for i, r := range e.rules {
+		v, err := vm.RunProgram(r.program)
+		if err != nil {
+			return nil, fmt.Errorf("instantiate rule %q: %w", r.name, err)
+		}
+		fn, ok := goja.AssertFunction(v)
+		if !ok {
+			return nil, fmt.Errorf("instantiate rule %q: not a function", r.name)
+		}
+		rt.fns[i] = fn
+	}
+	e.runtimesCreated.Add(1)
+	return rt, nil
+}
+
+// close stops the runtime's timers.
+func (rt *jsRuntime) close() {
+	rt.imu.Lock()
+	rt.armed = false
+	rt.imu.Unlock()
+	rt.itimer.Stop()
+	rt.sleep.Stop()
+}
+
+// configurationObject builds the frozen configuration global.
+func (rt *jsRuntime) configurationObject() *goja.Object {
+	vm := rt.vm
+	obj := vm.NewObject()
+	for _, k := range rt.e.configKeys {
+		must(obj.DefineDataProperty(k, vm.ToValue(rt.e.opts.Configuration[k]), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE))
+	}
+	must(obj.SetPrototype(vm.Get("Object").ToObject(vm).Get("prototype").ToObject(vm)))
+	freeze, _ := goja.AssertFunction(vm.Get("Object").ToObject(vm).Get("freeze"))
+	if _, err := freeze(goja.Undefined(), obj); err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// arm schedules an interrupt of the runtime at deadline.
+func (rt *jsRuntime) arm(deadline time.Time) {
+	rt.imu.Lock()
+	rt.armed = true
+	rt.deadline = deadline
+	rt.imu.Unlock()
+	rt.itimer.Reset(time.Until(deadline))
+}
+
+// fire runs on the timer goroutine. A late firing for an earlier arm finds
+// a later deadline and does nothing.
+func (rt *jsRuntime) fire() {
+	rt.imu.Lock()
+	defer rt.imu.Unlock()
+	if rt.armed && !time.Now().Before(rt.deadline) {
+		rt.vm.Interrupt(errBudget)
+	}
+}
+
+// disarm cancels the interrupt; after it returns no interrupt is pending.
+func (rt *jsRuntime) disarm() {
+	rt.imu.Lock()
+	rt.armed = false
+	rt.imu.Unlock()
+	rt.itimer.Stop()
+	rt.vm.ClearInterrupt()
+}
+
+// wait sleeps for d unless ctx ends first.
+func (rt *jsRuntime) wait(ctx context.Context, d time.Duration) bool {
+	rt.sleep.Reset(d)
+	select {
+	case <-rt.sleep.C:
+		return true
+	case <-ctx.Done():
+		rt.sleep.Stop()
+		return false
+	}
+}
+
+// cb is the callback given to rules: callback(err, user, context).
+func (rt *jsRuntime) cb(call goja.FunctionCall) goja.Value {
+	st := &rt.st
+	if !st.active {
+		rt.e.logger.LogAttrs(context.Background(), slog.LevelWarn, "rules: callback called outside a run; ignored")
+		return goja.Undefined()
+	}
+	if st.called {
+		rt.e.logger.LogAttrs(st.ctx, slog.LevelWarn, "rules: callback called more than once; extra call ignored",
+			slog.String("rule", st.rule))
+		return goja.Undefined()
+	}
+	st.called = true
+	if errV := call.Argument(0); !goja.IsUndefined(errV) && !goja.IsNull(errV) {
+		st.errVal = errV
+		return goja.Undefined()
+	}
+	if u, ok := call.Argument(1).(*goja.Object); ok {
+		st.user = u
+	}
+	if c, ok := call.Argument(2).(*goja.Object); ok {
+		st.context = c
+	}
+	return goja.Undefined()
+}
+
+func (rt *jsRuntime) trackRejection(p *goja.Promise, op goja.PromiseRejectionOperation) {
+	st := &rt.st
+	switch op {
+	case goja.PromiseRejectionReject:
+		if len(st.rejections) < maxTimers {
+			st.rejections = append(st.rejections, p)
+		}
+	case goja.PromiseRejectionHandle:
+		for i, q := range st.rejections {
+			if q == p {
+				st.rejections = append(st.rejections[:i], st.rejections[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// setTimer implements setTimeout, setInterval and setImmediate.
+func (rt *jsRuntime) setTimer(repeat, immediate bool) func(goja.FunctionCall) goja.Value {
+	return func(call goja.FunctionCall) goja.Value {
+		st := &rt.st
+		if !st.active {
+			panic(rt.newError("Error", "timers are only available while a rule runs"))
+		}
+		fn, ok := goja.AssertFunction(call.Argument(0))
+		if !ok {
+			panic(rt.vm.NewTypeError("The \"callback\" argument must be of type function"))
+		}
+		if len(st.timers) >= maxTimers {
+			panic(rt.newError("RangeError", fmt.Sprintf("too many pending timers (limit %d)", maxTimers)))
+		}
+		t := jsTimer{fn: fn, immediate: immediate}
+		rest := 2
+		if immediate {
+			rest = 1
+		} else {
+			ms := call.Argument(1).ToFloat()
+			if math.IsNaN(ms) || ms < 1 || ms > math.MaxInt32 {
+				ms = 1
+			}
+			d := time.Duration(ms * float64(time.Millisecond))
+			t.due = time.Now().Add(d)
+			if repeat {
+				t.interval = d
+			}
+		}
+		if len(call.Arguments) > rest {
+			t.args = append([]goja.Value(nil), call.Arguments[rest:]...)
+		}
+		rt.nextTimerID++
+		t.id = rt.nextTimerID
+		st.timers = append(st.timers, t)
+		return rt.vm.ToValue(t.id)
+	}
+}
+
+func (rt *jsRuntime) clearTimer(call goja.FunctionCall) goja.Value {
+	v := call.Argument(0)
+	if goja.IsUndefined(v) || goja.IsNull(v) {
+		return goja.Undefined()
+	}
+	id := v.ToInteger()
+	st := &rt.st
+	for i := range st.timers {
+		if st.timers[i].id == id {
+			st.removeTimer(i)
+			break
+		}
+	}
+	return goja.Undefined()
+}
+
+func (st *runState) removeTimer(i int) {
+	last := len(st.timers) - 1
+	st.timers[i] = st.timers[last]
+	st.timers[last] = jsTimer{}
+	st.timers = st.timers[:last]
+}
+
+// nextTimer returns the index of the next timer to run: immediates first
+// in creation order, then timers by due time and creation order.
+func (st *runState) nextTimer() int {
+	best := -1
+	for i := range st.timers {
+		t := &st.timers[i]
+		if best < 0 {
+			best = i
+			continue
+		}
+		b := &st.timers[best]
+		switch {
+		case t.immediate != b.immediate:
+			if t.immediate {
+				best = i
+			}
+		case t.immediate:
+			if t.id < b.id {
+				best = i
+			}
+		case t.due.Before(b.due) || (t.due.Equal(b.due) && t.id < b.id):
+			best = i
+		}
+	}
+	return best
+}
+
+func (st *runState) clearRule() {
+	for i := range st.timers {
+		st.timers[i] = jsTimer{}
+	}
+	st.timers = st.timers[:0]
+	for i := range st.rejections {
+		st.rejections[i] = nil
+	}
+	st.rejections = st.rejections[:0]
+	st.errVal = nil
+	st.called = false
+}
+
+// runRule runs rule i until it calls back, throws, or its budget ends.
+// discard reports whether the runtime must not be reused.
+func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline time.Time) (rerr *Error, discard bool) {
+	st := &rt.st
+	st.rule = name
+	st.clearRule()
+	defer st.clearRule()
+
+	rt.arm(deadline)
+	defer rt.disarm()
+
+	rt.args[0], rt.args[1], rt.args[2] = st.user, st.context, rt.callback
+	_, err := rt.fns[i](goja.Undefined(), rt.args[:]...)
+	rt.args = [3]goja.Value{}
+	if err != nil {
+		return rt.classify(err, name)
+	}
+	for !st.called {
+		idx := st.nextTimer()
+		if idx < 0 {
+			break
+		}
+		t := st.timers[idx]
+		if !t.immediate {
+			if t.due.After(deadline) {
+				return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule did not call back within its time budget", Rule: name}, false
+			}
+			if d := time.Until(t.due); d > 0 && !rt.wait(ctx, d) {
+				return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "request cancelled: " + context.Cause(ctx).Error(), Rule: name}, false
+			}
+		}
+		if t.interval > 0 {
+			st.timers[idx].due = time.Now().Add(t.interval)
+		} else {
+			st.removeTimer(idx)
+		}
+		if _, err := t.fn(goja.Undefined(), t.args...); err != nil {
+			return rt.classify(err, name)
+		}
+	}
+	if len(st.rejections) > 0 {
+		reason := st.rejections[0].Result()
+		if !st.called {
+			name2, msg := rt.errorFields(reason)
+			return &Error{Kind: KindException, Name: name2, Message: msg, Rule: name}, false
+		}
+		rt.e.logger.LogAttrs(ctx, slog.LevelWarn, "rules: unhandled promise rejection", slog.String("rule", name))
+	}
+	if !st.called {
+		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule never called callback and has nothing pending", Rule: name}, false
+	}
+	if st.errVal != nil {
+		return rt.callbackError(st.errVal, name), false
+	}
+	// Still armed: note which rule set multifactor / redirect.
+	if ex := rt.vm.Try(func() {
+		if mf := st.context.Get("multifactor"); !sameValue(mf, st.multifactor) {
+			st.multifactor, st.multifactorRule = mf, name
+		}
+		if rd := st.context.Get("redirect"); !sameValue(rd, st.redirect) {
+			st.redirect, st.redirectRule = rd, name
+		}
+	}); ex != nil {
+		n, msg := rt.errorFields(ex.Value())
+		return &Error{Kind: KindException, Name: n, Message: msg, Rule: name}, false
+	}
+	return nil, false
+}
+
+// sameValue is SameValue with Go nil (missing property) as its own value.
+func sameValue(a, b goja.Value) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.SameAs(b)
+}
+
+// classify maps an error returned by a goja call.
+func (rt *jsRuntime) classify(err error, rule string) (*Error, bool) {
+	var ie *goja.InterruptedError
+	var so *goja.StackOverflowError
+	var ex *goja.Exception
+	switch {
+	case errors.As(err, &ie):
+		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule exceeded its time budget", Rule: rule}, true
+	case errors.As(err, &so):
+		return &Error{Kind: KindException, Name: "RangeError", Message: "Maximum call stack size exceeded", Rule: rule}, true
+	case errors.As(err, &ex):
+		name, msg := rt.errorFields(ex.Value())
+		return &Error{Kind: KindException, Name: name, Message: msg, Rule: rule}, false
+	default:
+		return &Error{Kind: KindInternal, Name: "InternalError", Message: err.Error(), Rule: rule}, true
+	}
+}
+
+// callbackError maps the err argument of callback(err).
+func (rt *jsRuntime) callbackError(v goja.Value, rule string) *Error {
+	name, msg := rt.errorFields(v)
+	kind := KindRule
+	if obj, ok := v.(*goja.Object); ok {
+		isUnauth := false
+		if ex := rt.vm.Try(func() { isUnauth = rt.vm.InstanceOf(obj, rt.unauthorized) }); ex != nil {
+			isUnauth = false
+		}
+		if isUnauth || name == "UnauthorizedError" {
+			kind = KindUnauthorized
+			name = "UnauthorizedError"
+		}
+	}
+	return &Error{Kind: kind, Name: name, Message: msg, Rule: rule}
+}
+
+// errorFields extracts name and message from a thrown or passed value.
+func (rt *jsRuntime) errorFields(v goja.Value) (name, msg string) {
+	defer func() {
+		if p := recover(); p != nil {
+			name, msg = "Error", "(unreadable error value)"
+		}
+	}()
+	if v == nil {
+		return "Error", "undefined"
+	}
+	obj, ok := v.(*goja.Object)
+	if !ok {
+		return "Error", truncate(v.String(), maxMessageLen)
+	}
+	if ex := rt.vm.Try(func() {
+		if n := obj.Get("name"); n != nil && !goja.IsUndefined(n) && !goja.IsNull(n) {
+			name = n.String()
+		}
+		if m := obj.Get("message"); m != nil && !goja.IsUndefined(m) && !goja.IsNull(m) {
+			msg = m.String()
+		} else {
+			msg = rt.inspect(obj)
+		}
+	}); ex != nil {
+		return "Error", "(unreadable error value)"
+	}
+	if name == "" {
+		name = "Error"
+	}
+	return truncate(name, 128), truncate(msg, maxMessageLen)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && cut < len(s) && s[cut]&0xc0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// newError constructs a JS error object of the given global constructor.
+func (rt *jsRuntime) newError(ctor, msg string) *goja.Object {
+	c, ok := rt.ctors[ctor]
+	if !ok {
+		return rt.vm.NewTypeError(msg)
+	}
+	o, err := rt.vm.New(c, rt.vm.ToValue(msg))
+	if err != nil {
+		return rt.vm.NewTypeError(msg)
+	}
+	return o
+}
+
+// construct calls new ctor(args...) (for the prelude's error classes).
+func (rt *jsRuntime) construct(ctor *goja.Object, args ...goja.Value) *goja.Object {
+	o, err := rt.vm.New(ctor, args...)
+	if err != nil {
+		panic(err)
+	}
+	return o
+}
+
+// whatwgURL loads goja_nodejs's WHATWG URL implementation (it touches no
+// file system or network) into a fresh exports object.
+func (rt *jsRuntime) whatwgURL() *goja.Object {
+	mod := rt.vm.NewObject()
+	exports := rt.vm.NewObject()
+	must(mod.Set("exports", exports))
+	gojaurl.Require(rt.vm, mod)
+	return exports
+}
