@@ -249,6 +249,26 @@ type MFA struct {
 	// Prefix is the reserved path prefix of the MFA step on every protected
 	// host. Default "/.stepup/". Must start and end with '/'.
 	Prefix string `yaml:"prefix"`
+	// TOTPIssuer labels the account in authenticator apps. Default "stepup".
+	TOTPIssuer string `yaml:"totp_issuer"`
+	// EnrollNetworks, when set, restricts a user's first enrolment to
+	// clients inside these networks (e.g. [corporate]).
+	EnrollNetworks []string `yaml:"enroll_networks"`
+	// ReauthAfter: resetting one's own factors needs a verification at
+	// most this old. Default 15m.
+	ReauthAfter Duration      `yaml:"reauth_after"`
+	RateLimits  MFARateLimits `yaml:"rate_limits"`
+}
+
+// MFARateLimits regulate failed verifications: after UserFailures (per
+// user) or IPFailures (per client address) failures within Window,
+// verification pauses for Lockout, doubling up to MaxLockout.
+type MFARateLimits struct {
+	UserFailures int      `yaml:"user_failures"`
+	IPFailures   int      `yaml:"ip_failures"`
+	Lockout      Duration `yaml:"lockout"`
+	MaxLockout   Duration `yaml:"max_lockout"`
+	Window       Duration `yaml:"window"`
 }
 
 // Upstream configures the identity headers set on allowed requests.
@@ -473,6 +493,17 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.Clients.Default, "default")
 	def(&c.MFA.Prefix, "/.stepup/")
+	def(&c.MFA.TOTPIssuer, "stepup")
+	defDur(&c.MFA.ReauthAfter, 15*time.Minute)
+	if c.MFA.RateLimits.UserFailures == 0 {
+		c.MFA.RateLimits.UserFailures = 5
+	}
+	if c.MFA.RateLimits.IPFailures == 0 {
+		c.MFA.RateLimits.IPFailures = 20
+	}
+	defDur(&c.MFA.RateLimits.Lockout, time.Minute)
+	defDur(&c.MFA.RateLimits.MaxLockout, time.Hour)
+	defDur(&c.MFA.RateLimits.Window, 24*time.Hour)
 	def(&c.Upstream.UserHeader, "x-stepup-user")
 	def(&c.Upstream.EmailHeader, "x-stepup-email")
 	def(&c.Upstream.MFAHeader, "x-stepup-mfa")
@@ -610,6 +641,14 @@ func (c *Config) Validate() error {
 	}
 	if p := c.MFA.Prefix; !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || len(p) < 3 || strings.ContainsAny(p, "?#% ") {
 		v.add("mfa.prefix", "must start and end with '/', e.g. /.stepup/")
+	}
+	for i, n := range c.MFA.EnrollNetworks {
+		if _, ok := c.Networks[n]; !ok {
+			v.add(fmt.Sprintf("mfa.enroll_networks[%d]", i), "unknown network %q", n)
+		}
+	}
+	if rl := c.MFA.RateLimits; rl.UserFailures < 1 || rl.IPFailures < 1 || rl.Lockout > rl.MaxLockout {
+		v.add("mfa.rate_limits", "user_failures and ip_failures must be positive and lockout ≤ max_lockout")
 	}
 	for _, h := range []struct{ path, val string }{
 		{"upstream.user_header", c.Upstream.UserHeader},

@@ -138,6 +138,7 @@ func (s *Server) fromCheckRequest(req *authv3.CheckRequest, r *Request) error {
 	if r.Headers == nil {
 		r.Headers = map[string]string{}
 	}
+	r.ID = r.Headers["x-request-id"] // first, so even a bad request's log line has it
 	r.StreamID = h.GetId()
 	r.Method = h.GetMethod()
 	r.Scheme = h.GetScheme()

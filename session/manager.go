@@ -271,13 +271,8 @@ func (m *Manager) ListUser(ctx context.Context, user string) (Sessions, error) {
 // browsers. It returns how many it ended; an unknown id ends none and is
 // not an error.
 func (m *Manager) Revoke(ctx context.Context, user, id string) (int, error) {
-	if id == "" {
-		n, err := m.store.DeleteUser(ctx, user, "", "")
-		if err != nil {
-			return n, storeErr("revoke", err)
-		}
-		return n, nil
-	}
+	// Only sessions and devices: the user's enrolled factors (other kinds)
+	// are not revoked here.
 	total := 0
 	for _, kind := range []string{KindMFA, KindDevice} {
 		n, err := m.store.DeleteUser(ctx, user, kind, id)
@@ -332,7 +327,9 @@ func (m *Manager) reject(ctx context.Context, purpose, user string, err error) e
 		return err // not a verdict on the token; the caller reports it
 	}
 	level := slog.LevelInfo
-	if errors.Is(err, ErrNoCookie) || errors.Is(err, ErrExpired) {
+	// Routine ends of a cookie's life are not worth a line on every
+	// request; forged, tampered and foreign cookies are.
+	if errors.Is(err, ErrNoCookie) || errors.Is(err, ErrExpired) || errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotFound) {
 		level = slog.LevelDebug
 	}
 	if m.log.Enabled(ctx, level) {

@@ -768,8 +768,16 @@ func TestListAndRevoke(t *testing.T) {
 	if n, err := e.m.Revoke(ctx, "alice", "nope"); err != nil || n != 0 {
 		t.Errorf("Revoke(unknown id) = %d, %v; want 0, nil", n, err)
 	}
+	// An enrolled factor is another kind of record: revoking sessions must
+	// leave it alone (factors are reset with `stepup factors reset`).
+	if err := e.store.PutUser(ctx, "alice", "factor", "totp", []byte("sealed"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := e.m.Revoke(ctx, "alice", ""); err != nil || n != 3 {
 		t.Errorf("Revoke(all) = %d, %v; want 3", n, err)
+	}
+	if _, err := e.store.GetUser(ctx, "alice", "factor", "totp"); err != nil {
+		t.Errorf("Revoke(all) removed the user's factor: %v", err)
 	}
 	if _, err := e.m.VerifyMFASession(ctx, m1c.Value, "alice", ""); !errors.Is(err, session.ErrRevoked) {
 		t.Errorf("MFA session after revoking all: error = %v, want ErrRevoked", err)

@@ -51,6 +51,8 @@ Usage:
   stepup sessions list --user U [--config FILE] [--json]
   stepup sessions revoke --user U [--device ID] [--config FILE]
                                                 forget a user's MFA sessions and remembered browsers
+  stepup factors reset --user U [--config FILE] [--json]
+                                                remove a user's authenticator and recovery codes, forget their browsers
   stepup config default                         print the embedded default configuration
   stepup config validate --config FILE          check a configuration file
   stepup version
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runKeys(args[1:], stdout, stderr)
 	case "sessions":
 		err = runSessions(ctx, args[1:], stdout, stderr)
+	case "factors":
+		err = runFactors(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "stepup %s (%s)\n", version, goVersion())
 		return 0

@@ -126,6 +126,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("admin token: %w", err)
 	}
 	mux.Handle(adminPath, adminHandler(a.sessions, adminToken, log))
+	mux.Handle(adminFactorsPath, adminFactorsHandler(a.store, a.sessions, adminToken, log))
+	step, err := newMFAStep(cfg, a, log)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return err
+	}
+	mux.Handle(cfg.MFA.Prefix, step)
 	if err := writeAdminAddress(dataDir, httpLis.Addr().String()); err != nil {
 		log.Warn("cannot record the admin address: the CLI will use server.http.listen", "error", err.Error())
 	}

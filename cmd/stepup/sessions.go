@@ -102,6 +102,24 @@ func newManager(cfg *config.Config, store session.Store, log *slog.Logger) (*ses
 	if err != nil {
 		return nil, fmt.Errorf("sessions.keys: %w", err)
 	}
+	return newManagerWithKeys(cfg, store, keys, log)
+}
+
+// newSealer builds the at-rest encryption: sessions.encryption_keys, or
+// the signing keys (the sealer derives its own subkeys from them).
+func newSealer(cfg *config.Config, log *slog.Logger) (*session.Sealer, error) {
+	list := cfg.Sessions.EncryptionKeys
+	if len(list) == 0 {
+		list = cfg.Sessions.Keys
+	}
+	keys, err := loadKeys(cfg, list, "session-keys", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, fmt.Errorf("sessions.encryption_keys: %w", err)
+	}
+	return session.NewSealer(keys)
+}
+
+func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.Key, log *slog.Logger) (*session.Manager, error) {
 	idle := cfg.Sessions.RememberIdle.D()
 	if idle == 0 {
 		idle = session.NoTimeout

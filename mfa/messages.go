@@ -1,0 +1,183 @@
+package mfa
+
+import (
+	"fmt"
+	"maps"
+	"time"
+)
+
+// defaultMessages is every piece of text the MFA step shows, in English,
+// keyed by message id. Templates use them through the "t" and "tn"
+// functions; handlers through catalog.get. Values with verbs are format
+// strings for [fmt.Sprintf]. Ids ending in "_one" and "_other" are the
+// singular and plural of the id before the suffix.
+//
+// To translate, pass [Options.Messages] with the ids to replace: see
+// [DefaultMessages].
+var defaultMessages = map[string]string{
+	"lang":    "en",
+	"product": "Sign-in check",
+
+	// Enrolment.
+	"enrol_title":        "Set up your authenticator app",
+	"enrol_intro":        "Your organisation asks for a second step when you sign in from here. Add this account to an authenticator app on your phone (Google Authenticator, Microsoft Authenticator, 1Password, …), then enter the 6-digit code it shows.",
+	"enrol_step_scan":    "Scan this QR code with the app.",
+	"enrol_qr_alt":       "QR code that adds your account to an authenticator app",
+	"enrol_open_app":     "On this phone? Open the authenticator app",
+	"enrol_secret_label": "Can't scan it? Enter this key in the app instead:",
+	"enrol_secret_kind":  "Account: %s. Type: time-based, 6 digits, every 30 seconds.",
+	"enrol_step_code":    "Enter the code the app shows to finish.",
+	"enrol_submit":       "Confirm and continue",
+
+	// Verification.
+	"verify_title":  "Enter your verification code",
+	"verify_intro":  "Open your authenticator app and enter the 6-digit code for %s.",
+	"verify_submit": "Verify",
+	"use_recovery":  "Lost your phone? Use a recovery code",
+	"use_totp":      "Use the code from your authenticator app instead",
+
+	"code_label":     "6-digit code",
+	"remember_label": "Remember this browser for %d days",
+	"remember_hint":  "Don't tick this on a shared or public computer.",
+
+	// Recovery codes.
+	"recovery_title":      "Use a recovery code",
+	"recovery_intro":      "Enter one of the recovery codes you saved when you set up your authenticator app. Each code works once.",
+	"recovery_label":      "Recovery code",
+	"recovery_submit":     "Verify",
+	"recovery_left_one":   "You have 1 recovery code left.",
+	"recovery_left_other": "You have %d recovery codes left.",
+	"recovery_none":       "You have no recovery codes left. Ask your administrator to reset your sign-in methods.",
+	"codes_title":         "Save your recovery codes",
+	"codes_intro":         "Your authenticator app is set up. If you lose your phone, each of these codes lets you sign in once. Save them somewhere safe, such as a password manager, or print them.",
+	"codes_once":          "They will not be shown again.",
+	"codes_list_label":    "Your recovery codes",
+	"codes_continue":      "I have saved them, continue",
+
+	// Errors the user can act on.
+	"err_code_empty":         "Enter the code from your authenticator app.",
+	"err_code_wrong":         "That code is not right. Check that the time on your phone is correct.",
+	"attempts_left_one":      "You can try once more before a pause.",
+	"attempts_left_other":    "You can try %d more times before a pause.",
+	"err_code_reused":        "That code was already used. Wait for the next code in your app and enter it.",
+	"err_recovery_empty":     "Enter one of your recovery codes.",
+	"err_recovery_wrong":     "That recovery code is not valid or was already used.",
+	"err_locked":             "Too many wrong codes. Try again in %s.",
+	"err_enrol_code_wrong":   "That code does not match. Make sure you added the account shown above, then enter its current code.",
+	"err_already_enrolled":   "An authenticator app was already set up for your account. Enter its code.",
+	"duration_minutes_one":   "1 minute",
+	"duration_minutes_other": "%d minutes",
+	"duration_hours_one":     "1 hour",
+	"duration_hours_other":   "%d hours",
+
+	// Pages that end the flow.
+	"expired_title":          "This sign-in link has expired",
+	"expired_body":           "This sign-in link has expired or was already used. Start again from the application.",
+	"invalid_title":          "This sign-in link is not valid",
+	"invalid_body":           "This sign-in link is incomplete or damaged. Start again from the application.",
+	"start_again":            "Start again",
+	"wrong_user_title":       "This link belongs to another account",
+	"wrong_user_body":        "This sign-in link was started by a different account than the one you are signed in with. It cannot be used here. Go back to the application and sign in again.",
+	"signin_title":           "Please sign in again",
+	"signin_body":            "We could not confirm who you are: your sign-in may have expired. Go back to the application and sign in again.",
+	"go_to_app":              "Go to the application",
+	"enrol_network_title":    "Set up your authenticator from the office",
+	"enrol_network_body":     "You need to enrol your authenticator from the office network first. Connect to the office network, then open the application again.",
+	"unavailable_title":      "This sign-in method is not available yet",
+	"unavailable_body":       "The application asks for a sign-in method that this server does not offer yet. Contact your administrator.",
+	"store_down_title":       "Temporarily unavailable",
+	"store_down_body":        "We cannot check your sign-in right now. Wait a minute, then try again.",
+	"csrf_title":             "This form could not be accepted",
+	"csrf_body":              "For your security, this form was refused: it may be too old, or it was sent from another site. Go back, reload the page and try again.",
+	"bad_request_title":      "Something is wrong with this request",
+	"bad_request_body":       "The form could not be read. Go back, reload the page and try again.",
+	"not_found_title":        "Page not found",
+	"not_found_body":         "There is nothing at this address.",
+	"method_title":           "This action is not allowed",
+	"method_body":            "This page cannot be used this way.",
+	"internal_title":         "Something went wrong",
+	"internal_body":          "Please try again later. If it keeps happening, contact your administrator.",
+	"factor_broken_title":    "Your authenticator cannot be checked",
+	"factor_broken_body":     "Your authenticator app is set up, but it cannot be checked right now. Contact your administrator.",
+	"factors_title":          "Your sign-in methods",
+	"factors_totp_on":        "Authenticator app: set up on %s.",
+	"factors_totp_off":       "Authenticator app: not set up yet.",
+	"factors_devices_one":    "Remembered browsers: 1.",
+	"factors_devices_other":  "Remembered browsers: %d.",
+	"factors_reset_heading":  "Lost or replaced your phone?",
+	"factors_reset_intro":    "Resetting removes your authenticator app and your recovery codes, and forgets every remembered browser. You will set up a new authenticator app the next time you open the application.",
+	"factors_reset_network":  "You can set up a new authenticator app only from the office network.",
+	"factors_reset_submit":   "Reset my authenticator",
+	"factors_reset_done":     "Your authenticator was removed",
+	"factors_reset_done_msg": "Your authenticator app, your recovery codes and your remembered browsers were removed. The next time you open the application you will be asked to set up a new authenticator app.",
+	"date_format":            "2 January 2006",
+}
+
+// DefaultMessages returns a copy of the English text of the MFA step,
+// keyed by message id: the starting point of a translation passed as
+// [Options.Messages].
+func DefaultMessages() map[string]string { return maps.Clone(defaultMessages) }
+
+// catalog is the text of one handler: the defaults with the overrides of
+// Options.Messages.
+type catalog map[string]string
+
+// newCatalog merges overrides into the defaults; an override of an
+// unknown id is an error, so that a translation cannot silently miss.
+func newCatalog(overrides map[string]string) (catalog, error) {
+	c := catalog(maps.Clone(defaultMessages))
+	var unknown []string
+	for id, v := range overrides {
+		if _, ok := c[id]; !ok {
+			unknown = append(unknown, id)
+			continue
+		}
+		c[id] = v
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("messages: unknown message ids %q", unknown)
+	}
+	return c, nil
+}
+
+// get returns the message id formatted with args. An unknown id returns
+// the id itself in brackets so that a mistake shows on the page rather
+// than failing the request; tests check that templates only use known
+// ids.
+func (c catalog) get(id string, args ...any) string {
+	s, ok := c[id]
+	if !ok {
+		return "[" + id + "]"
+	}
+	if len(args) == 0 {
+		return s
+	}
+	return fmt.Sprintf(s, args...)
+}
+
+// plural returns id_one for n == 1 and id_other (formatted with n)
+// otherwise.
+func (c catalog) plural(id string, n int) string {
+	if n == 1 {
+		return c.get(id + "_one")
+	}
+	return c.get(id+"_other", n)
+}
+
+// duration says d in whole minutes, or whole hours from 2 hours, rounded
+// up: "1 minute", "5 minutes", "2 hours".
+func (c catalog) duration(d time.Duration) string {
+	mins := int((d + time.Minute - 1) / time.Minute)
+	if mins < 1 {
+		mins = 1
+	}
+	if mins >= 120 {
+		return c.plural("duration_hours", (mins+59)/60)
+	}
+	return c.plural("duration_minutes", mins)
+}
+
+// date formats t as a calendar day.
+func (c catalog) date(t time.Time) string {
+	return t.UTC().Format(c.get("date_format"))
+}

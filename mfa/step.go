@@ -1,0 +1,554 @@
+package mfa
+
+import (
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/stepup-dev/stepup/session"
+)
+
+// Form methods of POST {prefix}mfa; they are also the CSRF forms.
+const (
+	formEnrol    = "enrol"
+	formTOTP     = "totp"
+	formRecovery = "recovery"
+)
+
+// MFA session methods recorded for the upstream and the rules.
+const (
+	// MethodOTP is the MFA session method after an authenticator code.
+	MethodOTP = "otp"
+	// MethodRecoveryCode is the MFA session method after a recovery code.
+	MethodRecoveryCode = "recovery_code"
+)
+
+// maxFormBytes bounds a POST body.
+const maxFormBytes = 16 << 10
+
+// transaction is one step in progress: who, which state, what it asks.
+type transaction struct {
+	id    identity
+	token string // the state token
+	bind  string // bindState(token)
+	st    session.State
+}
+
+// stepGet shows the enrolment, verification or recovery-code page.
+func (h *Handler) stepGet(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.identify(w, r)
+	if !ok {
+		return
+	}
+	tx, ok := h.loadTransaction(w, r, id, r.URL.Query().Get("state"), "")
+	if !ok {
+		return
+	}
+	mode := formTOTP
+	if r.URL.Query().Get("method") == formRecovery {
+		mode = formRecovery
+	}
+	h.showStep(w, r, tx, mode, "", http.StatusOK)
+}
+
+// stepPost checks a submitted form and completes the step.
+func (h *Handler) stepPost(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.identify(w, r)
+	if !ok {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", "", "")
+		return
+	}
+	if !h.sameOrigin(r) {
+		h.csrfRefused(w, r, id, "cross_origin")
+		return
+	}
+	token, form := r.PostForm.Get("state"), r.PostForm.Get("method")
+	ret, ok := h.checkCSRF(r.PostForm.Get("csrf"), id.User, bindState(token), form)
+	if !ok {
+		h.csrfRefused(w, r, id, "bad_token")
+		return
+	}
+	tx, ok := h.loadTransaction(w, r, id, token, ret)
+	if !ok {
+		return
+	}
+	switch form {
+	case formEnrol:
+		h.enrolPost(w, r, tx)
+	case formTOTP:
+		h.totpPost(w, r, tx)
+	case formRecovery:
+		h.recoveryPost(w, r, tx)
+	default:
+		h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", "", "")
+	}
+}
+
+func (h *Handler) csrfRefused(w http.ResponseWriter, r *http.Request, id identity, reason string) {
+	h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: form refused",
+		slog.String("reason", reason), slog.String("user", id.User), slog.String("client_ip", id.ClientIP), requestID(r))
+	h.message(w, r, http.StatusForbidden, "csrf_title", "csrf_body", "", "")
+}
+
+// loadTransaction reads the state named by token for the user without
+// consuming it, and checks that the step can serve it. On failure it
+// renders the page that says what to do and returns false. ret is the
+// return URL remembered by a posted form, for the "start again" link when
+// the state is gone.
+func (h *Handler) loadTransaction(w http.ResponseWriter, r *http.Request, id identity, token, ret string) (transaction, bool) {
+	if token == "" {
+		h.message(w, r, http.StatusBadRequest, "invalid_title", "invalid_body", "/", "start_again")
+		return transaction{}, false
+	}
+	st, err := h.m.LoadState(r.Context(), token, id.User)
+	if err != nil {
+		h.stateError(w, r, id, err, ret)
+		return transaction{}, false
+	}
+	if st.RedirectURL != "" || !totpProvider(st.Requirement.Provider) {
+		// Duo and rules' redirects are not served yet (issue 7).
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: requirement not supported",
+			slog.String("provider", st.Requirement.Provider), slog.Bool("redirect", st.RedirectURL != ""),
+			slog.String("user", id.User), requestID(r))
+		h.message(w, r, http.StatusNotImplemented, "unavailable_title", "unavailable_body", "", "")
+		return transaction{}, false
+	}
+	return transaction{id: id, token: token, bind: bindState(token), st: st}, true
+}
+
+// totpProvider reports whether the authenticator app satisfies provider.
+func totpProvider(p string) bool {
+	switch p {
+	case "", "any", "google-authenticator":
+		return true
+	}
+	return false
+}
+
+// stateError renders what to do about a state that cannot be used.
+func (h *Handler) stateError(w http.ResponseWriter, r *http.Request, id identity, err error, ret string) {
+	reason := session.Reason(err)
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa step: state refused",
+		slog.String("reason", reason), slog.String("user", id.User), slog.String("client_ip", id.ClientIP), requestID(r))
+	switch {
+	case errors.Is(err, session.ErrStoreUnavailable):
+		h.storeDown(w, r, "load state", err)
+	case errors.Is(err, session.ErrWrongUser):
+		// Never consumed: the rightful user can still use the link.
+		h.message(w, r, http.StatusForbidden, "wrong_user_title", "wrong_user_body", "/", "go_to_app")
+	case errors.Is(err, session.ErrExpired), errors.Is(err, session.ErrNotFound):
+		h.message(w, r, http.StatusGone, "expired_title", "expired_body", h.returnURL(r, ret), "start_again")
+	default:
+		h.message(w, r, http.StatusBadRequest, "invalid_title", "invalid_body", "/", "start_again")
+	}
+}
+
+// showStep renders the page for where the user is: enrolment when no
+// authenticator is set up (and enrolment is allowed here), else the code
+// or recovery-code form. errMsg, when set, is shown above the form.
+func (h *Handler) showStep(w http.ResponseWriter, r *http.Request, tx transaction, mode, errMsg string, status int) {
+	ctx := r.Context()
+	_, err := h.loadTOTP(ctx, tx.id.User)
+	switch {
+	case errors.Is(err, errNoFactor):
+		h.showEnrol(w, r, tx, errMsg, status)
+		return
+	case errors.Is(err, session.ErrMalformed):
+		h.factorBroken(w, r, tx.id, err)
+		return
+	case err != nil:
+		h.storeDown(w, r, "load authenticator", err)
+		return
+	}
+	if errMsg == "" {
+		locked, err := h.limits.lockedFor(ctx, tx.id)
+		if err != nil {
+			h.storeDown(w, r, "read lockout", err)
+			return
+		}
+		if locked > 0 {
+			errMsg = h.msgs.get("err_locked", h.msgs.duration(locked))
+		}
+	}
+	v := h.formView(tx, mode)
+	v.Error = errMsg
+	if v.CSRF == "" {
+		h.internalError(w, r, "csrf token", errors.New("cannot sign a csrf token"))
+		return
+	}
+	stateQuery := h.prefix + "mfa?state=" + url.QueryEscape(tx.token)
+	if mode == formRecovery {
+		v.Title = h.msgs.get("recovery_title")
+		v.AltLink, v.AltLinkText = stateQuery, h.msgs.get("use_totp")
+		left, err := h.recoveryCodesLeft(ctx, tx.id.User)
+		if err != nil {
+			h.storeDown(w, r, "count recovery codes", err)
+			return
+		}
+		if left == 0 {
+			v.Notice = h.msgs.get("recovery_none")
+		} else {
+			v.Notice = h.msgs.plural("recovery_left", left)
+		}
+		h.render(w, r, status, "recovery", v)
+		return
+	}
+	v.Title = h.msgs.get("verify_title")
+	v.AltLink, v.AltLinkText = stateQuery+"&method="+formRecovery, h.msgs.get("use_recovery")
+	h.render(w, r, status, "verify", v)
+}
+
+// formView fills the fields every code form has.
+func (h *Handler) formView(tx transaction, form string) *view {
+	csrf, err := h.csrfToken(tx.id.User, tx.bind, form, tx.st.ReturnURL)
+	if err != nil {
+		csrf = ""
+	}
+	return &view{
+		Action:       h.prefix + "mfa",
+		State:        tx.token,
+		CSRF:         csrf,
+		Method:       form,
+		Remember:     tx.st.Requirement.AllowRemember,
+		RememberDays: int(h.rememberFor / (24 * time.Hour)),
+		Account:      tx.id.Account,
+	}
+}
+
+// showEnrol renders the enrolment page, with the pending secret of this
+// user and state (made on first view).
+func (h *Handler) showEnrol(w http.ResponseWriter, r *http.Request, tx transaction, errMsg string, status int) {
+	ctx := r.Context()
+	if !h.enrolAllowed(tx.id) {
+		h.log.LogAttrs(ctx, slog.LevelInfo, "mfa step: enrolment refused outside the enrolment networks",
+			slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP), requestID(r))
+		h.message(w, r, http.StatusForbidden, "enrol_network_title", "enrol_network_body", "", "")
+		return
+	}
+	p, err := h.pending(ctx, tx.id.User, tx.id.Account, tx.bind, tx.st.ExpiresAt.Sub(h.now()))
+	if err != nil {
+		h.internalError(w, r, "pending enrolment", err)
+		return
+	}
+	uri, err := h.otpauthURL(p)
+	if err != nil {
+		h.internalError(w, r, "key uri", err)
+		return
+	}
+	img, err := qrPNG(uri)
+	if err != nil {
+		h.internalError(w, r, "qr code", err)
+		return
+	}
+	v := h.formView(tx, formEnrol)
+	if v.CSRF == "" {
+		h.internalError(w, r, "csrf token", errors.New("cannot sign a csrf token"))
+		return
+	}
+	v.Title = h.msgs.get("enrol_title")
+	v.Error = errMsg
+	v.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(img))
+	v.QRSize = 200
+	v.OTPAuth = template.URL(uri)
+	v.Secret = groupSecret(p.Secret)
+	v.Account = p.Account
+	h.render(w, r, status, "enrol", v)
+}
+
+// enrolPost confirms a pending enrolment with a code.
+func (h *Handler) enrolPost(w http.ResponseWriter, r *http.Request, tx transaction) {
+	ctx := r.Context()
+	switch _, err := h.loadTOTP(ctx, tx.id.User); {
+	case err == nil:
+		// Set up meanwhile (another tab): verify instead, never replace.
+		h.showStep(w, r, tx, formTOTP, h.msgs.get("err_already_enrolled"), http.StatusConflict)
+		return
+	case errors.Is(err, session.ErrMalformed):
+		h.factorBroken(w, r, tx.id, err)
+		return
+	case !errors.Is(err, errNoFactor):
+		h.storeDown(w, r, "load authenticator", err)
+		return
+	}
+	if !h.enrolAllowed(tx.id) {
+		h.showEnrol(w, r, tx, "", http.StatusForbidden)
+		return
+	}
+	p, err := h.loadPending(ctx, tx.id.User, tx.bind)
+	if errors.Is(err, session.ErrNotFound) {
+		h.message(w, r, http.StatusGone, "expired_title", "expired_body", h.returnURL(r, tx.st.ReturnURL), "start_again")
+		return
+	} else if err != nil {
+		h.storeDown(w, r, "load pending enrolment", err)
+		return
+	}
+	msg, status, ok := h.checkCode(w, r, tx, factorLabelTOTP, "err_enrol_code_wrong", func(code string) (int64, bool) {
+		return matchTOTP(p.Secret, code, h.now())
+	})
+	if !ok {
+		if msg != "" {
+			h.showEnrol(w, r, tx, msg, status)
+		}
+		return
+	}
+	// The state pays for one enrolment: consume it before storing.
+	wctx := contextWithoutCancel(r)
+	if !h.consume(w, r, tx) {
+		return
+	}
+	if err := h.storeTOTP(wctx, tx.id.User, p.Secret); err != nil {
+		h.internalError(w, r, "store authenticator", err)
+		return
+	}
+	codes, err := newRecoveryCodes(RecoveryCodeCount)
+	if err == nil {
+		err = h.replaceRecoveryCodes(wctx, tx.id.User, codes)
+	}
+	if err != nil {
+		h.internalError(w, r, "recovery codes", err)
+		return
+	}
+	if err := h.store.Delete(wctx, pendingKey(tx.id.User, tx.bind)); err != nil {
+		h.log.LogAttrs(ctx, slog.LevelWarn, "mfa step: cannot delete a pending enrolment (it expires on its own)",
+			slog.String("error", err.Error()), requestID(r))
+	}
+	h.metrics.enrolments.Inc()
+	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa authenticator enrolled",
+		slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP), requestID(r))
+	h.finish(w, r, tx, MethodOTP, codes)
+}
+
+// totpPost verifies an authenticator code.
+func (h *Handler) totpPost(w http.ResponseWriter, r *http.Request, tx transaction) {
+	ctx := r.Context()
+	rec, err := h.loadTOTP(ctx, tx.id.User)
+	switch {
+	case errors.Is(err, errNoFactor):
+		h.showStep(w, r, tx, formTOTP, "", http.StatusOK)
+		return
+	case errors.Is(err, session.ErrMalformed):
+		h.factorBroken(w, r, tx.id, err)
+		return
+	case err != nil:
+		h.storeDown(w, r, "load authenticator", err)
+		return
+	}
+	secret, err := h.openTOTP(tx.id.User, rec)
+	if err != nil {
+		h.factorBroken(w, r, tx.id, err)
+		return
+	}
+	msg, status, ok := h.checkCode(w, r, tx, factorLabelTOTP, "err_code_wrong", func(code string) (int64, bool) {
+		return matchTOTP(secret, code, h.now())
+	})
+	if !ok {
+		if msg != "" {
+			h.showStep(w, r, tx, formTOTP, msg, status)
+		}
+		return
+	}
+	if err := h.resealIfOld(contextWithoutCancel(r), tx.id.User, secret, rec); err != nil {
+		h.log.LogAttrs(ctx, slog.LevelWarn, "mfa step: cannot seal the authenticator with the newest key",
+			slog.String("user", tx.id.User), slog.String("error", err.Error()), requestID(r))
+	}
+	if !h.consume(w, r, tx) {
+		return
+	}
+	h.finish(w, r, tx, MethodOTP, nil)
+}
+
+// recoveryPost verifies a recovery code.
+func (h *Handler) recoveryPost(w http.ResponseWriter, r *http.Request, tx transaction) {
+	ctx := r.Context()
+	switch _, err := h.loadTOTP(ctx, tx.id.User); {
+	case errors.Is(err, errNoFactor):
+		h.showStep(w, r, tx, formTOTP, "", http.StatusOK)
+		return
+	case errors.Is(err, session.ErrMalformed):
+		// Recovery codes are the way out of a broken authenticator.
+	case err != nil:
+		h.storeDown(w, r, "load authenticator", err)
+		return
+	}
+	if ok := h.checkRecovery(w, r, tx); !ok {
+		return
+	}
+	if !h.consume(w, r, tx) {
+		return
+	}
+	h.finish(w, r, tx, MethodRecoveryCode, nil)
+}
+
+// checkRecovery runs the recovery-code form through the limits. It
+// renders the page itself when it returns false.
+func (h *Handler) checkRecovery(w http.ResponseWriter, r *http.Request, tx transaction) bool {
+	ctx := r.Context()
+	locked, err := h.limits.lockedFor(ctx, tx.id)
+	if err != nil {
+		h.storeDown(w, r, "read lockout", err)
+		return false
+	}
+	if locked > 0 {
+		h.metrics.verifications.WithLabelValues(factorLabelRecovery, resultLocked).Inc()
+		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests)
+		return false
+	}
+	raw := r.PostForm.Get("code")
+	if raw == "" {
+		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_recovery_empty"), http.StatusOK)
+		return false
+	}
+	ok := false
+	if canon, valid := normalizeRecovery(raw); valid {
+		ok, err = h.useRecoveryCode(contextWithoutCancel(r), tx.id.User, canon)
+		if err != nil {
+			h.storeDown(w, r, "use recovery code", err)
+			return false
+		}
+	}
+	if !ok {
+		msg, status, done := h.countFailure(w, r, tx, factorLabelRecovery, resultFailure, "err_recovery_wrong")
+		if !done {
+			h.showStep(w, r, tx, formRecovery, msg, status)
+		}
+		return false
+	}
+	h.succeeded(w, r, tx, factorLabelRecovery)
+	return true
+}
+
+// checkCode runs a code form through the limits and match, which returns
+// the time step a code belongs to, and claims the step. On failure it
+// returns the message to show with the form (wrongID for a wrong code)
+// and its status; msg is "" when it already rendered a page.
+func (h *Handler) checkCode(w http.ResponseWriter, r *http.Request, tx transaction, factor, wrongID string, match func(code string) (int64, bool)) (msg string, status int, ok bool) {
+	ctx := r.Context()
+	locked, err := h.limits.lockedFor(ctx, tx.id)
+	if err != nil {
+		h.storeDown(w, r, "read lockout", err)
+		return "", 0, false
+	}
+	if locked > 0 {
+		h.metrics.verifications.WithLabelValues(factor, resultLocked).Inc()
+		return h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests, false
+	}
+	raw := r.PostForm.Get("code")
+	if raw == "" {
+		return h.msgs.get("err_code_empty"), http.StatusOK, false
+	}
+	var step int64
+	code, valid := normalizeTOTP(raw)
+	if valid {
+		step, valid = match(code)
+	}
+	if !valid {
+		msg, status, done := h.countFailure(w, r, tx, factor, resultFailure, wrongID)
+		if done {
+			return "", 0, false
+		}
+		return msg, status, false
+	}
+	fresh, err := h.claimStep(contextWithoutCancel(r), tx.id.User, step)
+	if err != nil {
+		h.storeDown(w, r, "claim time step", err)
+		return "", 0, false
+	}
+	if !fresh {
+		msg, status, done := h.countFailure(w, r, tx, factor, resultReplay, "err_code_reused")
+		if done {
+			return "", 0, false
+		}
+		return msg, status, false
+	}
+	h.succeeded(w, r, tx, factor)
+	return "", 0, true
+}
+
+// countFailure records a wrong or replayed code and returns the message
+// for the form: msgID followed by the attempts left, or the pause. done
+// is true when it rendered an error page itself.
+func (h *Handler) countFailure(w http.ResponseWriter, r *http.Request, tx transaction, factor, result, msgID string) (msg string, status int, done bool) {
+	h.metrics.verifications.WithLabelValues(factor, result).Inc()
+	left, paused, err := h.limits.failed(contextWithoutCancel(r), tx.id, factor)
+	if err != nil {
+		h.storeDown(w, r, "count failure", err)
+		return "", 0, true
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa verification failed",
+		slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP),
+		slog.String("factor", factor), slog.String("result", result), slog.Int("left", left), requestID(r))
+	switch {
+	case paused > 0:
+		return h.msgs.get("err_locked", h.msgs.duration(paused)), http.StatusTooManyRequests, false
+	case left > 0:
+		return h.msgs.get(msgID) + " " + h.msgs.plural("attempts_left", left), http.StatusOK, false
+	default:
+		return h.msgs.get(msgID), http.StatusOK, false
+	}
+}
+
+// succeeded counts a good code and clears the user's failures.
+func (h *Handler) succeeded(w http.ResponseWriter, r *http.Request, tx transaction, factor string) {
+	h.metrics.verifications.WithLabelValues(factor, resultSuccess).Inc()
+	if err := h.limits.succeeded(contextWithoutCancel(r), tx.id); err != nil {
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: cannot clear failures",
+			slog.String("user", tx.id.User), slog.String("error", err.Error()), requestID(r))
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa verification succeeded",
+		slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP), slog.String("factor", factor), requestID(r))
+}
+
+// consume uses the state up. Of several requests racing with one state,
+// exactly one gets true; the others see the "already used" page.
+func (h *Handler) consume(w http.ResponseWriter, r *http.Request, tx transaction) bool {
+	if _, err := h.m.ConsumeState(contextWithoutCancel(r), tx.token, tx.id.User); err != nil {
+		h.stateError(w, r, tx.id, err, tx.st.ReturnURL)
+		return false
+	}
+	return true
+}
+
+// finish sets the cookies the step pays for and sends the browser back:
+// a 303 to the return URL, or the recovery codes page with a link to it.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, tx transaction, method string, codes []string) {
+	ctx := contextWithoutCancel(r)
+	c, _, err := h.m.IssueMFASession(ctx, tx.id.User, tx.id.SID, method, r.UserAgent())
+	if err != nil {
+		h.internalError(w, r, "issue mfa session", err)
+		return
+	}
+	http.SetCookie(w, c)
+	// Honoured only when the rule allows it, whatever the form says.
+	if tx.st.Requirement.AllowRemember && r.PostForm.Get("remember") == "1" {
+		c, _, err := h.m.IssueRemember(ctx, tx.id.User, r.UserAgent())
+		if err != nil {
+			// The step succeeded; the browser will be asked again next time.
+			h.log.LogAttrs(ctx, slog.LevelWarn, "mfa step: cannot remember the browser",
+				slog.String("user", tx.id.User), slog.String("error", err.Error()), requestID(r))
+		} else {
+			http.SetCookie(w, c)
+		}
+	}
+	dest := h.returnURL(r, tx.st.ReturnURL)
+	if codes != nil {
+		h.render(w, r, http.StatusOK, "codes", &view{Title: h.msgs.get("codes_title"), Codes: codes, Continue: dest})
+		return
+	}
+	http.Redirect(w, r, dest, http.StatusSeeOther)
+}
+
+// factorBroken renders the page for an authenticator that exists but
+// cannot be read (corrupt record, sealed with a dropped key).
+func (h *Handler) factorBroken(w http.ResponseWriter, r *http.Request, id identity, err error) {
+	h.log.LogAttrs(r.Context(), slog.LevelError, "mfa step: authenticator cannot be read",
+		slog.String("user", id.User), slog.String("error", err.Error()), requestID(r))
+	h.message(w, r, http.StatusInternalServerError, "factor_broken_title", "factor_broken_body", "", "")
+}
