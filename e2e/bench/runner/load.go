@@ -1,0 +1,292 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+)
+
+// checkMethod is the full gRPC method Envoy calls.
+const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
+
+// rawCodec sends pre-marshalled bytes and, for responses, keeps the bytes
+// only when asked to: the load generator spends no CPU on protobuf in the
+// loop, so that what it costs is the same, and small, for both servers.
+// Its name is "proto" so that the content-type is application/grpc+proto
+// and the server decodes with its usual codec.
+type rawCodec struct{}
+
+// rawReq is a pre-marshalled request.
+type rawReq []byte
+
+// rawResp receives a response; keep says whether to copy the bytes.
+type rawResp struct {
+	keep bool
+	b    []byte
+}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	r, ok := v.(rawReq)
+	if !ok {
+		return nil, fmt.Errorf("rawCodec: cannot marshal %T", v)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(r)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	r, ok := v.(*rawResp)
+	if !ok {
+		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
+	}
+	if r.keep {
+		r.b = data.Materialize()
+	}
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// loadOptions shape one measured run.
+type loadOptions struct {
+	// concurrency workers call Check in a closed loop over conns HTTP/2
+	// connections.
+	concurrency, conns int
+	warmup, duration   time.Duration
+	// timeout is each call's deadline (sent as grpc-timeout, as Envoy
+	// sends its ext_authz timeout).
+	timeout time.Duration
+	// sampleEvery: every n-th response of a worker is decoded and checked.
+	sampleEvery int
+}
+
+// Measurement is one side of one round.
+type Measurement struct {
+	// Requests completed successfully in the measured window.
+	Requests int64   `json:"requests"`
+	Seconds  float64 `json:"seconds"`
+	// RPS is Requests/Seconds.
+	RPS float64 `json:"rps"`
+	// Latencies in microseconds, client side (from the call to the
+	// response), in the measured window.
+	P50us float64 `json:"p50_us"`
+	P90us float64 `json:"p90_us"`
+	P99us float64 `json:"p99_us"`
+	MaxUs float64 `json:"max_us"`
+	// ServerCPUSeconds is the server's user+system CPU time in the window;
+	// CPUPerCheckUs divides it by Requests.
+	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
+	CPUPerCheckUs    float64 `json:"cpu_per_check_us"`
+	// ClientCPUSeconds is the harness's own CPU time in the window (the
+	// load generator competes for the same cores).
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	// Errors are failed calls (deadline exceeded, mostly): they are not in
+	// Requests or the latencies. Checked counts the sampled responses that
+	// were decoded and verified; Faults are those that failed closed
+	// because stepup was overloaded (a session store or deadline fault,
+	// see [faultReasons]) and Mismatches those that were another decision.
+	Errors     int64 `json:"errors"`
+	Checked    int64 `json:"checked"`
+	Faults     int64 `json:"faults"`
+	Mismatches int64 `json:"mismatches"`
+	// FirstError and FirstMismatch describe the first failed call and the
+	// first wrong decision, if any.
+	FirstError    string `json:"first_error,omitempty"`
+	FirstMismatch string `json:"first_mismatch,omitempty"`
+}
+
+// ErrWrongDecision means a server answered something other than the
+// scenario's expected decision.
+var ErrWrongDecision = errors.New("wrong decision")
+
+// drive runs the closed-loop load against addr: warm-up, then the
+// measured window, and returns the measurement. pid is the server's
+// process, for its CPU time. verify checks a decoded response.
+func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions, verify func(*authv3.CheckResponse) error) (Measurement, error) {
+	conns := make([]*grpc.ClientConn, o.conns)
+	for i := range conns {
+		c, err := grpc.NewClient("passthrough:///"+addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+		if err != nil {
+			return Measurement{}, err
+		}
+		defer c.Close()
+		c.Connect()
+		conns[i] = c
+	}
+
+	const (
+		phaseWarm = iota
+		phaseMeasure
+		phaseStop
+	)
+	var (
+		phase      atomic.Int32
+		errCount   atomic.Int64
+		checked    atomic.Int64
+		faults     atomic.Int64
+		mismatches atomic.Int64
+		firstErr   atomic.Pointer[string]
+		firstWrong atomic.Pointer[string]
+	)
+	note := func(p *atomic.Pointer[string], err error) {
+		s := err.Error()
+		p.CompareAndSwap(nil, &s)
+	}
+	hists := make([]*histogram, o.concurrency)
+	counts := make([]int64, o.concurrency)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := 0; w < o.concurrency; w++ {
+		h := &histogram{}
+		hists[w] = h
+		conn := conns[w%len(conns)]
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			payload := rawReq(req)
+			var resp rawResp
+			n := 0
+			for runCtx.Err() == nil {
+				p := phase.Load()
+				if p == phaseStop {
+					return
+				}
+				n++
+				resp.keep = o.sampleEvery > 0 && n%o.sampleEvery == 0
+				cctx, ccancel := context.WithTimeout(runCtx, o.timeout)
+				t0 := time.Now()
+				err := conn.Invoke(cctx, checkMethod, payload, &resp)
+				d := time.Since(t0)
+				ccancel()
+				if err != nil {
+					if runCtx.Err() != nil || phase.Load() == phaseStop {
+						return
+					}
+					if p == phaseMeasure {
+						errCount.Add(1)
+						note(&firstErr, err)
+					}
+					continue
+				}
+				if resp.keep {
+					var cr authv3.CheckResponse
+					err := proto.Unmarshal(resp.b, &cr)
+					if err == nil {
+						err = verify(&cr)
+					}
+					checked.Add(1)
+					switch {
+					case err == nil:
+					case isFault(&cr):
+						faults.Add(1)
+						note(&firstErr, fmt.Errorf("failed closed: %s", cr.GetStatus().GetMessage()))
+					default:
+						mismatches.Add(1)
+						note(&firstWrong, err)
+					}
+				}
+				if p == phaseMeasure && phase.Load() == phaseMeasure {
+					h.record(d)
+					counts[w]++
+				}
+			}
+		}(w)
+	}
+
+	stopAll := func() {
+		phase.Store(phaseStop)
+		cancel()
+		wg.Wait()
+	}
+	select {
+	case <-time.After(o.warmup):
+	case <-ctx.Done():
+		stopAll()
+		return Measurement{}, ctx.Err()
+	}
+	cpu0, err := cpuSeconds(pid)
+	procOK := err == nil
+	self0, _ := cpuSeconds(os.Getpid())
+	t0 := time.Now()
+	phase.Store(phaseMeasure)
+	select {
+	case <-time.After(o.duration):
+	case <-ctx.Done():
+		stopAll()
+		return Measurement{}, ctx.Err()
+	}
+	phase.Store(phaseStop)
+	elapsed := time.Since(t0)
+	cpu1, err := cpuSeconds(pid)
+	procOK = procOK && err == nil
+	self1, _ := cpuSeconds(os.Getpid())
+	stopAll()
+
+	var all histogram
+	var total int64
+	for w := range hists {
+		all.merge(hists[w])
+		total += counts[w]
+	}
+	m := Measurement{
+		Requests:   total,
+		Seconds:    elapsed.Seconds(),
+		P50us:      us(all.quantile(0.50)),
+		P90us:      us(all.quantile(0.90)),
+		P99us:      us(all.quantile(0.99)),
+		MaxUs:      us(time.Duration(all.max)),
+		Errors:     errCount.Load(),
+		Checked:    checked.Load(),
+		Faults:     faults.Load(),
+		Mismatches: mismatches.Load(),
+	}
+	if p := firstErr.Load(); p != nil {
+		m.FirstError = *p
+	}
+	if p := firstWrong.Load(); p != nil {
+		m.FirstMismatch = *p
+	}
+	m.RPS = float64(total) / m.Seconds
+	if procOK {
+		m.ServerCPUSeconds = cpu1 - cpu0
+		if total > 0 {
+			m.CPUPerCheckUs = m.ServerCPUSeconds / float64(total) * 1e6
+		}
+		m.ClientCPUSeconds = self1 - self0
+	}
+	switch {
+	case m.Mismatches > 0:
+		return m, fmt.Errorf("%w in %d of %d sampled responses; first: %s", ErrWrongDecision, m.Mismatches, m.Checked, strings.TrimPrefix(m.FirstMismatch, ErrWrongDecision.Error()+": "))
+	case total == 0 && m.Errors == 0:
+		return m, errors.New("no call completed in the measured window")
+	}
+	// Failed calls (a missed deadline, mostly) are a result, not a fault
+	// of the harness, even when every call failed: they are counted and
+	// reported next to the figures.
+	return m, nil
+}
+
+// faultReasons are the reasons of stepup's fail-closed denials that mean
+// it could not decide in time (ENVOY.md §4.7), not that it decided
+// otherwise: under overload they are failures to count, not wrong
+// decisions.
+var faultReasons = map[string]bool{"store_unavailable": true, "deadline": true, "rule_timeout": true}
+
+func isFault(resp *authv3.CheckResponse) bool {
+	return resp.GetDeniedResponse() != nil && faultReasons[resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue()]
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepup-dev/stepup/e2e/bench/runner"
+	"github.com/stepup-dev/stepup/e2e/internal/harness"
+)
+
+// TestBenchSmoke runs the side-by-side benchmark harness (issue 5,
+// docs/performance.md) in smoke mode on the binary under test: every
+// scenario starts stepup and the allow-all baseline, checks that stepup
+// answers the scenario's expected decision, and drives both for a moment
+// while sampled responses are checked again. It asserts decisions and the
+// shape of the report only, never a speed.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 14 server processes; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	rep, err := runner.Run(ctx, runner.Options{
+		Smoke:        true,
+		StepupBin:    stepupBin,
+		RequireRedis: harness.InCI(),
+		OutDir:       t.TempDir(),
+		Log:          &log,
+	})
+	t.Log("\n" + log.String())
+	if err != nil {
+		t.Fatalf("benchmark smoke run: %v", err)
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + table.String())
+
+	if got, want := len(rep.Scenarios), len(runner.Scenarios()); got != want {
+		t.Fatalf("%d scenarios in the report, want %d", got, want)
+	}
+	for _, s := range rep.Scenarios {
+		if s.Skipped != "" {
+			// Only scenario 7 may skip, and only without redis-server
+			// outside CI (Run fails under RequireRedis).
+			if s.ID != 7 {
+				t.Errorf("scenario %d skipped: %s", s.ID, s.Skipped)
+			}
+			continue
+		}
+		if len(s.Rounds) != 1 {
+			t.Errorf("scenario %d: %d rounds, want 1", s.ID, len(s.Rounds))
+			continue
+		}
+		for side, m := range map[string]runner.Measurement{"baseline": s.Rounds[0].Baseline, "stepup": s.Rounds[0].Stepup} {
+			if m.Requests == 0 || m.Mismatches != 0 {
+				t.Errorf("scenario %d, %s: %d requests, %d wrong decisions of %d sampled", s.ID, side, m.Requests, m.Mismatches, m.Checked)
+			}
+		}
+		for _, r := range s.Results {
+			if r.Met != nil {
+				t.Errorf("scenario %d: smoke mode judged target %s", s.ID, r.Target)
+			}
+		}
+		if len(s.StartupSeconds) != 1 {
+			t.Errorf("scenario %d: %d start-ups timed, want 1", s.ID, len(s.StartupSeconds))
+		}
+	}
+}
