@@ -26,7 +26,8 @@
 // ext_authz kept on and nothing else routed to stepup; readiness health checks; access
 // logs that read only the metadata stepup writes; and the header lists of HTTP mode.
 // proxies_test.go parses the Caddy and nginx files into directive trees, checks the same
-// rules there, and runs `caddy adapt --validate` and `nginx -t` when the binaries are
+// rules there (/.stepup/ too goes through forward_auth or auth_request, which hands the
+// MFA step stepup's identity assertion over any client-sent copy), and runs `caddy adapt --validate` and `nginx -t` when the binaries are
 // installed.
 //
 // The package has no non-test code.

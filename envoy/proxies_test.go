@@ -12,7 +12,9 @@ package envoy
 //   - all four identity headers reach the application from stepup's answer, and the
 //     stepup headers that stepup cannot remove in this mode are stripped;
 //   - only /.stepup/ is proxied to stepup's HTTP port, unrewritten, so the decision
-//     endpoints, /metrics and the health endpoints stay private.
+//     endpoints, /metrics and the health endpoints stay private;
+//   - /.stepup/ goes through stepup's check as well, and the MFA step receives the signed
+//     identity assertion from stepup's answer, never a client-sent copy.
 //
 // Then `caddy adapt --validate` and `nginx -t` check the files for real, and the JSON that
 // Caddy adapts the Caddyfile to is checked again for the routing rules.
@@ -196,24 +198,37 @@ type forwardAuth struct {
 	URI         string
 	CopyHeaders []string
 	HeaderUp    [][]string
+	// Reserved: the block sits in a `handle /.stepup/...` (or route, handle_path)
+	// block, so it guards the MFA step rather than the application.
+	Reserved bool
+}
+
+// underReserved reports whether a handle, route or handle_path directive limits its
+// block to paths under the reserved prefix.
+func underReserved(n *caddyNode) bool {
+	switch n.name() {
+	case "handle", "route", "handle_path":
+		return len(n.Args) > 1 && strings.HasPrefix(n.Args[1], reservedPrefix)
+	}
+	return false
 }
 
 // forwardAuths extracts the forward_auth blocks below nodes, at any depth.
 func forwardAuths(nodes []*caddyNode) ([]forwardAuth, error) {
 	var out []forwardAuth
 	var errs []error
-	var walk func([]*caddyNode)
-	walk = func(nodes []*caddyNode) {
+	var walk func([]*caddyNode, bool)
+	walk = func(nodes []*caddyNode, reserved bool) {
 		for _, n := range nodes {
 			if n.name() != "forward_auth" {
-				walk(n.Body)
+				walk(n.Body, reserved || underReserved(n))
 				continue
 			}
 			if len(n.Args) != 2 || !n.Block {
 				errs = append(errs, fmt.Errorf("line %d: want `forward_auth <upstream> {`", n.Line))
 				continue
 			}
-			fa := forwardAuth{Line: n.Line, Upstream: n.Args[1], HeaderUp: n.headerUps()}
+			fa := forwardAuth{Line: n.Line, Upstream: n.Args[1], HeaderUp: n.headerUps(), Reserved: reserved}
 			for _, sub := range n.Body {
 				switch sub.name() {
 				case "uri":
@@ -232,7 +247,7 @@ func forwardAuths(nodes []*caddyNode) ([]forwardAuth, error) {
 			out = append(out, fa)
 		}
 	}
-	walk(nodes)
+	walk(nodes, false)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -262,7 +277,7 @@ func checkCaddyfile(src string) error {
 	}
 	var errs []error
 	errorf := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if len(fas) == 0 {
+	if !slices.ContainsFunc(fas, func(fa forwardAuth) bool { return !fa.Reserved }) {
 		errorf("no forward_auth block: the application is not protected by stepup")
 	}
 	for _, fa := range fas {
@@ -272,10 +287,26 @@ func checkCaddyfile(src string) error {
 		if fa.URI != forwardAuthPath {
 			errorf("line %d: forward_auth uri %q: stepup serves Caddy's forward_auth at %s (outside the reserved prefix)", fa.Line, fa.URI, forwardAuthPath)
 		}
+		if fa.Reserved {
+			// The MFA step's guard: it hands the step stepup's identity assertion.
+			if !slices.ContainsFunc(fa.CopyHeaders, func(h string) bool { return strings.EqualFold(h, assertionHeader) }) {
+				errorf("line %d: forward_auth in front of the MFA step does not copy X-Stepup-Assertion (unrenamed): the step could not tell who the user is", fa.Line)
+			}
+			for _, h := range fa.CopyHeaders {
+				if !strings.EqualFold(h, assertionHeader) {
+					errorf("line %d: forward_auth in front of the MFA step copies %s: it must copy exactly X-Stepup-Assertion", fa.Line, h)
+				}
+			}
+			continue
+		}
 		var copied []string
 		for _, h := range fa.CopyHeaders {
 			from, _, _ := strings.Cut(h, ">")
 			copied = append(copied, strings.ToLower(from))
+			if strings.EqualFold(from, assertionHeader) {
+				errorf("line %d: forward_auth copies X-Stepup-Assertion to the application: the signed identity assertion is for the MFA step only", fa.Line)
+				continue
+			}
 			if !slices.ContainsFunc(stepupIdentityHeaders, func(s string) bool { return strings.EqualFold(s, from) }) {
 				errorf("line %d: forward_auth copies %s, which stepup does not set on every allow: Caddy 2.6 would forward its placeholder text (stepup sets %s)", fa.Line, from, strings.Join(stepupIdentityHeaders, ", "))
 			}
@@ -291,15 +322,17 @@ func checkCaddyfile(src string) error {
 }
 
 // checkCaddyRouting requires every reverse_proxy to stepup's HTTP port to sit in a
-// `handle /.stepup/*` block, with no path rewrite on the way, and to drop client-sent
-// X-Stepup-* headers; and the application's reverse_proxy next to a forward_auth to
-// drop the stepup headers that forward_auth cannot overwrite.
+// `handle /.stepup/*` block, with no path rewrite on the way, behind a forward_auth of
+// its own (which hands the MFA step the identity assertion), and to drop client-sent
+// X-Stepup-* headers but that assertion; and the application's reverse_proxy next to a
+// forward_auth to drop the stepup headers that forward_auth cannot overwrite.
 func checkCaddyRouting(nodes []*caddyNode) []error {
 	var errs []error
 	errorf := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	reserved := 0
 	var walk func(nodes []*caddyNode, confined bool, rewrite *caddyNode)
 	walk = func(nodes []*caddyNode, confined bool, rewrite *caddyNode) {
+		// Caddy runs forward_auth before reverse_proxy whatever their order in the block.
 		protected := slices.ContainsFunc(nodes, func(n *caddyNode) bool { return n.name() == "forward_auth" })
 		for _, n := range nodes {
 			switch n.name() {
@@ -354,9 +387,14 @@ func checkCaddyRouting(nodes []*caddyNode) []error {
 				if by != nil {
 					errorf("line %d: the path is rewritten (%s at line %d) on its way to stepup: a %s path could then reach stepup's decision endpoints", n.Line, by.name(), by.Line, reservedPrefix)
 				}
+				if !protected {
+					errorf("line %d: reverse_proxy to the MFA step without a forward_auth to stepup in its block: the step gets no identity assertion (forward_auth with copy_headers X-Stepup-Assertion)", n.Line)
+				} else if deletes(ops, assertionHeader) {
+					errorf("line %d: reverse_proxy to the MFA step deletes X-Stepup-Assertion, which forward_auth copied from stepup: the step could not tell who the user is (delete the other X-Stepup-* headers one by one)", n.Line)
+				}
 				for _, h := range stepupHeaderNames {
-					if !deletes(ops, h) {
-						errorf("line %d: reverse_proxy to the MFA step passes client-sent %s on: stepup must never see a forged copy (header_up -X-Stepup-*)", n.Line, h)
+					if !strings.EqualFold(h, assertionHeader) && !deletes(ops, h) {
+						errorf("line %d: reverse_proxy to the MFA step passes client-sent %s on: stepup must never see a forged copy (header_up -%s)", n.Line, h, h)
 					}
 				}
 			default:
@@ -417,13 +455,50 @@ func runTextCases(t *testing.T, file string, check func(string) error, tests []t
 var caddyRejects = []textCase{
 	{
 		name: "old endpoint under the reserved prefix",
-		old:  "uri /forward-auth", new: "uri /.stepup/forward-auth",
+		old:  "uri /forward-auth\n\t\t\t# The identity", new: "uri /.stepup/forward-auth\n\t\t\t# The identity",
 		want: `forward_auth uri "/.stepup/forward-auth": stepup serves Caddy's forward_auth at /forward-auth`,
 	},
 	{
 		name: "nginx endpoint",
-		old:  "uri /forward-auth", new: "uri /forward-auth/nginx",
+		old:  "uri /forward-auth\n\t\t\t# The identity", new: "uri /forward-auth/nginx\n\t\t\t# The identity",
 		want: `forward_auth uri "/forward-auth/nginx"`,
+	},
+	{
+		name: "MFA step guarded by the wrong endpoint",
+		old:  "uri /forward-auth\n\t\t\t# Exactly this header", new: "uri /forward-auth/nginx\n\t\t\t# Exactly this header",
+		want: `forward_auth uri "/forward-auth/nginx"`,
+	},
+	{
+		name: "MFA step without forward_auth",
+		old:  "\t\tforward_auth 127.0.0.1:9192 {\n\t\t\turi /forward-auth\n\t\t\t# Exactly this header, never renamed: the step reads X-Stepup-Assertion.\n\t\t\tcopy_headers X-Stepup-Assertion\n\t\t}\n",
+		new:  "",
+		want: "reverse_proxy to the MFA step without a forward_auth to stepup in its block: the step gets no identity assertion",
+	},
+	{
+		name: "MFA step's forward_auth copies no assertion",
+		old:  "copy_headers X-Stepup-Assertion\n", new: "copy_headers X-Stepup-User\n",
+		want: "forward_auth in front of the MFA step does not copy X-Stepup-Assertion",
+	},
+	{
+		name: "MFA step's assertion renamed",
+		old:  "copy_headers X-Stepup-Assertion\n", new: "copy_headers X-Stepup-Assertion>X-Identity\n",
+		want: "forward_auth in front of the MFA step does not copy X-Stepup-Assertion (unrenamed)",
+	},
+	{
+		name: "MFA step's forward_auth copies more",
+		old:  "copy_headers X-Stepup-Assertion\n", new: "copy_headers X-Stepup-Assertion X-Stepup-Claim-Role\n",
+		want: "forward_auth in front of the MFA step copies X-Stepup-Claim-Role: it must copy exactly X-Stepup-Assertion",
+	},
+	{
+		name: "assertion deleted on its way to the MFA step",
+		old:  "\t\t\theader_up -X-Stepup-User\n", new: "\t\t\theader_up -X-Stepup-*\n",
+		want: "reverse_proxy to the MFA step deletes X-Stepup-Assertion, which forward_auth copied",
+	},
+	{
+		name: "assertion copied to the application",
+		old:  "copy_headers X-Stepup-User X-Stepup-Email X-Stepup-Mfa X-Stepup-Network",
+		new:  "copy_headers X-Stepup-User X-Stepup-Email X-Stepup-Mfa X-Stepup-Network X-Stepup-Assertion",
+		want: "forward_auth copies X-Stepup-Assertion to the application",
 	},
 	{
 		name: "network header not copied",
@@ -444,12 +519,12 @@ var caddyRejects = []textCase{
 	},
 	{
 		name: "client id dropped on the way to stepup is accepted",
-		old:  "\t\t\turi /forward-auth\n", new: "\t\t\turi /forward-auth\n\t\t\theader_up -X-Stepup-Client-Id\n",
+		old:  "\t\t\turi /forward-auth\n\t\t\t# The identity", new: "\t\t\turi /forward-auth\n\t\t\theader_up -X-Stepup-Client-Id\n\t\t\t# The identity",
 	},
 	{
 		name: "decision endpoint published",
 		old:  "\t# Everything else is the application, behind stepup.\n",
-		new:  "\thandle /authz/* {\n\t\treverse_proxy 127.0.0.1:9192 {\n\t\t\theader_up -X-Stepup-*\n\t\t}\n\t}\n\t# Everything else is the application, behind stepup.\n",
+		new:  "\thandle /authz/* {\n\t\treverse_proxy 127.0.0.1:9192 {\n\t\t\theader_up -X-Stepup-User\n\t\t}\n\t}\n\t# Everything else is the application, behind stepup.\n",
 		want: "reverse_proxy to stepup's HTTP port outside `handle /.stepup/*`",
 	},
 	{
@@ -470,23 +545,33 @@ var caddyRejects = []textCase{
 	},
 	{
 		name: "proxy rewrites to a decision endpoint",
-		old:  "\t\t\theader_up -X-Stepup-*\n", new: "\t\t\theader_up -X-Stepup-*\n\t\t\trewrite /authz{uri}\n",
+		old:  "\t\t\theader_up -X-Stepup-Client-Id\n", new: "\t\t\theader_up -X-Stepup-Client-Id\n\t\t\trewrite /authz{uri}\n",
 		want: "the path is rewritten (rewrite at line",
 	},
 	{
 		name: "forged identity passed to the MFA step",
-		old:  "header_up -X-Stepup-*", new: "header_up -X-Stepup-User",
-		want: "reverse_proxy to the MFA step passes client-sent X-Stepup-Assertion on",
+		old:  "\t\t\theader_up -X-Stepup-Network\n", new: "",
+		want: "reverse_proxy to the MFA step passes client-sent X-Stepup-Network on",
+	},
+	{
+		name: "forged client id passed to the MFA step",
+		old:  "\t\t\theader_up -X-Stepup-Client-Id\n", new: "",
+		want: "reverse_proxy to the MFA step passes client-sent X-Stepup-Client-Id on",
 	},
 	{
 		name: "forged claims passed to the application",
-		old:  "\t\t\theader_up -X-Stepup-Claim-*\n", new: "",
+		old:  "\t\t\theader_up -X-Stepup-Assertion\n\t\t\theader_up -X-Stepup-Claim-*\n", new: "\t\t\theader_up -X-Stepup-Assertion\n",
 		want: "the application's reverse_proxy passes client-sent X-Stepup-Claim-* on",
 	},
 	{
 		name: "MFA step unreachable",
 		old:  "reverse_proxy 127.0.0.1:9192 {", new: "reverse_proxy 127.0.0.1:8000 {",
 		want: "the MFA step is unreachable through Caddy",
+	},
+	{
+		name: "application unprotected",
+		old:  "\t\tforward_auth 127.0.0.1:9192 {\n\t\t\turi /forward-auth\n\t\t\t# The identity", new: "\t\tforward_auth_off 127.0.0.1:9192 {\n\t\t\turi /forward-auth\n\t\t\t# The identity",
+		want: "no forward_auth block: the application is not protected by stepup",
 	},
 	{
 		name: "unbalanced braces",
@@ -521,6 +606,14 @@ func TestParseForwardAuth(t *testing.T) {
 			name: "quoted values and brace",
 			src:  "forward_auth u {\n header_up X-A \"a b # c\" # d\n header_up X-B `{`\n uri \"/q\"\n}\n",
 			want: []forwardAuth{{Line: 1, Upstream: "u", URI: "/q", HeaderUp: [][]string{{"X-A", "a b # c"}, {"X-B", "{"}}}},
+		},
+		{
+			name: "under the reserved prefix",
+			src:  "a {\n\thandle /.stepup/* {\n\t\tforward_auth u {\n\t\t\tcopy_headers X\n\t\t}\n\t}\n\tforward_auth v {\n\t}\n}\n",
+			want: []forwardAuth{
+				{Line: 3, Upstream: "u", CopyHeaders: []string{"X"}, Reserved: true},
+				{Line: 7, Upstream: "v"},
+			},
 		},
 		{name: "none", src: "reverse_proxy x\n"},
 		{name: "unterminated", src: "forward_auth u {\n uri /y\n", wantErr: true},
@@ -624,8 +717,30 @@ func TestCaddyfileAdapts(t *testing.T) {
 		},
 		{
 			name: "old endpoint",
-			old:  "uri /forward-auth", new: "uri /.stepup/forward-auth",
+			old:  "uri /forward-auth\n\t\t\t# The identity", new: "uri /.stepup/forward-auth\n\t\t\t# The identity",
 			want: `forward_auth rewrites to "/.stepup/forward-auth"`,
+		},
+		{
+			name: "MFA step without forward_auth",
+			old:  "\t\tforward_auth 127.0.0.1:9192 {\n\t\t\turi /forward-auth\n\t\t\t# Exactly this header, never renamed: the step reads X-Stepup-Assertion.\n\t\t\tcopy_headers X-Stepup-Assertion\n\t\t}\n",
+			new:  "",
+			want: "reverse_proxy to the MFA step with no forward_auth before it that copies X-Stepup-Assertion",
+		},
+		{
+			name: "MFA step's forward_auth copies the identity headers",
+			old:  "copy_headers X-Stepup-Assertion\n", new: "copy_headers X-Stepup-User X-Stepup-Email X-Stepup-Mfa X-Stepup-Network\n",
+			want: "forward_auth copies [X-Stepup-Email X-Stepup-Mfa X-Stepup-Network X-Stepup-User] on 2xx, want exactly [X-Stepup-Assertion]",
+		},
+		{
+			name: "assertion deleted on its way to the MFA step",
+			old:  "\t\t\theader_up -X-Stepup-User\n", new: "\t\t\theader_up -X-Stepup-*\n",
+			want: "reverse_proxy to the MFA step deletes X-Stepup-Assertion",
+		},
+		{
+			name: "assertion copied to the application",
+			old:  "copy_headers X-Stepup-User X-Stepup-Email X-Stepup-Mfa X-Stepup-Network",
+			new:  "copy_headers X-Stepup-User X-Stepup-Email X-Stepup-Mfa X-Stepup-Network X-Stepup-Assertion",
+			want: "want exactly [X-Stepup-Email X-Stepup-Mfa X-Stepup-Network X-Stepup-User]",
 		},
 		{
 			name: "network header not copied",
@@ -652,8 +767,10 @@ func TestCaddyfileAdapts(t *testing.T) {
 
 // checkCaddyJSON checks the routing rules on adapted Caddy JSON: every reverse_proxy
 // that dials stepup's HTTP port is either a forward_auth (a GET rewritten to
-// /forward-auth that copies exactly the identity headers on 2xx) or sits under routes
-// whose path matchers all lie under /.stepup/, with no rewrite before it.
+// /forward-auth that copies exactly the identity headers on 2xx, or exactly the
+// identity assertion under /.stepup/) or sits under routes whose path matchers all lie
+// under /.stepup/, with no rewrite and a forward_auth copying the assertion before it,
+// and without deleting that assertion.
 func checkCaddyJSON(data []byte) error {
 	var doc struct {
 		Apps struct {
@@ -669,20 +786,23 @@ func checkCaddyJSON(data []byte) error {
 	}
 	var errs []error
 	for _, name := range sortedKeys(doc.Apps.HTTP.Servers) {
-		walkCaddyRoutes(name, doc.Apps.HTTP.Servers[name].Routes, false, false, &errs)
+		walkCaddyRoutes(name, doc.Apps.HTTP.Servers[name].Routes, false, false, false, &errs)
 	}
 	return errors.Join(errs...)
 }
 
 // walkCaddyRoutes checks one list of Caddy routes. confined says an enclosing route
 // already limits the requests to the reserved prefix; rewritten that a rewrite handler
-// ran before. Both carry on to later routes of the list, conservatively.
-func walkCaddyRoutes(path string, routes []any, confined, rewritten bool, errs *[]error) {
+// ran before; authed that a forward_auth copying the assertion ran before. rewritten
+// carries on to later routes of the list, conservatively; authed only within one
+// route's handlers and the subroutes after it.
+func walkCaddyRoutes(path string, routes []any, confined, rewritten, authed bool, errs *[]error) {
 	for i, r := range routes {
 		rp := fmt.Sprintf("%s.routes[%d]", path, i)
 		rm, _ := r.(map[string]any)
 		conf := confined || pathsUnderReserved(rm["match"])
 		handlers, _ := rm["handle"].([]any)
+		authedHere := authed
 		for j, h := range handlers {
 			hp := fmt.Sprintf("%s.handle[%d]", rp, j)
 			hm, _ := h.(map[string]any)
@@ -691,13 +811,15 @@ func walkCaddyRoutes(path string, routes []any, confined, rewritten bool, errs *
 				rewritten = true
 			case "subroute":
 				sub, _ := hm["routes"].([]any)
-				walkCaddyRoutes(hp, sub, conf, rewritten, errs)
+				walkCaddyRoutes(hp, sub, conf, rewritten, authedHere, errs)
 			case "reverse_proxy":
 				if !slices.ContainsFunc(caddyDials(hm), dialsStepup) {
 					continue
 				}
 				if rw, ok := hm["rewrite"].(map[string]any); ok {
-					checkCaddyForwardAuth(hp, hm, rw, errs)
+					if checkCaddyForwardAuth(hp, hm, rw, conf, errs) && conf {
+						authedHere = true
+					}
 					continue
 				}
 				switch {
@@ -705,6 +827,18 @@ func walkCaddyRoutes(path string, routes []any, confined, rewritten bool, errs *
 					*errs = append(*errs, fmt.Errorf("%s: reverse_proxy to stepup's HTTP port outside %s: its decision endpoints, /metrics and health endpoints become public", hp, reservedPrefix))
 				case rewritten:
 					*errs = append(*errs, fmt.Errorf("%s: reverse_proxy to stepup's HTTP port after a path rewrite: a %s path could reach its decision endpoints", hp, reservedPrefix))
+				case !authedHere:
+					*errs = append(*errs, fmt.Errorf("%s: reverse_proxy to the MFA step with no forward_auth before it that copies X-Stepup-Assertion: the step gets no identity", hp))
+				}
+				if conf {
+					hdrs, _ := hm["headers"].(map[string]any)
+					req, _ := hdrs["request"].(map[string]any)
+					dels, _ := req["delete"].([]any)
+					for _, d := range dels {
+						if ds, _ := d.(string); ds == "*" || caddyFieldMatches(ds, assertionHeader) {
+							*errs = append(*errs, fmt.Errorf("%s: reverse_proxy to the MFA step deletes X-Stepup-Assertion (%q), which forward_auth copied from stepup", hp, ds))
+						}
+					}
 				}
 			}
 		}
@@ -746,8 +880,11 @@ func caddyDials(h map[string]any) []string {
 	return out
 }
 
-// checkCaddyForwardAuth checks the reverse_proxy that forward_auth expands into.
-func checkCaddyForwardAuth(path string, h, rw map[string]any, errs *[]error) {
+// checkCaddyForwardAuth checks the reverse_proxy that forward_auth expands into: the
+// application's copies exactly the identity headers, the MFA step's (reserved) exactly
+// the identity assertion. It reports whether the forward_auth was right.
+func checkCaddyForwardAuth(path string, h, rw map[string]any, reserved bool, errs *[]error) bool {
+	before := len(*errs)
 	uri, _ := rw["uri"].(string)
 	if p, _, _ := strings.Cut(uri, "?"); p != forwardAuthPath || rw["method"] != "GET" {
 		*errs = append(*errs, fmt.Errorf("%s: forward_auth rewrites to %q (method %v), want GET %s", path, uri, rw["method"], forwardAuthPath))
@@ -772,9 +909,13 @@ func checkCaddyForwardAuth(path string, h, rw map[string]any, errs *[]error) {
 	}
 	slices.Sort(copied)
 	want := slices.Sorted(slices.Values(stepupIdentityHeaders))
+	if reserved {
+		want = []string{"X-Stepup-Assertion"}
+	}
 	if !slices.Equal(copied, want) {
 		*errs = append(*errs, fmt.Errorf("%s: forward_auth copies %v on 2xx, want exactly %v", path, copied, want))
 	}
+	return len(*errs) == before
 }
 
 // nginxNode is one directive of an nginx configuration: its name and arguments, and the
@@ -999,17 +1140,29 @@ func checkNginxConf(src string) error {
 			}
 		}
 		set := l.headers()
-		for _, h := range stepupIdentityHeaders {
-			v, ok := captured[upstreamVar(h)]
+		if strings.HasPrefix(l.uri, reservedPrefix) {
+			// The MFA step's guard: stepup's assertion, and nothing else, from the answer;
+			// the forged copies are checked with the step's proxy_pass below.
+			v, ok := captured[upstreamVar(assertionHeader)]
 			switch {
 			case !ok:
-				errorf("%s: no auth_request_set captures %s (%s): the application would not get stepup's %s", where, h, upstreamVar(h), h)
-			case set[strings.ToLower(h)] != v:
-				errorf("%s: does not proxy_set_header %s %s: the application would get the client's own copy instead of stepup's", where, h, v)
+				errorf("%s: no auth_request_set captures X-Stepup-Assertion (%s): the MFA step could not tell who the user is", where, upstreamVar(assertionHeader))
+			case set[assertionHeader] != v:
+				errorf("%s: does not proxy_set_header X-Stepup-Assertion %s: the MFA step would get the client's own copy instead of stepup's", where, v)
 			}
-		}
-		if v, ok := set["x-stepup-assertion"]; !ok || v != "" {
-			errorf("%s: passes client-sent X-Stepup-Assertion on to the application (proxy_set_header X-Stepup-Assertion \"\")", where)
+		} else {
+			for _, h := range stepupIdentityHeaders {
+				v, ok := captured[upstreamVar(h)]
+				switch {
+				case !ok:
+					errorf("%s: no auth_request_set captures %s (%s): the application would not get stepup's %s", where, h, upstreamVar(h), h)
+				case set[strings.ToLower(h)] != v:
+					errorf("%s: does not proxy_set_header %s %s: the application would get the client's own copy instead of stepup's", where, h, v)
+				}
+			}
+			if v, ok := set["x-stepup-assertion"]; !ok || v != "" {
+				errorf("%s: passes client-sent X-Stepup-Assertion on to the application (proxy_set_header X-Stepup-Assertion \"\")", where)
+			}
 		}
 		// The 401 detour to the MFA step.
 		redirect, captures := captured[upstreamVar("X-Stepup-Redirect")]
@@ -1093,8 +1246,14 @@ func checkNginxConf(src string) error {
 			if len(l.directives("rewrite")) > 0 {
 				errorf("%s: rewrites the path on its way to stepup: a %s path could reach stepup's decision endpoints", where, reservedPrefix)
 			}
+			if ars := l.directives("auth_request"); len(ars) == 0 || len(ars[0].Args) != 2 || ars[0].Args[1] == "off" {
+				errorf("%s: no auth_request: the MFA step gets no identity assertion from stepup", where)
+			}
 			set := l.headers()
 			for _, h := range stepupHeaderNames {
+				if strings.EqualFold(h, assertionHeader) {
+					continue // set from the subrequest's answer, checked above
+				}
 				if v, ok := set[strings.ToLower(h)]; !ok || v != "" {
 					errorf("%s: passes client-sent %s on to the MFA step (proxy_set_header %s \"\")", where, h, h)
 				}
@@ -1189,13 +1348,38 @@ func TestNginxConfRejects(t *testing.T) {
 		},
 		{
 			name: "redirect not captured",
-			old:  "        auth_request_set $stepup_redirect $upstream_http_x_stepup_redirect;\n", new: "",
+			old:  "        auth_request_set $stepup_redirect $upstream_http_x_stepup_redirect;\n        auth_request_set $stepup_cookie $upstream_http_set_cookie;\n\n", new: "        auth_request_set $stepup_cookie $upstream_http_set_cookie;\n\n",
 			want: "no auth_request_set captures X-Stepup-Redirect",
 		},
 		{
 			name: "no detour",
-			old:  "        error_page 401 = @stepup_mfa;\n", new: "",
+			old:  "        error_page 401 = @stepup_mfa;\n        proxy_pass http://127.0.0.1:8000;", new: "        proxy_pass http://127.0.0.1:8000;",
 			want: "no `error_page 401 = @name`",
+		},
+		{
+			name: "MFA step without auth_request",
+			old:  "    location ^~ /.stepup/ {\n        auth_request /_stepup_auth;\n", new: "    location ^~ /.stepup/ {\n",
+			want: "location ^~ /.stepup/: no auth_request: the MFA step gets no identity assertion",
+		},
+		{
+			name: "MFA step's assertion not captured",
+			old:  "        auth_request_set $stepup_assertion $upstream_http_x_stepup_assertion;\n", new: "",
+			want: "no auth_request_set captures X-Stepup-Assertion",
+		},
+		{
+			name: "client's assertion passed to the MFA step",
+			old:  "proxy_set_header X-Stepup-Assertion $stepup_assertion;", new: "proxy_set_header X-Stepup-Assertion $http_x_stepup_assertion;",
+			want: "does not proxy_set_header X-Stepup-Assertion $stepup_assertion: the MFA step would get the client's own copy",
+		},
+		{
+			name: "assertion dropped on its way to the MFA step",
+			old:  "proxy_set_header X-Stepup-Assertion $stepup_assertion;", new: "proxy_set_header X-Stepup-Assertion \"\";",
+			want: "does not proxy_set_header X-Stepup-Assertion $stepup_assertion",
+		},
+		{
+			name: "MFA step's login redirect never sent",
+			old:  "        error_page 401 = @stepup_mfa;\n\n        proxy_pass http://127.0.0.1:9192;", new: "\n        proxy_pass http://127.0.0.1:9192;",
+			want: "location /.stepup/: no `error_page 401 = @name`",
 		},
 		{
 			name: "detour to the wrong variable",

@@ -73,8 +73,16 @@ func (h *Handler) checkCSRF(token, user, bind, form string) (string, bool) {
 // from, when it makes one: Sec-Fetch-Site must be same-origin (or none,
 // a user action), and Origin must be this host over https (or http in
 // development). Browsers that send neither rely on the CSRF token alone.
+//
+// The step's pages set Referrer-Policy: no-referrer, under which browsers
+// send "Origin: null" with every POST, even to the same origin (Fetch,
+// "serializing a request origin"; Chromium does). "null" is therefore
+// accepted, but only when Sec-Fetch-Site says same-origin: the same
+// "null" from a sandboxed frame or a data: URL on another site comes
+// with cross-site, and without Sec-Fetch-Site it proves nothing.
 func (h *Handler) sameOrigin(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
+	site := r.Header.Get("Sec-Fetch-Site")
+	switch site {
 	case "", "same-origin", "none":
 	default:
 		return false
@@ -82,6 +90,9 @@ func (h *Handler) sameOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
+	}
+	if origin == "null" {
+		return site == "same-origin"
 	}
 	u, err := url.Parse(origin)
 	if err != nil || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Host == "" {
