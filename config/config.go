@@ -258,6 +258,55 @@ type MFA struct {
 	// most this old. Default 15m.
 	ReauthAfter Duration      `yaml:"reauth_after"`
 	RateLimits  MFARateLimits `yaml:"rate_limits"`
+	// Duo configures the Duo Universal Prompt (provider 'duo').
+	Duo MFADuo `yaml:"duo"`
+	// Redirect configures Auth0's redirect protocol (a rule's
+	// context.redirect to a custom MFA service).
+	Redirect MFARedirect `yaml:"redirect"`
+}
+
+// MFADuo configures the Duo step. The Duo application itself (ikey, skey,
+// host) comes from the rule.
+type MFADuo struct {
+	// CAFile holds extra root CAs (PEM) trusted for Duo's API host, on
+	// top of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// Fallback is what happens when Duo is unreachable: "none" (default:
+	// the user cannot go on) or "totp" (a user with an authenticator app
+	// may use it instead).
+	Fallback string `yaml:"fallback"`
+	// UsernameClaim is the identity claim sent to Duo as the username
+	// when the rule sets none. Default: email, then nickname.
+	UsernameClaim string `yaml:"username_claim"`
+	// Timeout bounds each call to Duo. Default 10s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// MFARedirect configures the continue endpoint of the redirect protocol.
+type MFARedirect struct {
+	// Verify, when set, makes every return from a custom MFA service carry
+	// a signed token (parameter token or id_token) that stepup checks
+	// before the rules run again.
+	Verify *RedirectVerify `yaml:"verify"`
+}
+
+// RedirectVerify is the key and claims of the token a custom MFA service
+// returns. Set exactly one of Secret, PublicKeyFile and JWKSFile.
+type RedirectVerify struct {
+	// Secret verifies HS256 tokens.
+	Secret Secret `yaml:"secret"`
+	// SecretEncoding is how Secret is written: "raw" (default, its bytes)
+	// or "base64" (as Auth0's examples keep it).
+	SecretEncoding string `yaml:"secret_encoding"`
+	// PublicKeyFile is a PEM RSA public key (or certificate): RS256.
+	PublicKeyFile string `yaml:"public_key_file"`
+	// JWKSFile is a JSON Web Key Set file: RS256, keys chosen by kid.
+	JWKSFile string `yaml:"jwks_file"`
+	// Issuer and Audience, when set, must match iss and aud.
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// Leeway is the clock skew allowed on exp and iat. Default 30s.
+	Leeway Duration `yaml:"leeway"`
 }
 
 // MFARateLimits regulate failed verifications: after UserFailures (per
@@ -347,7 +396,8 @@ type Sessions struct {
 	// RememberTTL default 720h (30 days); RememberIdle 0 = none.
 	RememberTTL  Duration `yaml:"remember_ttl"`
 	RememberIdle Duration `yaml:"remember_idle"`
-	// StateTTL (transaction state of redirects) default 10m.
+	// StateTTL (transaction state of the MFA step and of redirects)
+	// default 1h, at most 72h.
 	StateTTL Duration `yaml:"state_ttl"`
 	Store    Store    `yaml:"store"`
 }
@@ -504,6 +554,12 @@ func (c *Config) setDefaults() {
 	defDur(&c.MFA.RateLimits.Lockout, time.Minute)
 	defDur(&c.MFA.RateLimits.MaxLockout, time.Hour)
 	defDur(&c.MFA.RateLimits.Window, 24*time.Hour)
+	def(&c.MFA.Duo.Fallback, "none")
+	defDur(&c.MFA.Duo.Timeout, 10*time.Second)
+	if v := c.MFA.Redirect.Verify; v != nil {
+		def(&v.SecretEncoding, "raw")
+		defDur(&v.Leeway, 30*time.Second)
+	}
 	def(&c.Upstream.UserHeader, "x-stepup-user")
 	def(&c.Upstream.EmailHeader, "x-stepup-email")
 	def(&c.Upstream.MFAHeader, "x-stepup-mfa")
@@ -519,7 +575,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.Sessions.MFASessionTTL, 12*time.Hour)
 	defDur(&c.Sessions.MFASessionIdle, time.Hour)
 	defDur(&c.Sessions.RememberTTL, 30*24*time.Hour)
-	defDur(&c.Sessions.StateTTL, 10*time.Minute)
+	defDur(&c.Sessions.StateTTL, time.Hour)
 	def(&c.Sessions.Store.Type, "bolt")
 	defDur(&c.Sessions.Store.Redis.Timeout, 200*time.Millisecond)
 	def(&c.Sessions.Store.Redis.KeyPrefix, "stepup:")
@@ -650,6 +706,7 @@ func (c *Config) Validate() error {
 	if rl := c.MFA.RateLimits; rl.UserFailures < 1 || rl.IPFailures < 1 || rl.Lockout > rl.MaxLockout {
 		v.add("mfa.rate_limits", "user_failures and ip_failures must be positive and lockout ≤ max_lockout")
 	}
+	c.validateExternalMFA(&v)
 	for _, h := range []struct{ path, val string }{
 		{"upstream.user_header", c.Upstream.UserHeader},
 		{"upstream.email_header", c.Upstream.EmailHeader},
@@ -858,4 +915,57 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// validateExternalMFA checks mfa.duo and mfa.redirect.
+func (c *Config) validateExternalMFA(v *validator) {
+	d := c.MFA.Duo
+	switch d.Fallback {
+	case "none", "totp":
+	default:
+		v.add("mfa.duo.fallback", "must be none or totp, not %q", d.Fallback)
+	}
+	if d.CAFile != "" {
+		if _, err := os.Stat(c.Resolve(d.CAFile)); err != nil {
+			v.add("mfa.duo.ca_file", "%v", err)
+		}
+	}
+	if d.Timeout <= 0 || d.Timeout > Duration(time.Minute) {
+		v.add("mfa.duo.timeout", "must be more than 0 and at most 1m")
+	}
+	if strings.TrimSpace(d.UsernameClaim) != d.UsernameClaim {
+		v.add("mfa.duo.username_claim", "must not have surrounding spaces")
+	}
+	rv := c.MFA.Redirect.Verify
+	if rv == nil {
+		return
+	}
+	n := 0
+	if !rv.Secret.IsZero() {
+		n++
+		rv.Secret.check(v, "mfa.redirect.verify.secret")
+	}
+	for _, f := range []struct{ path, file string }{
+		{"mfa.redirect.verify.public_key_file", rv.PublicKeyFile},
+		{"mfa.redirect.verify.jwks_file", rv.JWKSFile},
+	} {
+		if f.file == "" {
+			continue
+		}
+		n++
+		if _, err := os.Stat(c.Resolve(f.file)); err != nil {
+			v.add(f.path, "%v", err)
+		}
+	}
+	if n != 1 {
+		v.add("mfa.redirect.verify", "set exactly one of secret, public_key_file and jwks_file")
+	}
+	switch rv.SecretEncoding {
+	case "raw", "base64":
+	default:
+		v.add("mfa.redirect.verify.secret_encoding", "must be raw or base64, not %q", rv.SecretEncoding)
+	}
+	if rv.Leeway < 0 || rv.Leeway > Duration(5*time.Minute) {
+		v.add("mfa.redirect.verify.leeway", "must be between 0s and 5m")
+	}
 }

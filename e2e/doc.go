@@ -8,9 +8,15 @@
 // never internals, so that they keep holding as the policy, the rules engine
 // and the session layer evolve behind the same contract.
 //
+// The MFA step is tested in headless Chromium (mfa_browser_test.go),
+// through Caddy and through the Envoy-faithful proxy of
+// internal/envoyproxy, with stepup's clock moved by serve's hidden
+// --test-clock-file hook; STEPUP_E2E_ARTIFACTS=DIR keeps the screenshots.
+//
 // Run them with `go test ./e2e/`. They need the Go toolchain (to build the
-// binary) and, for the Caddy test, /usr/bin/caddy (Debian package caddy);
-// with CI=true a missing external program fails instead of skipping.
+// binary) and, for the Caddy and browser tests, /usr/bin/caddy and
+// /usr/bin/chromium (Debian packages caddy and chromium); with CI=true a
+// missing external program fails instead of skipping.
 // STEPUP_BIN=/path/to/stepup tests a prebuilt binary instead of building
 // one.
 package e2e

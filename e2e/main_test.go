@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepup-dev/stepup/e2e/internal/browser"
 	"github.com/stepup-dev/stepup/e2e/internal/harness"
 )
 
@@ -16,7 +17,12 @@ import (
 var stepupBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	code := runMain(m)
+	// The headless Chromium of the browser tests, if one started.
+	if err := browser.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: closing the shared browser:", err)
+	}
+	os.Exit(code)
 }
 
 func runMain(m *testing.M) int {

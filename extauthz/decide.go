@@ -107,6 +107,9 @@ type PolicyInput struct {
 	// Protocol is "" for a normal request and "redirect-callback" when
 	// resuming from a rule's redirect.
 	Protocol string
+	// Body is context.request.body: the form the custom MFA service posted
+	// back when resuming from a redirect (see [Server.Resume]), else nil.
+	Body map[string]any
 }
 
 // MFAProof says the browser passed MFA.
@@ -242,7 +245,16 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 		return d
 	}
 	if res.RedirectURL != "" && in.Protocol != "redirect-callback" {
-		return s.redirect(ctx, r, id, d, res)
+		if in.MFA == nil || in.MFA.Method != RedirectMethod {
+			return s.redirect(ctx, r, id, d, res)
+		}
+		// The browser came back from the custom MFA service and the
+		// rules accepted it: its MFA session satisfies the redirect
+		// (rules run on every request, not once per login as in Auth0).
+		d.Kind, d.Reason, d.Method = Allow, "mfa_session", in.MFA.Method
+		s.identityHeaders(&d, r, id, &in)
+		s.claimHeaders(&d, res.Claims)
+		return d
 	}
 	if !res.MFA.NeedsMFA() {
 		d.Kind = Allow

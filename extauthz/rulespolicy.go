@@ -46,16 +46,27 @@ func (p *RulesPolicy) Evaluate(ctx context.Context, in *PolicyInput) PolicyResul
 // "Auth0 rules compatibility").
 func (p *RulesPolicy) input(in *PolicyInput) rules.Input {
 	r, id := in.Req, in.Identity
-	claims := id.Claims()
-	user := make(map[string]any, len(claims)+1)
-	for k, v := range claims {
-		user[k] = v
+	var user map[string]any
+	if id.claims == nil && id.payload != nil {
+		// jwt_authn's payload converted straight into the user object:
+		// what Claims does, without building a map only to copy it.
+		f := id.payload.GetFields()
+		user = make(map[string]any, len(f)+1)
+		for k, v := range f {
+			user[k] = v.AsInterface()
+		}
+	} else {
+		claims := id.Claims()
+		user = make(map[string]any, len(claims)+1)
+		for k, v := range claims {
+			user[k] = v
+		}
 	}
 	user["user_id"] = id.User
 	methods := make([]rules.Method, 0, 2)
-	if t, ok := claims["auth_time"].(float64); ok {
+	if t, ok := user["auth_time"].(float64); ok {
 		methods = append(methods, rules.Method{Name: "pwd", Timestamp: int64(t) * 1000})
-	} else if t, ok := claims["iat"].(float64); ok {
+	} else if t, ok := user["iat"].(float64); ok {
 		methods = append(methods, rules.Method{Name: "pwd", Timestamp: int64(t) * 1000})
 	} else {
 		methods = append(methods, rules.Method{Name: "pwd"})
@@ -84,7 +95,7 @@ func (p *RulesPolicy) input(in *PolicyInput) rules.Input {
 		ClientName:            p.ClientNames[r.ClientID],
 		Connection:            p.Connection,
 		Protocol:              in.Protocol,
-		Request:               rules.Request{IP: r.ClientIP.String(), Hostname: r.Host, UserAgent: r.Headers["user-agent"], Query: query, Networks: in.Networks},
+		Request:               rules.Request{IP: r.ClientIP.String(), Hostname: r.Host, UserAgent: r.Headers["user-agent"], Query: query, Body: in.Body, Networks: in.Networks},
 		AuthenticationMethods: methods,
 	}
 	if c.ClientName == "" {
@@ -129,6 +140,9 @@ func mapRulesResult(res *rules.Result) PolicyResult {
 			if d := mf.Duo; d != nil {
 				out.MFA.Options["ikey"] = d.IKey
 				out.MFA.Options["host"] = d.Host
+				// Sealed into the transaction state (WithSealer), never
+				// stored or logged in plain.
+				out.MFA.Options["skey"] = d.SKey
 				if d.Username != "" {
 					out.MFA.Options["username"] = d.Username
 				}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/stepup-dev/stepup/session"
 )
@@ -13,13 +14,31 @@ import (
 // fails verification for any reason (forged, tampered, expired, revoked,
 // another user's, another key's) counts for nothing; only a store that
 // cannot answer is an error, and the check then fails closed.
-func NewSessions(m *session.Manager) Sessions {
+func NewSessions(m *session.Manager, opts ...SessionsOption) Sessions {
 	mfa, remember, _ := m.CookieNames()
-	return &managerSessions{m: m, mfa: mfa, remember: remember}
+	s := &managerSessions{m: m, mfa: mfa, remember: remember}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// SessionsOption configures [NewSessions].
+type SessionsOption func(*managerSessions)
+
+// WithSealer lets transaction states carry the secret options of a
+// requirement (the Duo client secret "skey" a rule hands over) sealed with
+// sealer, bound to the state's user, as "<name>_sealed" (see
+// [session.Sealer.SealOption]); the MFA step opens them with the same keys.
+// Without a sealer secrets are dropped from the state, and a Duo step
+// cannot complete.
+func WithSealer(sealer *session.Sealer) SessionsOption {
+	return func(s *managerSessions) { s.sealer = sealer }
 }
 
 type managerSessions struct {
 	m             *session.Manager
+	sealer        *session.Sealer
 	mfa, remember string
 }
 
@@ -54,8 +73,15 @@ func (s *managerSessions) NewState(ctx context.Context, st StepUpState) (string,
 		for k, v := range st.Requirement.Options {
 			// Only non-secret scalar options travel in the state (it is
 			// stored in plain); secrets stay in the rules' configuration.
-			if str, ok := v.(string); ok && !secretOption(k) {
+			if str, ok := v.(string); ok && !secretOption(k) && !strings.HasSuffix(k, session.SealedOptionSuffix) {
 				req.Options[k] = str
+			}
+		}
+		// The Duo client secret is needed again at the callback: sealed,
+		// never in plain, and never logged.
+		if skey, ok := st.Requirement.Options["skey"].(string); ok && skey != "" && s.sealer != nil {
+			if err := s.sealer.SealOption(&req, st.User, "skey", skey); err != nil {
+				return "", fmt.Errorf("new state: %w", err)
 			}
 		}
 	}
@@ -76,8 +102,16 @@ func secretOption(k string) bool {
 	return false
 }
 
+// AssertionUserClaim is the assertion claim that holds the identity's
+// whole claim set, when it fits in the token: the MFA step hands it to
+// [Server.Resume] so that a rule re-run after a redirect sees the same
+// user object as in Check.
+const AssertionUserClaim = "user"
+
 // Assertion claims: email, name, nickname, email_verified from the
-// identity, plus "client_ip" and "networks" as Check saw them.
+// identity, "client_ip" and "networks" as Check saw them, and under
+// [AssertionUserClaim] every claim of the identity unless that would make
+// the token too large (session.MaxTokenSize).
 func (s *managerSessions) Assertion(id *Identity, clientIP netip.Addr, networks []string) (string, error) {
 	claims := map[string]any{"client_ip": clientIP.String()}
 	nets := make([]any, len(networks))
@@ -93,6 +127,14 @@ func (s *managerSessions) Assertion(id *Identity, clientIP netip.Addr, networks 
 		if v, ok := c[k]; ok {
 			claims[k] = v
 		}
+	}
+	if len(c) > 0 {
+		claims[AssertionUserClaim] = c
+		if a, err := s.m.IssueAssertion(id.User, claims, id.SID); err == nil {
+			return a, nil
+		}
+		// Too large for a token: the subset above still identifies the user.
+		delete(claims, AssertionUserClaim)
 	}
 	return s.m.IssueAssertion(id.User, claims, id.SID)
 }

@@ -25,6 +25,8 @@
 //	POST {prefix}mfa                          method=enrol|totp|recovery
 //	GET  {prefix}factors                      the user's sign-in methods
 //	POST {prefix}factors                      reset the authenticator
+//	GET  {prefix}duo/callback?state=D&duo_code=C   back from Duo
+//	GET|POST {prefix}continue?state=T         back from a custom MFA service
 //
 // Enrolment generates a TOTP secret (SHA-1, 6 digits, 30 s: what every
 // authenticator app supports), shows it as a QR code (a PNG in a data: URI)
@@ -42,8 +44,43 @@
 // Provider "any" offers every factor the user has or may enrol (today the
 // authenticator app and its recovery codes); "google-authenticator" offers
 // the same: recovery codes are the authenticator's own fallback, as in
-// Auth0, and without them a lost phone needs an administrator. "duo" and
-// rules' redirects are not served yet: the user sees a clear page.
+// Auth0, and without them a lost phone needs an administrator.
+//
+// # Duo
+//
+// Provider "duo" uses the Duo Universal Prompt (package duo). The rule's
+// ikey and host travel in the transaction state in plain; its skey
+// travels sealed ([session.Sealer.SealOption], bound to the user), and is
+// opened only to talk to Duo. When the rule allows remembering the
+// browser, a "continue to Duo" page offers the box first (Duo's own
+// remembered devices are Duo's business); otherwise the step goes
+// straight to Duo. Before each redirect Duo's health check runs: when it
+// fails the user gets a clear page and cannot go on (fail closed), unless
+// [DuoOptions.Fallback] is [DuoFallbackTOTP] and the user has an
+// authenticator app, which may then stand in for this transaction only.
+// The redirect carries a fresh random Duo state and nonce, kept in the
+// store with our state token, the user and the Duo username (the rule's
+// username, else the first of [DuoOptions.UsernameClaims]). The callback
+// must come from the same user; it uses up that record and our state
+// (exactly once), then redeems the code and checks the id_token
+// (audience, issuer, username, nonce, expiry, auth_result) before issuing
+// the MFA session with [MethodDuo].
+//
+// # Custom MFA services (Auth0's redirect protocol)
+//
+// A rule's context.redirect sends the browser to the service with
+// state=T; the service sends it back to {prefix}continue with the same
+// state (GET, or POST with a form). The state must be the user's and a
+// redirect's; it is used up first. When [RedirectOptions.Verify] is set,
+// the callback must carry a signed "token" (or "id_token") whose sub is
+// the user, whose "state" claim is T, unexpired, with a jti never seen
+// before. Then [Continuer] re-runs the whole pipeline with
+// context.protocol "redirect-callback" and the query and form as
+// context.request.query and .body: an error denies with the rule's
+// message; success issues an MFA session with [MethodRedirect], which
+// Check accepts for the rule's redirect on later requests. A callback is
+// cross-site by nature: it carries no CSRF token; the user binding, the
+// single use of the state and the token are its defences.
 //
 // On success the step consumes the state (exactly once), sets the MFA
 // session cookie, sets the remember-browser cookie when the user ticked the

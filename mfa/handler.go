@@ -79,6 +79,11 @@ type Options struct {
 	// Development accepts http return URLs and origins (the cookies follow
 	// the session manager's own Development setting).
 	Development bool
+	// Duo configures the Duo Universal Prompt step (provider "duo").
+	Duo DuoOptions
+	// Redirect configures the continue endpoint of Auth0's redirect
+	// protocol (a rule's context.redirect).
+	Redirect RedirectOptions
 }
 
 // Handler serves the MFA step under its prefix. It is safe for concurrent
@@ -102,6 +107,8 @@ type Handler struct {
 	log         *slog.Logger
 	metrics     *metrics
 	dev         bool
+	duo         duoSetup
+	redirect    redirectSetup
 }
 
 // New checks o, fills in defaults and returns a Handler. Every problem is
@@ -195,6 +202,12 @@ func New(o Options) (*Handler, error) {
 	if h.metrics, err = newMetrics(o.Metrics); err != nil {
 		errs = append(errs, err)
 	}
+	if h.duo, err = newDuoSetup(o.Duo); err != nil {
+		errs = append(errs, err)
+	}
+	if h.redirect, err = newRedirectSetup(o.Redirect); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("mfa: %w", err)
 	}
@@ -231,6 +244,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			h.methodNotAllowed(w, r)
 		}
+	case "duo/callback":
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			h.message(w, r, http.StatusMethodNotAllowed, "method_title", "method_body", "", "")
+			return
+		}
+		h.duoCallback(w, r)
+	case "continue":
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			w.Header().Set("Allow", "GET, POST")
+			h.message(w, r, http.StatusMethodNotAllowed, "method_title", "method_body", "", "")
+			return
+		}
+		h.continueRedirect(w, r)
 	default:
 		h.message(w, r, http.StatusNotFound, "not_found_title", "not_found_body", "", "")
 	}
@@ -259,6 +286,9 @@ type identity struct {
 	Account  string // what the authenticator app shows: email, else user
 	ClientIP string
 	Networks []string
+	// Claims are the assertion's claims (email, name, client_ip, …, and
+	// the identity's whole claim set under "user" when it fitted).
+	Claims map[string]any
 }
 
 // errNoAssertion is returned by the default Identify when the request
@@ -288,7 +318,7 @@ func (h *Handler) identify(w http.ResponseWriter, r *http.Request) (identity, bo
 		h.message(w, r, http.StatusUnauthorized, "signin_title", "signin_body", "/", "go_to_app")
 		return identity{}, false
 	}
-	id := identity{User: a.User, SID: a.SID, Account: a.User}
+	id := identity{User: a.User, SID: a.SID, Account: a.User, Claims: a.Claims}
 	if e, ok := a.Claims["email"].(string); ok && e != "" {
 		id.Account = e
 	}

@@ -111,6 +111,33 @@ var defaultMessages = map[string]string{
 	"factors_reset_done":     "Your authenticator was removed",
 	"factors_reset_done_msg": "Your authenticator app, your recovery codes and your remembered browsers were removed. The next time you open the application you will be asked to set up a new authenticator app.",
 	"date_format":            "2 January 2006",
+
+	// Duo.
+	"duo_title":              "Continue with Duo",
+	"duo_intro":              "Your organisation uses Duo for the second step when you sign in from here. You will go to Duo to approve the sign-in, then come back here.",
+	"duo_submit":             "Continue to Duo",
+	"use_duo":                "Continue with Duo",
+	"use_authenticator":      "Use your authenticator app",
+	"try_again":              "Try again",
+	"duo_down_title":         "Duo is not available",
+	"duo_down_body":          "We cannot reach Duo to check your sign-in right now, so you cannot continue. Wait a few minutes, then try again.",
+	"duo_down_fallback_body": "We cannot reach Duo to check your sign-in right now. You can use your authenticator app instead.",
+	"duo_only_title":         "Duo is required",
+	"duo_only_body":          "This application asks you to sign in with Duo.",
+	"duo_denied_title":       "Duo did not approve this sign-in",
+	"duo_denied_body":        "The sign-in was denied in Duo. If you did not try to sign in just now, tell your administrator.",
+	"duo_failed_title":       "Duo's answer could not be accepted",
+	"duo_failed_body":        "The answer from Duo could not be verified. Start again from the application.",
+	"duo_config_title":       "Duo is not set up correctly",
+	"duo_config_body":        "The application asks for Duo, but the Duo settings it was given cannot be used. Contact your administrator.",
+
+	// A custom MFA service (a rule's redirect).
+	"redirect_off_title":    "This sign-in method is not set up",
+	"redirect_off_body":     "You were sent back from a sign-in service that this server does not expect. Contact your administrator.",
+	"redirect_failed_title": "Your sign-in could not be confirmed",
+	"redirect_failed_body":  "The answer from the sign-in service could not be verified. Start again from the application.",
+	"denied_title":          "Access denied",
+	"denied_body":           "Access to this application was denied.",
 }
 
 // DefaultMessages returns a copy of the English text of the MFA step,

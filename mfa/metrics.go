@@ -11,6 +11,7 @@ import (
 const (
 	factorLabelTOTP     = "totp"
 	factorLabelRecovery = "recovery_code"
+	factorLabelDuo      = "duo"
 
 	resultSuccess = "success"
 	resultFailure = "failure"
@@ -28,7 +29,20 @@ type metrics struct {
 	enrolments prometheus.Counter
 	// resets counts factor resets made through the factors page.
 	resets prometheus.Counter
+	// duoRequests counts calls to Duo by operation and result.
+	duoRequests *prometheus.CounterVec
+	// redirects counts callbacks from custom MFA services by result.
+	redirects *prometheus.CounterVec
 }
+
+// Results of redirect callbacks (stepup_mfa_redirect_callbacks_total).
+const (
+	redirectResultSuccess = "success"
+	redirectResultDenied  = "denied"
+	redirectResultToken   = "invalid_token"
+	redirectResultState   = "invalid_state"
+	redirectResultError   = "error"
+)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -48,6 +62,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "stepup_mfa_factor_resets_total",
 			Help: "Factor resets made by users on the factors page.",
 		}),
+		duoRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_duo_requests_total",
+			Help: "Calls to Duo by operation (health_check, token) and result (ok, unavailable, rejected, invalid_token, denied, error).",
+		}, []string{"op", "result"}),
+		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_mfa_redirect_callbacks_total",
+			Help: "Browsers back from a custom MFA service (redirect protocol) by result (success, denied, invalid_token, invalid_state, error).",
+		}, []string{"result"}),
+	}
+	for _, op := range []string{duoOpHealth, duoOpToken} {
+		for _, r := range []string{duoResultOK, duoResultUnavailable, duoResultRejected, duoResultInvalidToken, duoResultDenied, duoResultError} {
+			m.duoRequests.WithLabelValues(op, r)
+		}
+	}
+	for _, r := range []string{redirectResultSuccess, redirectResultDenied, redirectResultToken, redirectResultState, redirectResultError} {
+		m.redirects.WithLabelValues(r)
 	}
 	for _, f := range []string{factorLabelTOTP, factorLabelRecovery} {
 		for _, r := range []string{resultSuccess, resultFailure, resultReplay, resultLocked} {
@@ -60,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.verifications, m.lockouts, m.enrolments, m.resets} {
+	for _, c := range []prometheus.Collector{m.verifications, m.lockouts, m.enrolments, m.resets, m.duoRequests, m.redirects} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

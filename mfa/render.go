@@ -15,7 +15,7 @@ import (
 var templateFS embed.FS
 
 // pageNames are the page templates; each is rendered inside layout.html.
-var pageNames = []string{"enrol", "verify", "recovery", "codes", "message", "factors"}
+var pageNames = []string{"enrol", "verify", "recovery", "codes", "message", "factors", "duo"}
 
 // pages are the parsed templates of one handler (their text comes from
 // its catalog) and the Content-Security-Policy that fits them.

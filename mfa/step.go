@@ -48,6 +48,10 @@ func (h *Handler) stepGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if tx.st.Requirement.Provider == providerDuo {
+		h.duoGet(w, r, tx)
+		return
+	}
 	mode := formTOTP
 	if r.URL.Query().Get("method") == formRecovery {
 		mode = formRecovery
@@ -79,6 +83,21 @@ func (h *Handler) stepPost(w http.ResponseWriter, r *http.Request) {
 	tx, ok := h.loadTransaction(w, r, id, token, ret)
 	if !ok {
 		return
+	}
+	if tx.st.Requirement.Provider == providerDuo {
+		switch form {
+		case formDuo:
+			h.duoPost(w, r, tx)
+			return
+		case formTOTP, formRecovery:
+			// Only as the fallback of a Duo outage.
+			if !h.duoFallbackOpen(w, r, tx) {
+				return
+			}
+		default:
+			h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", "", "")
+			return
+		}
 	}
 	switch form {
 	case formEnrol:
@@ -113,11 +132,16 @@ func (h *Handler) loadTransaction(w http.ResponseWriter, r *http.Request, id ide
 		h.stateError(w, r, id, err, ret)
 		return transaction{}, false
 	}
-	if st.RedirectURL != "" || !totpProvider(st.Requirement.Provider) {
-		// Duo and rules' redirects are not served yet (issue 7).
-		h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: requirement not supported",
-			slog.String("provider", st.Requirement.Provider), slog.Bool("redirect", st.RedirectURL != ""),
+	if st.RedirectURL != "" {
+		// A rule's redirect: the browser comes back to {prefix}continue.
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: a redirect's state presented to the mfa page",
 			slog.String("user", id.User), requestID(r))
+		h.message(w, r, http.StatusBadRequest, "invalid_title", "invalid_body", "/", "start_again")
+		return transaction{}, false
+	}
+	if !totpProvider(st.Requirement.Provider) && st.Requirement.Provider != providerDuo {
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: requirement not supported",
+			slog.String("provider", st.Requirement.Provider), slog.String("user", id.User), requestID(r))
 		h.message(w, r, http.StatusNotImplemented, "unavailable_title", "unavailable_body", "", "")
 		return transaction{}, false
 	}
@@ -519,6 +543,13 @@ func (h *Handler) consume(w http.ResponseWriter, r *http.Request, tx transaction
 // finish sets the cookies the step pays for and sends the browser back:
 // a 303 to the return URL, or the recovery codes page with a link to it.
 func (h *Handler) finish(w http.ResponseWriter, r *http.Request, tx transaction, method string, codes []string) {
+	h.complete(w, r, tx, method, r.PostForm.Get("remember") == "1", codes)
+}
+
+// complete is finish with the user's remember choice given (Duo's comes
+// from before the trip to Duo); it is honoured only when the rule allows
+// remembering.
+func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tx transaction, method string, remember bool, codes []string) {
 	ctx := contextWithoutCancel(r)
 	c, _, err := h.m.IssueMFASession(ctx, tx.id.User, tx.id.SID, method, r.UserAgent())
 	if err != nil {
@@ -527,7 +558,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, tx transaction,
 	}
 	http.SetCookie(w, c)
 	// Honoured only when the rule allows it, whatever the form says.
-	if tx.st.Requirement.AllowRemember && r.PostForm.Get("remember") == "1" {
+	if tx.st.Requirement.AllowRemember && remember {
 		c, _, err := h.m.IssueRemember(ctx, tx.id.User, r.UserAgent())
 		if err != nil {
 			// The step succeeded; the browser will be asked again next time.

@@ -21,8 +21,8 @@ type Requirement struct {
 	// or ignoreCookie: true.
 	AllowRemember bool `json:"allow_remember"`
 	// Options carries provider options by name. It is kept in the store as
-	// is: refer to secrets (a Duo secret key, say) by name, do not copy
-	// them here.
+	// is: never copy a secret here in plain; seal it with
+	// [Sealer.SealOption] (a Duo client secret, say).
 	Options map[string]string `json:"options,omitempty"`
 }
 

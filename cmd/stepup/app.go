@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,14 @@ type app struct {
 	store    session.Store
 	sessions *session.Manager
 	rules    *rulesReloader // nil when no rules are configured
+	// now is the clock of decisions (nil: the real one); see testClockFlag.
+	now      func() time.Time
 	closers  []func()
 	warnings []string
+
+	// sealer encrypts secrets at rest: TOTP seeds, and the Duo secret in
+	// transaction states.
+	sealer *session.Sealer
 }
 
 func (a *app) Close() {
@@ -68,11 +75,14 @@ type buildOptions struct {
 	// dryRun: if the embedded store is locked by a running server, use an
 	// empty in-memory store instead of failing.
 	dryRun bool
+	// now replaces the real clock of the session manager, identity token
+	// expiry and the MFA step: the --test-clock-file hook. nil: time.Now.
+	now func() time.Time
 }
 
 // buildApp wires the decision core from cfg.
 func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buildOptions) (*app, error) {
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: bo.now}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "stepup_build_info",
@@ -101,8 +111,12 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 	}
 	a.store = store
 	a.closers = append(a.closers, func() { _ = store.Close() })
-	a.sessions, err = newManager(cfg, store, log)
+	a.sessions, err = newManagerAt(cfg, store, log, bo.now)
 	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	if a.sealer, err = newSealer(cfg, log); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -119,6 +133,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 		Leeway:      cfg.Identity.JWT.Leeway.D(),
 		Cookie:      cfg.Identity.JWT.Cookie,
 		Bearer:      cfg.Identity.JWT.BearerOn(),
+		Now:         bo.now,
 	}
 	if kf, err := buildKeyfunc(ctx, cfg, log); err != nil {
 		return nil, err
@@ -150,7 +165,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 	a.authz, err = extauthz.New(extauthz.Options{
 		Networks:                  a.nets,
 		Policy:                    policy,
-		Sessions:                  extauthz.NewSessions(a.sessions),
+		Sessions:                  extauthz.NewSessions(a.sessions, extauthz.WithSealer(a.sealer)),
 		Identity:                  idOpts,
 		JWTNamespace:              cfg.Identity.JWTAuthn.Namespace,
 		JWTKey:                    cfg.Identity.JWTAuthn.Key,

@@ -10,7 +10,18 @@ import (
 
 // newMFAStep builds the MFA step pages served under the reserved prefix.
 func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, error) {
-	sealer, err := newSealer(cfg, log)
+	sealer := a.sealer
+	if sealer == nil {
+		var err error
+		if sealer, err = newSealer(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	duo, err := duoOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	redirect, err := redirectOptions(cfg, a)
 	if err != nil {
 		return nil, err
 	}
@@ -31,8 +42,11 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 		},
 		RememberFor: cfg.Sessions.RememberTTL.D(),
 		ReauthAfter: cfg.MFA.ReauthAfter.D(),
+		Now:         a.now,
 		Logger:      log,
 		Metrics:     a.reg,
 		Development: cfg.Development,
+		Duo:         duo,
+		Redirect:    redirect,
 	})
 }

@@ -33,6 +33,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (default: the embedded default)")
+	clockFile := fs.String(testClockFlag, "", "test hook (development only): file holding a clock offset")
+	fs.Usage = func() { serveUsage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -47,6 +49,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *cfgPath == "" {
 		log.Warn("running on the embedded default configuration: a demo on loopback; write your own with `stepup config default` for production")
 	}
+	var bo buildOptions
+	if *clockFile != "" {
+		if !cfg.Development {
+			return fmt.Errorf("%w: --%s is a test hook, refused unless the configuration says development: true", errUsage, testClockFlag)
+		}
+		clk, err := newTestClock(*clockFile, log)
+		if err != nil {
+			return err
+		}
+		bo.now = clk.Now
+		log.Warn("TEST HOOK: stepup's clock is the real time plus the offset in a file; never use this outside tests", "file", *clockFile, "offset", clk.offset.String())
+	}
 	dataDir, err := filepath.Abs(cfg.Resolve(cfg.DataDir))
 	if err != nil {
 		return err
@@ -57,7 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	a, err := buildApp(runCtx, cfg, log, buildOptions{})
+	a, err := buildApp(runCtx, cfg, log, bo)
 	if err != nil {
 		return err
 	}
@@ -240,6 +254,18 @@ loop:
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// serveUsage prints serve's flags except the hidden test hook.
+func serveUsage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintln(w, "Usage: stepup serve [--config FILE]")
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == testClockFlag {
+			return
+		}
+		fmt.Fprintf(w, "  --%s\n    \t%s\n", f.Name, f.Usage)
+	})
 }
 
 // reload re-reads the configuration's networks; a bad reload keeps the

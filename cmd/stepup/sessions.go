@@ -98,11 +98,16 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 
 // newManager builds the session manager over store.
 func newManager(cfg *config.Config, store session.Store, log *slog.Logger) (*session.Manager, error) {
+	return newManagerAt(cfg, store, log, nil)
+}
+
+// newManagerAt is newManager on the clock now (nil: the real clock).
+func newManagerAt(cfg *config.Config, store session.Store, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
 	keys, err := loadKeys(cfg, cfg.Sessions.Keys, "session-keys", log)
 	if err != nil {
 		return nil, fmt.Errorf("sessions.keys: %w", err)
 	}
-	return newManagerWithKeys(cfg, store, keys, log)
+	return newManagerWithKeys(cfg, store, keys, log, now)
 }
 
 // newSealer builds the at-rest encryption: sessions.encryption_keys, or
@@ -119,7 +124,7 @@ func newSealer(cfg *config.Config, log *slog.Logger) (*session.Sealer, error) {
 	return session.NewSealer(keys)
 }
 
-func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.Key, log *slog.Logger) (*session.Manager, error) {
+func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.Key, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
 	idle := cfg.Sessions.RememberIdle.D()
 	if idle == 0 {
 		idle = session.NoTimeout
@@ -131,6 +136,7 @@ func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.
 	return session.NewManager(session.Config{
 		Keys:           keys,
 		Store:          store,
+		Now:            now,
 		MFASessionTTL:  cfg.Sessions.MFASessionTTL.D(),
 		MFASessionIdle: mfaIdle,
 		RememberTTL:    cfg.Sessions.RememberTTL.D(),
