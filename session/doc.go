@@ -15,8 +15,9 @@
 // The MAC covers everything before the last dot, so the version, the purpose
 // ("mfa_session", "remember", "state", "assertion"), the key id and the
 // payload are all authenticated. The payload is JSON carrying at least the
-// user and the issue and expiry times. Tokens longer than [MaxTokenSize] are
-// rejected before any work is done; MACs are compared in constant time.
+// user and the issue and expiry times (state tokens encrypt theirs: see
+// "Transaction state"). Tokens longer than [MaxTokenSize] are rejected
+// before any work is done; MACs are compared in constant time.
 // A token of one purpose presented as another is rejected with
 // [ErrWrongPurpose] even though its MAC is valid.
 //
@@ -27,8 +28,9 @@
 // out, put a new key in front of the list, wait for the longest lifetime
 // (the remember-browser TTL), then drop the old key. A token signed by a key
 // that has been removed fails with [ErrUnknownKey]. The HMAC and AES keys are
-// derived from a key's secret with HKDF-SHA256 under distinct labels, so one
-// list may serve both the [Keyring] and the [Sealer].
+// derived from a key's secret with HKDF-SHA256 under distinct labels (the
+// token MAC, the [Sealer], the transaction states), so one list may serve
+// both the [Keyring] and the [Sealer].
 //
 // # The MFA session
 //
@@ -52,13 +54,27 @@
 //
 // # Transaction state
 //
-// [Manager.NewState] stores a [State] under a random id for [Config.StateTTL]
-// (default 10 min) and returns a signed token naming it and its user.
-// [Manager.ConsumeState] checks the signature, expiry and user from the token
-// first, so a leaked link presented by another user fails with
-// [ErrWrongUser] and stays usable by its rightful user; it then consumes the
-// record atomically, so a state works exactly once. [Manager.LoadState]
-// reads a state without consuming it, for a page that shows a form first.
+// [Manager.NewState] puts a [State] (return URL, client id, requirement,
+// user, expiry, a random id) into the token itself, encrypted: the token's
+// payload is AES-256-GCM under a key derived with HKDF-SHA256 from the
+// signing key and the state's id, used for that one token, and the token's
+// MAC covers the ciphertext. Making a state costs no store operation; the
+// token cannot be read (the return URL and the user do not show) nor
+// altered, and it lives [Config.StateTTL] (default 10 min). A state whose
+// JSON exceeds [MaxEmbeddedStateSize] (a very long return URL) is stored
+// under its id instead, and its token names it.
+//
+// [Manager.ConsumeState] checks the signature, purpose, expiry and user
+// from the token first, without touching the store, so a leaked link
+// presented by another user fails with [ErrWrongUser] and stays usable by
+// its rightful user. It then uses the state up with the transaction's one
+// store write: an atomic [Store.PutIfAbsent] of a "state-used:<id>" marker
+// kept for the state's remaining lifetime (a stored state's record is
+// consumed atomically instead), so a state works exactly once, also across
+// replicas sharing a store. [Manager.LoadState] reads a state without using
+// it up, for a page that shows a form first; it refuses a used state.
+// Rotation works as for every token: states sealed with a key stay valid
+// while that key is listed.
 //
 // # Identity assertion
 //

@@ -8,8 +8,14 @@ import (
 	"time"
 )
 
-// MaxStateSize bounds the JSON size of a [State] record.
+// MaxStateSize bounds the JSON size of a [State].
 const MaxStateSize = 32 << 10
+
+// MaxEmbeddedStateSize is the largest [State], as JSON, that
+// [Manager.NewState] carries in the token itself; a larger one (a very
+// long return URL, say) is kept in the store and the token names it, so
+// that tokens stay small enough for URLs and cookies.
+const MaxEmbeddedStateSize = 2 << 10
 
 // Requirement is what a rule asked for: the MFA provider and whether a
 // remembered browser may satisfy it.
@@ -20,16 +26,19 @@ type Requirement struct {
 	// AllowRemember is false when the rule set allowRememberBrowser: false
 	// or ignoreCookie: true.
 	AllowRemember bool `json:"allow_remember"`
-	// Options carries provider options by name. It is kept in the store as
-	// is: never copy a secret here in plain; seal it with
-	// [Sealer.SealOption] (a Duo client secret, say).
+	// Options carries provider options by name. The state token carries
+	// them encrypted, but a large state is kept in the store as is: never
+	// copy a secret here in plain; seal it with [Sealer.SealOption] (a Duo
+	// client secret, say).
 	Options map[string]string `json:"options,omitempty"`
 }
 
 // State is a transaction state: what to do when the browser comes back
 // from the MFA step or a redirect.
 type State struct {
-	// ID names the state's store record; set by NewState.
+	// ID identifies the transaction: random, it names the marker that
+	// says the state was used (or, for a large state, its store record);
+	// set by NewState.
 	ID string `json:"id"`
 	// User is the user the state belongs to. Required.
 	User string `json:"user"`
@@ -51,14 +60,32 @@ type State struct {
 
 func stateKey(id string) string { return "state:" + id }
 
-// NewState stores st under a new random id for [Config.StateTTL] and
-// returns the signed token that names it and its user. ID, Created and
-// ExpiresAt are set by NewState.
+// stateUsedKey names the marker that says the embedded state id was used.
+func stateUsedKey(id string) string { return "state-used:" + id }
+
+// stateUsedSlack keeps a used-marker a little longer than its state's
+// remaining lifetime, so that a replica whose clock lags behind the store's
+// still sees it.
+const stateUsedSlack = time.Minute
+
+// stateUsedMarker is the value of a used-marker.
+var stateUsedMarker = []byte{'1'}
+
+// errStateUsed is what ConsumeState and LoadState return for a state
+// already used, or whose stored record is gone.
+var errStateUsed = fmt.Errorf("state already used or expired: %w", ErrNotFound)
+
+// NewState returns a signed token carrying st, sealed (AES-256-GCM with a
+// key derived from the signing key for this token only): the token can be
+// neither read nor altered, and NewState does not touch the store. A State
+// whose JSON is larger than [MaxEmbeddedStateSize] (a very long return URL)
+// is stored instead for [Config.StateTTL], and the token names it. ID,
+// Created and ExpiresAt are set by NewState.
 func (m *Manager) NewState(ctx context.Context, st State) (string, error) {
 	if st.User == "" {
 		return "", errors.New("new state: empty user")
 	}
-	id, err := newID()
+	rawID, id, err := newStateID()
 	if err != nil {
 		return "", fmt.Errorf("new state: %w", err)
 	}
@@ -73,11 +100,18 @@ func (m *Manager) NewState(ctx context.Context, st State) (string, error) {
 	if len(val) > MaxStateSize {
 		return "", fmt.Errorf("new state: %d bytes, more than %d", len(val), MaxStateSize)
 	}
+	if len(val) <= MaxEmbeddedStateSize {
+		token, err := m.sealState(stateEmbedded, rawID, val)
+		if err != nil {
+			return "", fmt.Errorf("new state: %w", err)
+		}
+		return token, nil
+	}
 	payload, err := json.Marshal(claims{User: st.User, ID: id, Issued: st.Created.Unix(), Expiry: st.ExpiresAt.Unix()})
 	if err != nil {
 		return "", fmt.Errorf("new state: %w", err)
 	}
-	token, err := m.kr.Sign(PurposeState, payload)
+	token, err := m.sealState(stateStored, rawID, payload)
 	if err != nil {
 		return "", fmt.Errorf("new state: %w", err)
 	}
@@ -87,12 +121,16 @@ func (m *Manager) NewState(ctx context.Context, st State) (string, error) {
 	return token, nil
 }
 
-// ConsumeState returns the state named by token and deletes it, so that it
-// works exactly once, even when several requests race. The token's
-// signature, purpose, expiry and user are checked BEFORE the state is
-// consumed: a leaked link presented by another user fails with
-// [ErrWrongUser] and the rightful user can still use it. A state already
-// used or gone from the store yields [ErrNotFound]. Other errors as for
+// ConsumeState returns the state carried or named by token and uses it up,
+// so that it works exactly once, even when several requests race (on
+// several replicas sharing a store, too). The token's signature, purpose,
+// expiry and user are checked BEFORE anything is written: a leaked link
+// presented by another user fails with [ErrWrongUser] and the rightful user
+// can still use it. Using a state up is the one store write of a
+// transaction: an atomic [Store.PutIfAbsent] of a marker for the state's
+// id, kept for the state's remaining lifetime (or, for a stored state, an
+// atomic [Store.Consume] of its record). A state already used, or gone from
+// the store, yields [ErrNotFound]. Other errors as for
 // [Manager.VerifyMFASession]; rejections are logged.
 func (m *Manager) ConsumeState(ctx context.Context, token, user string) (State, error) {
 	st, err := m.loadState(ctx, token, user, true)
@@ -102,8 +140,9 @@ func (m *Manager) ConsumeState(ctx context.Context, token, user string) (State, 
 	return st, nil
 }
 
-// LoadState is like ConsumeState but leaves the state in the store, for a
-// page that shows a form before the step completes.
+// LoadState is like ConsumeState but does not use the state up, for a page
+// that shows a form before the step completes. It reads the store once,
+// to refuse a state already used.
 func (m *Manager) LoadState(ctx context.Context, token, user string) (State, error) {
 	st, err := m.loadState(ctx, token, user, false)
 	if err != nil {
@@ -113,18 +152,53 @@ func (m *Manager) LoadState(ctx context.Context, token, user string) (State, err
 }
 
 func (m *Manager) loadState(ctx context.Context, token, user string, consume bool) (State, error) {
-	c, err := m.verifyClaims(PurposeState, token, user)
+	t, err := m.openState(token, user)
 	if err != nil {
 		return State{}, err
 	}
-	var val []byte
+	if t.stored {
+		return m.loadStoredState(ctx, t.id, user, consume)
+	}
+	key := stateUsedKey(t.id)
+	if !consume {
+		_, err := m.store.Get(ctx, key)
+		switch {
+		case err == nil:
+			return State{}, errStateUsed
+		case errors.Is(err, ErrNotFound):
+			return t.st, nil
+		default:
+			return State{}, storeErr("load state", err)
+		}
+	}
+	ttl := t.st.ExpiresAt.Sub(m.now()) + stateUsedSlack
+	if ttl < time.Second {
+		ttl = time.Second
+	}
+	ok, err := m.store.PutIfAbsent(ctx, key, stateUsedMarker, ttl)
+	if err != nil {
+		return State{}, storeErr("consume state", err)
+	}
+	if !ok {
+		return State{}, errStateUsed
+	}
+	return t.st, nil
+}
+
+// loadStoredState reads (consume: atomically reads and deletes) the State
+// record with the id.
+func (m *Manager) loadStoredState(ctx context.Context, id, user string, consume bool) (State, error) {
+	var (
+		val []byte
+		err error
+	)
 	if consume {
-		val, err = m.store.Consume(ctx, stateKey(c.ID))
+		val, err = m.store.Consume(ctx, stateKey(id))
 	} else {
-		val, err = m.store.Get(ctx, stateKey(c.ID))
+		val, err = m.store.Get(ctx, stateKey(id))
 	}
 	if errors.Is(err, ErrNotFound) {
-		return State{}, fmt.Errorf("state already used or expired: %w", ErrNotFound)
+		return State{}, errStateUsed
 	} else if err != nil {
 		return State{}, storeErr("load state", err)
 	}
@@ -132,7 +206,7 @@ func (m *Manager) loadState(ctx context.Context, token, user string, consume boo
 	if err := json.Unmarshal(val, &st); err != nil {
 		return State{}, fmt.Errorf("%w: state record: %w", ErrMalformed, err)
 	}
-	if st.User != user || st.ID != c.ID {
+	if st.User != user || st.ID != id {
 		return State{}, ErrWrongUser
 	}
 	return st, nil
