@@ -24,6 +24,29 @@
 // expired. DeleteUser deletes the records it found and removes exactly
 // those index entries, so a record written concurrently is never orphaned.
 //
+// # Local cache
+//
+// With Options.CacheTTL set, GetUser keeps what it read in a local cache
+// for that long (at most [MaxCacheTTL]), so that the per-request checks of
+// remember-browser and MFA-session cookies do not each cost a round trip.
+// Only records that exist are cached (a missing record always asks Redis),
+// never beyond their expiry in Redis (GET and PTTL are read together), in
+// at most Options.CacheSize entries; callers get copies.
+//
+// Several replicas may share the Redis: every write that changes or removes
+// per-user records (PutUser, UpdateUser, DeleteUser) drops the records from
+// the local cache at once and then publishes the selector on the channel
+// "<prefix>invalidate" (PUBLISH, so any mode, Cluster included), whether or
+// not the writing store caches itself (the CLI revokes through a store of
+// its own). Every caching store subscribes to the channel, on its first
+// GetUser, and drops what a message names. The cache is used only while
+// that subscription is confirmed: when it fails (a lost connection, an
+// unanswered PING), the cache is cleared and bypassed until a new
+// subscription is confirmed, and a read racing with an invalidation or a
+// reconnection is never inserted. A revocation therefore reaches the other
+// replicas within the pub/sub delivery time, and even an invalidation lost
+// in transit never keeps a record alive for longer than CacheTTL.
+//
 // # Failures
 //
 // Every call is bounded by Options.Timeout. Every error other than a
@@ -32,24 +55,36 @@
 package redisstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stepup-dev/stepup/session"
 )
 
-// Defaults for the zero values of Options.
+// Defaults for the zero values of Options, and bounds.
 const (
 	DefaultKeyPrefix = "stepup:"
 	DefaultTimeout   = time.Second
+	// DefaultCacheTTL is the cache TTL stepup's configuration defaults to
+	// (Options.CacheTTL itself defaults to no cache).
+	DefaultCacheTTL = 2 * time.Second
+	// MaxCacheTTL bounds Options.CacheTTL: the longest a record may outlive
+	// its revocation when an invalidation is lost.
+	MaxCacheTTL = 10 * time.Second
+	// DefaultCacheSize is the number of cached records when
+	// Options.CacheSize is 0.
+	DefaultCacheSize = 1 << 15
 )
 
 // Options configures New.
@@ -83,6 +118,17 @@ type Options struct {
 	// Now returns the current time, used only to turn TTLs into expiry
 	// times in ListUser; nil means time.Now.
 	Now func() time.Time
+
+	// CacheTTL enables the local cache of per-user records (see "Local
+	// cache" above) and sets how long an entry lives: 0 (the default)
+	// means no cache, at most MaxCacheTTL.
+	CacheTTL time.Duration
+	// CacheSize bounds the number of cached records (default
+	// DefaultCacheSize).
+	CacheSize int
+	// Logger receives the cache's state changes (never keys or values);
+	// nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is a session.Store on Redis. Use New or NewWithClient.
@@ -91,6 +137,19 @@ type Store struct {
 	prefix  string
 	timeout time.Duration
 	now     func() time.Time
+	log     *slog.Logger
+	channel string // invalidation channel
+	sender  string // random id in this store's invalidation messages
+
+	cache     *cache // nil without a cache
+	startOnce sync.Once
+	subCtx    context.Context
+	subCancel context.CancelFunc
+	subMu     sync.Mutex
+	closing   bool
+	ps        *redis.PubSub // the current subscription, for Close
+	subDone   chan struct{} // closed when the subscription goroutine ends
+	received  atomic.Int64  // invalidation messages received (tests)
 
 	closeOnce sync.Once
 }
@@ -132,8 +191,8 @@ func New(opts Options) (*Store, error) {
 }
 
 // NewWithClient returns a store on an existing client; only KeyPrefix,
-// Timeout and Now of opts are used. The store owns the client: Close
-// closes it.
+// Timeout, Now, CacheTTL, CacheSize and Logger of opts are used. The store
+// owns the client: Close closes it.
 func NewWithClient(c redis.UniversalClient, opts Options) (*Store, error) {
 	if c == nil {
 		return nil, errors.New("redis store: nil client")
@@ -145,11 +204,29 @@ func NewWithClient(c redis.UniversalClient, opts Options) (*Store, error) {
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis store: key prefix %q must not contain braces (they would change the hash slot)", prefix)
 	}
+	if opts.CacheTTL < 0 || opts.CacheTTL > MaxCacheTTL {
+		return nil, fmt.Errorf("redis store: cache TTL %v must be between 0 (no cache) and %v", opts.CacheTTL, MaxCacheTTL)
+	}
+	if opts.CacheSize < 0 {
+		return nil, fmt.Errorf("redis store: negative cache size %d", opts.CacheSize)
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{c: c, prefix: prefix, timeout: cmp.Or(opts.Timeout, DefaultTimeout), now: now}, nil
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Store{
+		c: c, prefix: prefix, timeout: cmp.Or(opts.Timeout, DefaultTimeout), now: now,
+		log: log, channel: invalidationChannel(prefix), sender: newSenderID(),
+	}
+	if opts.CacheTTL > 0 {
+		s.cache = newCache(opts.CacheTTL, cmp.Or(opts.CacheSize, DefaultCacheSize))
+		s.subCtx, s.subCancel = context.WithCancel(context.Background())
+	}
+	return s, nil
 }
 
 // Client returns the underlying client, for health checks and metrics.
@@ -312,9 +389,12 @@ func (s *Store) PutUser(ctx context.Context, user, kind, id string, val []byte, 
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	keys := []string{s.recordKey(user, kind, id), s.indexKey(user)}
-	if err := putUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Err(); err != nil {
+	err := putUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Err()
+	if err != nil {
+		s.dropLocal(user, kind, id) // the write may have happened
 		return unavailable("put user record", err)
 	}
+	s.invalidate(ctx, user, kind, id)
 	return nil
 }
 
@@ -328,18 +408,30 @@ func (s *Store) UpdateUser(ctx context.Context, user, kind, id string, val []byt
 	keys := []string{s.recordKey(user, kind, id), s.indexKey(user)}
 	n, err := updateUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Int64()
 	if err != nil {
+		s.dropLocal(user, kind, id) // the write may have happened
 		return unavailable("update user record", err)
 	}
 	if n == 0 {
 		return session.ErrNotFound
 	}
+	s.invalidate(ctx, user, kind, id)
 	return nil
 }
 
-// GetUser implements session.Store.
+// GetUser implements session.Store. With a cache, it answers from the
+// cache when it can, and otherwise caches what Redis answers.
 func (s *Store) GetUser(ctx context.Context, user, kind, id string) ([]byte, error) {
 	if err := session.ValidateUserRecord(user, kind, id); err != nil {
 		return nil, err
+	}
+	if c := s.cache; c != nil {
+		s.startOnce.Do(s.startSubscriber)
+		if v, ok := c.get(user, kind, id); ok {
+			return v, nil
+		}
+		if c.active.Load() {
+			return s.getUserCaching(ctx, c, user, kind, id)
+		}
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -349,6 +441,39 @@ func (s *Store) GetUser(ctx context.Context, user, kind, id string) ([]byte, err
 	} else if err != nil {
 		return nil, unavailable("get user record", err)
 	}
+	return v, nil
+}
+
+// getUserCaching reads the record and its remaining TTL in one round trip
+// and caches the record until the earlier of the cache TTL and its expiry
+// in Redis, both counted from before the request was sent.
+func (s *Store) getUserCaching(ctx context.Context, c *cache, user, kind, id string) ([]byte, error) {
+	gen := c.generation(user)
+	start := c.now()
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	key := s.recordKey(user, kind, id)
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, key)
+		pttl = p.PTTL(ctx, key)
+		return nil
+	})
+	v, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, session.ErrNotFound
+	} else if err != nil {
+		return nil, unavailable("get user record", err)
+	}
+	life := c.ttl
+	switch d, err := pttl.Result(); {
+	case err != nil || (d <= 0 && d != -1): // -1: no expiry; else gone meanwhile
+		return v, nil
+	case d > 0 && d < life:
+		life = d
+	}
+	c.put(user, kind, id, bytes.Clone(v), start.Add(life), gen)
 	return v, nil
 }
 
@@ -458,7 +583,11 @@ func (s *Store) DeleteUser(ctx context.Context, user, kind, id string) (int, err
 		return nil
 	})
 	if err != nil {
+		s.dropLocal(user, kind, id) // the delete may have happened
 		return 0, unavailable("delete user records", err)
+	}
+	if del.Val() > 0 {
+		s.invalidate(ctx, user, kind, id)
 	}
 	return int(del.Val()), nil
 }
@@ -473,10 +602,34 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the client.
+// dropLocal drops records from the local cache only: after a write that
+// failed but may have reached Redis. The other replicas' copies run out
+// with their TTL.
+func (s *Store) dropLocal(user, kind, id string) {
+	if s.cache != nil {
+		s.cache.invalidate(user, kind, id)
+	}
+}
+
+// Close stops the invalidation subscription, empties the cache and closes
+// the client.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		if s.cache != nil {
+			s.subCancel()
+			s.subMu.Lock()
+			s.closing = true
+			ps, done := s.ps, s.subDone
+			s.subMu.Unlock()
+			if ps != nil {
+				_ = ps.Close() // unblocks the goroutine's read
+			}
+			if done != nil {
+				<-done
+			}
+			s.cache.deactivate()
+		}
 		if e := s.c.Close(); e != nil {
 			err = fmt.Errorf("close redis store: %w", e)
 		}

@@ -15,9 +15,16 @@ import (
 	"github.com/stepup-dev/stepup/session/storetest"
 )
 
+// newStore returns a store on addr with the local cache as stepup
+// configures it by default.
 func newStore(t *testing.T, addr, prefix string, timeout time.Duration) *redisstore.Store {
 	t.Helper()
-	s, err := redisstore.New(redisstore.Options{Addrs: []string{addr}, KeyPrefix: prefix, Timeout: timeout})
+	return newStoreOpts(t, redisstore.Options{Addrs: []string{addr}, KeyPrefix: prefix, Timeout: timeout, CacheTTL: redisstore.DefaultCacheTTL})
+}
+
+func newStoreOpts(t *testing.T, o redisstore.Options) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -28,12 +35,21 @@ func newStore(t *testing.T, addr, prefix string, timeout time.Duration) *redisst
 func TestConformance(t *testing.T) {
 	addr := redistest.Start(t)
 	var n atomic.Int64
-	storetest.Run(t, func(t *testing.T) storetest.Harness {
-		// One server, a key prefix per subtest: parallel subtests do not
-		// see each other's keys.
-		s := newStore(t, addr, fmt.Sprintf("test%d:", n.Add(1)), 0)
-		return storetest.Harness{Store: s, Advance: time.Sleep, RealTime: true}
-	})
+	for _, ttl := range []time.Duration{redisstore.DefaultCacheTTL, 0} {
+		t.Run(fmt.Sprintf("cache=%v", ttl), func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) storetest.Harness {
+				// One server, a key prefix per subtest: parallel subtests
+				// do not see each other's keys.
+				s := newStoreOpts(t, redisstore.Options{Addrs: []string{addr}, KeyPrefix: fmt.Sprintf("test%d:", n.Add(1)), CacheTTL: ttl})
+				if ttl > 0 {
+					// Cached reads from the start: the suite's GetUser
+					// calls then go through the cache.
+					waitCacheActive(t, s)
+				}
+				return storetest.Harness{Store: s, Advance: time.Sleep, RealTime: true}
+			})
+		})
+	}
 }
 
 // TestServerDown stops Redis under a live store: every call must fail with
@@ -145,12 +161,14 @@ func TestClusterConformance(t *testing.T) {
 	addrs := redistest.StartCluster(t, 3)
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
-		s, err := redisstore.New(redisstore.Options{Addrs: addrs, KeyPrefix: fmt.Sprintf("c%d:", n.Add(1))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		s := newStoreOpts(t, redisstore.Options{Addrs: addrs, KeyPrefix: fmt.Sprintf("c%d:", n.Add(1)), CacheTTL: redisstore.DefaultCacheTTL})
+		waitCacheActive(t, s)
 		return storetest.Harness{Store: s, Advance: time.Sleep, RealTime: true}
+	})
+	// Pub/sub in a Cluster: each store's subscription is on some node,
+	// the writer's PUBLISH on another.
+	t.Run("CacheInvalidation", func(t *testing.T) {
+		checkInvalidation(t, redisstore.Options{Addrs: addrs, KeyPrefix: "cinv:"})
 	})
 }
 

@@ -88,6 +88,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"UserExpiry", testUserExpiry},
 		{"UpdateUser", testUpdateUser},
 		{"DeleteUser", testDeleteUser},
+		{"UserReadAfterWrite", testUserReadAfterWrite},
+		{"UserReadAfterWriteConcurrent", testUserReadAfterWriteConcurrent},
 		{"Namespaces", testNamespaces},
 		{"InvalidArguments", testInvalidArguments},
 		{"Ping", testPing},
@@ -627,6 +629,127 @@ func testDeleteUser(t *testing.T, s *suite) {
 	}
 	if _, err := s.Store.GetUser(s.ctx, "alice", "mfa", "s9"); err != nil {
 		t.Errorf("GetUser after delete-all and PutUser: %v", err)
+	}
+}
+
+// testUserReadAfterWrite: GetUser sees every write that returned before
+// it, also when it read the record just before the write (a store with a
+// read cache must drop what it wrote).
+func testUserReadAfterWrite(t *testing.T, s *suite) {
+	get := func(kind, id string) string {
+		t.Helper()
+		v, err := s.Store.GetUser(s.ctx, "alice", kind, id)
+		if errors.Is(err, session.ErrNotFound) {
+			return "<not found>"
+		} else if err != nil {
+			t.Fatalf("GetUser(alice, %s, %s): %v", kind, id, err)
+		}
+		return string(v)
+	}
+	expect := func(step string, want map[[2]string]string) {
+		t.Helper()
+		for k, w := range want {
+			for range 2 { // the second read may come from a cache
+				if got := get(k[0], k[1]); got != w {
+					t.Errorf("%s: GetUser(alice, %s, %s) = %q, want %q", step, k[0], k[1], got, w)
+				}
+			}
+		}
+	}
+	s1, s2, d1 := [2]string{"mfa", "s1"}, [2]string{"mfa", "s2"}, [2]string{"device", "d1"}
+	for _, k := range [][2]string{s1, s2, d1} {
+		if err := s.Store.PutUser(s.ctx, "alice", k[0], k[1], []byte("v1"), long); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect("after PutUser", map[[2]string]string{s1: "v1", s2: "v1", d1: "v1"})
+	if err := s.Store.PutUser(s.ctx, "alice", "mfa", "s1", []byte("v2"), long); err != nil {
+		t.Fatal(err)
+	}
+	expect("after a replacing PutUser", map[[2]string]string{s1: "v2", s2: "v1"})
+	if err := s.Store.UpdateUser(s.ctx, "alice", "mfa", "s1", []byte("v3"), long); err != nil {
+		t.Fatal(err)
+	}
+	expect("after UpdateUser", map[[2]string]string{s1: "v3", s2: "v1"})
+	if _, err := s.Store.DeleteUser(s.ctx, "alice", "mfa", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	expect("after deleting one record", map[[2]string]string{s1: "<not found>", s2: "v1", d1: "v1"})
+	if _, err := s.Store.DeleteUser(s.ctx, "alice", "mfa", ""); err != nil {
+		t.Fatal(err)
+	}
+	expect("after deleting a kind", map[[2]string]string{s2: "<not found>", d1: "v1"})
+	if _, err := s.Store.DeleteUser(s.ctx, "alice", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	expect("after deleting the user", map[[2]string]string{d1: "<not found>"})
+	if err := s.Store.PutUser(s.ctx, "alice", "mfa", "s1", []byte("v4"), long); err != nil {
+		t.Fatal(err)
+	}
+	expect("after a new PutUser", map[[2]string]string{s1: "v4"})
+}
+
+// testUserReadAfterWriteConcurrent: while a record is updated again and
+// again, concurrent readers never see a value older than the last update
+// that returned before their read began.
+func testUserReadAfterWriteConcurrent(t *testing.T, s *suite) {
+	const updates = 100
+	if err := s.Store.PutUser(s.ctx, "alice", "mfa", "s1", []byte("0"), long); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu        sync.Mutex
+		committed int
+		done      bool
+		wg        sync.WaitGroup
+		errs      []error
+	)
+	state := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return committed, done
+	}
+	for range 4 {
+		wg.Go(func() {
+			for {
+				floor, stop := state()
+				if stop {
+					return
+				}
+				v, err := s.Store.GetUser(s.ctx, "alice", "mfa", "s1")
+				n, perr := strconv.Atoi(string(v))
+				switch {
+				case err != nil:
+					err = fmt.Errorf("GetUser: %w", err)
+				case perr != nil:
+					err = fmt.Errorf("GetUser = %q", v)
+				case n < floor:
+					err = fmt.Errorf("GetUser = %d after update %d had returned", n, floor)
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	for i := 1; i <= updates; i++ {
+		if err := s.Store.UpdateUser(s.ctx, "alice", "mfa", "s1", []byte(strconv.Itoa(i)), long); err != nil {
+			t.Error(err)
+			break
+		}
+		mu.Lock()
+		committed = i
+		mu.Unlock()
+	}
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Error(err)
 	}
 }
 
