@@ -135,3 +135,95 @@ func (v *validator) tls(path string, t TLS) {
 		v.add(path+".client_ca_file", "needs cert_file and key_file")
 	}
 }
+
+// Memory limit modes of [ByteSizeOrAuto].
+const (
+	MemoryLimitAuto  = "auto"
+	MemoryLimitOff   = "off"
+	MemoryLimitFixed = "fixed"
+)
+
+// ByteSizeOrAuto is "auto", "off" or a size in bytes written as an integer
+// with an optional unit: B, KiB, MiB, GiB (powers of 1024) or KB, MB, GB
+// (powers of 1000).
+type ByteSizeOrAuto struct {
+	// Mode is MemoryLimitAuto, MemoryLimitOff or MemoryLimitFixed.
+	Mode string
+	// Bytes is the size when Mode is MemoryLimitFixed.
+	Bytes int64
+}
+
+// String formats the value as it is written in YAML.
+func (b ByteSizeOrAuto) String() string {
+	if b.Mode == MemoryLimitFixed {
+		return FormatByteSize(b.Bytes)
+	}
+	return b.Mode
+}
+
+// UnmarshalYAML parses "auto", "off" or a size.
+func (b *ByteSizeOrAuto) UnmarshalYAML(v *yaml.Node) error {
+	if v.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: expected \"auto\", \"off\" or a size like \"512MiB\"", v.Line)
+	}
+	switch strings.ToLower(strings.TrimSpace(v.Value)) {
+	case MemoryLimitAuto:
+		*b = ByteSizeOrAuto{Mode: MemoryLimitAuto}
+		return nil
+	case MemoryLimitOff:
+		*b = ByteSizeOrAuto{Mode: MemoryLimitOff}
+		return nil
+	}
+	n, err := ParseByteSize(v.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", v.Line, err)
+	}
+	*b = ByteSizeOrAuto{Mode: MemoryLimitFixed, Bytes: n}
+	return nil
+}
+
+// MarshalYAML writes the value as UnmarshalYAML reads it.
+func (b ByteSizeOrAuto) MarshalYAML() (any, error) { return b.String(), nil }
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"B", 1},
+}
+
+// ParseByteSize parses a non-negative integer with an optional unit (see
+// [ByteSizeOrAuto]). Units are case-sensitive, as in GOMEMLIMIT.
+func ParseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	num, mult := s, int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || num == "" || num[0] == '+' {
+		return 0, fmt.Errorf("invalid size %q (use an integer with an optional unit: B, KiB, MiB, GiB, KB, MB, GB)", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * mult, nil
+}
+
+// FormatByteSize writes n with the largest binary unit that divides it.
+func FormatByteSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
