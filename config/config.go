@@ -58,6 +58,7 @@ type Config struct {
 	Rules    Rules         `yaml:"rules"`
 	Sessions Sessions      `yaml:"sessions"`
 	Limits   RequestLimits `yaml:"limits"`
+	Runtime  Runtime       `yaml:"runtime"`
 
 	// path is the file the configuration came from ("" for the embedded
 	// default); relative file references are resolved against its directory.
@@ -396,6 +397,9 @@ type Sessions struct {
 	// RememberTTL default 720h (30 days); RememberIdle 0 = none.
 	RememberTTL  Duration `yaml:"remember_ttl"`
 	RememberIdle Duration `yaml:"remember_idle"`
+	// MaxDevices caps the remembered browsers of one user: remembering
+	// one more forgets the oldest. Default 20, at most 1000.
+	MaxDevices int `yaml:"max_devices_per_user"`
 	// StateTTL (transaction state of the MFA step and of redirects)
 	// default 1h, at most 72h.
 	StateTTL Duration `yaml:"state_ttl"`
@@ -435,6 +439,11 @@ type RedisStore struct {
 	KeyPrefix  string   `yaml:"key_prefix"`
 	// Timeout bounds every call. Default 200ms.
 	Timeout Duration `yaml:"timeout"`
+	// CacheTTL is how long a replica keeps a remember-browser or MFA
+	// session record it read from Redis in a local cache, dropped at once
+	// when any replica (or the CLI) changes or revokes it. Default 2s, at
+	// most 10s; "0s" turns the cache off.
+	CacheTTL *Duration `yaml:"cache_ttl"`
 }
 
 // RequestLimits bound what stepup accepts from a CheckRequest.
@@ -445,6 +454,20 @@ type RequestLimits struct {
 	MaxHeadersBytes int `yaml:"max_headers_bytes"`
 	// MaxPathBytes bounds :path. Default 8 KiB.
 	MaxPathBytes int `yaml:"max_path_bytes"`
+}
+
+// Runtime tunes the Go runtime of `stepup serve`. The environment variables
+// GOGC and GOMEMLIMIT, when set, take precedence over both settings.
+type Runtime struct {
+	// GCPercent is the garbage collector's target percentage (GOGC).
+	// Default 400: a Check allocates ~15 KB, and with Go's default of 100
+	// the collector's fixed cost dominates a small heap (docs/performance.md).
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimit is the runtime's soft memory limit (GOMEMLIMIT): "auto"
+	// (default: the larger of 128 MiB and twice the live heap after start-up
+	// and after each reload), "off", or a size such as "512MiB" or "1GiB".
+	// It bounds the heap that a high gc_percent would otherwise let grow.
+	MemoryLimit ByteSizeOrAuto `yaml:"memory_limit"`
 }
 
 // Load reads, decodes, defaults and validates a configuration file.
@@ -576,9 +599,16 @@ func (c *Config) setDefaults() {
 	defDur(&c.Sessions.MFASessionIdle, time.Hour)
 	defDur(&c.Sessions.RememberTTL, 30*24*time.Hour)
 	defDur(&c.Sessions.StateTTL, time.Hour)
+	if c.Sessions.MaxDevices == 0 {
+		c.Sessions.MaxDevices = 20
+	}
 	def(&c.Sessions.Store.Type, "bolt")
 	defDur(&c.Sessions.Store.Redis.Timeout, 200*time.Millisecond)
 	def(&c.Sessions.Store.Redis.KeyPrefix, "stepup:")
+	if c.Sessions.Store.Redis.CacheTTL == nil {
+		d := Duration(2 * time.Second)
+		c.Sessions.Store.Redis.CacheTTL = &d
+	}
 	if c.Limits.MaxHeaderBytes == 0 {
 		c.Limits.MaxHeaderBytes = 16 << 10
 	}
@@ -587,6 +617,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Limits.MaxPathBytes == 0 {
 		c.Limits.MaxPathBytes = 8 << 10
+	}
+	if c.Runtime.GCPercent == 0 {
+		c.Runtime.GCPercent = 400
+	}
+	if c.Runtime.MemoryLimit.Mode == "" {
+		c.Runtime.MemoryLimit.Mode = MemoryLimitAuto
 	}
 }
 
@@ -613,6 +649,12 @@ func (c *Config) Validate() error {
 	v.tls("server.http.tls", c.Server.HTTP.TLS)
 	if c.Server.GRPC.MaxRecvBytes < 64<<10 {
 		v.add("server.grpc.max_recv_bytes", "must be at least 65536")
+	}
+	if g := c.Runtime.GCPercent; g < 25 || g > 10000 {
+		v.add("runtime.gc_percent", "must be between 25 and 10000, not %d", g)
+	}
+	if m := c.Runtime.MemoryLimit; m.Mode == MemoryLimitFixed && m.Bytes < 32<<20 {
+		v.add("runtime.memory_limit", "must be at least 32MiB, not %d bytes", m.Bytes)
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
@@ -782,6 +824,27 @@ func (c *Config) Validate() error {
 	if s.StateTTL > Duration(72*time.Hour) {
 		v.add("sessions.state_ttl", "must not exceed 72h (Auth0's limit for redirect state)")
 	}
+	// Browsers keep cookies for at most 400 days.
+	for _, d := range []struct {
+		path string
+		val  Duration
+	}{{"sessions.mfa_session_ttl", s.MFASessionTTL}, {"sessions.remember_ttl", s.RememberTTL}} {
+		if d.val > Duration(400*24*time.Hour) {
+			v.add(d.path, "must not exceed 9600h (400 days, the longest cookie lifetime browsers keep)")
+		}
+	}
+	// The last-used time is written at most once a minute.
+	for _, d := range []struct {
+		path string
+		val  Duration
+	}{{"sessions.mfa_session_idle", s.MFASessionIdle}, {"sessions.remember_idle", s.RememberIdle}} {
+		if d.val > 0 && d.val <= Duration(2*time.Minute) {
+			v.add(d.path, "must be longer than 2m, or 0 for no idle timeout")
+		}
+	}
+	if s.MaxDevices < 1 || s.MaxDevices > 1000 {
+		v.add("sessions.max_devices_per_user", "must be between 1 and 1000, not %d", s.MaxDevices)
+	}
 	if s.MFASessionIdle < 0 || s.RememberIdle < 0 {
 		v.add("sessions", "idle timeouts must not be negative")
 	}
@@ -795,6 +858,9 @@ func (c *Config) Validate() error {
 			v.hostPort(fmt.Sprintf("sessions.store.redis.addrs[%d]", i), a)
 		}
 		s.Store.Redis.Password.check(&v, "sessions.store.redis.password")
+		if ttl := s.Store.Redis.CacheTTL; ttl != nil && *ttl > Duration(10*time.Second) {
+			v.add("sessions.store.redis.cache_ttl", "must be at most 10s (0s turns the cache off), not %v", *ttl)
+		}
 	default:
 		v.add("sessions.store.type", "must be bolt, redis or memory, not %q", s.Store.Type)
 	}

@@ -171,6 +171,8 @@ func rememberScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	s.requireOnApp(alice, t, orig, "auth0|alice", "otp")
 	browser.Screenshot(alice, t, "day-31-verified")
 
+	factorsNewCodes(alice, t, s)
+
 	s.stepup.Stop(t)
 	replays := 0
 	for _, l := range s.stepup.LogLines() {
@@ -248,6 +250,57 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.ClickAndWait(alice, t, "button[type=submit]")
 	s.requireOnApp(alice, t, "/", "auth0|alice", "otp")
 	browser.Screenshot(alice, t, "crafted-return-path-stays-here")
+
+	t.Log("the factors page: new recovery codes replace the old ones")
+	fresh := factorsNewCodes(alice, t, s)
+
+	t.Log("an old recovery code no longer works; wrong codes end in a pause")
+	s.deleteCookie(alice, t, mfaCookie)
+	browser.Navigate(alice, t, s.url(orig))
+	s.requireSteppedUp(alice, t, "verify")
+	browser.ClickAndWait(alice, t, "#alt-link")
+	browser.Fill(alice, t, "input#code", codes[1])
+	browser.ClickAndWait(alice, t, "button[type=submit]")
+	if !browser.Exists(alice, t, "#form-error") {
+		t.Fatalf("an old recovery code was not refused after new ones were made\npage: %s", browser.Text(alice, t, "body"))
+	}
+	browser.Screenshot(alice, t, "old-recovery-code-refused")
+	for i := 0; i < 10 && !strings.Contains(browser.Text(alice, t, "#form-error"), "Too many"); i++ {
+		browser.Fill(alice, t, "input#code", "0000-0000-0000-0000")
+		browser.ClickAndWait(alice, t, "button[type=submit]")
+	}
+	if msg := browser.Text(alice, t, "#form-error"); !strings.Contains(msg, "Too many wrong codes") {
+		t.Fatalf("no pause after wrong recovery codes: %q", msg)
+	}
+	browser.Screenshot(alice, t, "locked-out")
+	s.clock.Advance(t, 2*time.Minute) // past the one-minute pause
+	browser.Fill(alice, t, "input#code", fresh[0])
+	browser.ClickAndWait(alice, t, "button[type=submit]")
+	s.requireOnApp(alice, t, orig, "auth0|alice", "recovery_code")
+	browser.Screenshot(alice, t, "new-recovery-code-accepted")
+}
+
+// factorsNewCodes opens the factors page (the browser's MFA session is
+// fresh from an authenticator code), asks for new recovery codes, and
+// returns them after going back to the factors page.
+func factorsNewCodes(ctx context.Context, t *testing.T, s *mfaStack) []string {
+	t.Helper()
+	browser.Navigate(ctx, t, s.url("/.stepup/factors"))
+	if !browser.Exists(ctx, t, "#reset") || !browser.Exists(ctx, t, "#new-codes") {
+		t.Fatalf("the factors page offers no reset or new-codes form\npage: %s", browser.Text(ctx, t, "body"))
+	}
+	browser.Screenshot(ctx, t, "factors")
+	browser.ClickAndWait(ctx, t, "#new-codes")
+	codes := s.readRecoveryCodes(ctx, t)
+	browser.Screenshot(ctx, t, "new-recovery-codes")
+	browser.ClickAndWait(ctx, t, "#continue")
+	if got, want := browser.URL(ctx, t), s.url("/.stepup/factors"); got != want {
+		t.Errorf("after saving the new codes the browser is on %s, want %s", got, want)
+	}
+	if !strings.Contains(browser.Text(ctx, t, "body"), "You have 10 recovery codes left.") {
+		t.Errorf("the factors page does not count the new codes\npage: %s", browser.Text(ctx, t, "body"))
+	}
+	return codes
 }
 
 // requireOnStep requires the browser to be on the MFA step of this host,

@@ -176,8 +176,9 @@ type Sessions interface {
 	RememberCookieName() string
 	CheckMFA(ctx context.Context, value, user, sid string) (MFAProof, bool, error)
 	CheckRemember(ctx context.Context, value, user string) (bool, error)
-	// NewState stores a single-use transaction for the MFA step or a
-	// redirect and returns its token.
+	// NewState makes a single-use transaction for the MFA step or a
+	// redirect and returns its token (encrypted and signed; the store is
+	// written only when the transaction is used).
 	NewState(ctx context.Context, st StepUpState) (string, error)
 	// Assertion signs a short-lived statement of who the user is, for the
 	// MFA step, with the client's address and the networks containing it
@@ -402,7 +403,11 @@ func (s *Server) identityHeaders(d *Decision, r *Request, id *Identity, in *Poli
 		}
 	}
 	d.RemoveHeaders = append(d.RemoveHeaders, h.remove...)
-	if s.sessions != nil {
+	// stepup's cookies never reach the application. Under the reserved
+	// prefix the "upstream" is stepup's own MFA step, which needs the MFA
+	// session cookie (the factors page asks for a recent verification):
+	// stripping it there would send the browser round the step forever.
+	if s.sessions != nil && !strings.HasPrefix(r.Path, s.prefix) {
 		if c := r.Headers["cookie"]; c != "" {
 			if filtered, changed := stripCookies(c, s.sessions.MFACookieName(), s.sessions.RememberCookieName()); changed {
 				if filtered == "" {

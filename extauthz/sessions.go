@@ -72,7 +72,8 @@ func (s *managerSessions) NewState(ctx context.Context, st StepUpState) (string,
 		req.Options = make(map[string]string, len(st.Requirement.Options))
 		for k, v := range st.Requirement.Options {
 			// Only non-secret scalar options travel in the state (it is
-			// stored in plain); secrets stay in the rules' configuration.
+			// encrypted, but may be kept in the store when large); secrets
+			// stay in the rules' configuration.
 			if str, ok := v.(string); ok && !secretOption(k) && !strings.HasSuffix(k, session.SealedOptionSuffix) {
 				req.Options[k] = str
 			}

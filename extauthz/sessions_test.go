@@ -198,12 +198,19 @@ func TestSessionCookiesNeverReachUpstream(t *testing.T) {
 
 func TestStoreDownFailsClosed(t *testing.T) {
 	f := newSessionFixture(t, downStore{memstore.New(memstore.Options{})})
+	// Issued through to the memstore (downStore lets PutUser through).
+	mfa := f.mfaCookie(t, "auth0|alice")
 	for _, tc := range []struct {
-		name string
-		req  *authv3.CheckRequest
+		name       string
+		req        *authv3.CheckRequest
+		wantStatus int32
+		wantReason string
 	}{
-		{"step-up needs a state", checkReq("203.0.113.7")},
-		{"cookie needs a lookup", checkReq("203.0.113.7", withHeader("cookie", "__Host-stepup_mfa=v1.x.y.z"))},
+		{"cookie needs a lookup", checkReq("203.0.113.7", withHeader("cookie", mfa)), 503, "store_unavailable"},
+		// The transaction state travels in its token: a step-up needs no
+		// store (the MFA step, which does, fails closed in its turn).
+		{"step-up needs no store", checkReq("203.0.113.7"), 302, "mfa_required"},
+		{"malformed cookie, step-up", checkReq("203.0.113.7", withHeader("cookie", "__Host-stepup_mfa=v1.x.y.z")), 302, "mfa_required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := f.srv.Check(context.Background(), tc.req)
@@ -213,11 +220,11 @@ func TestStoreDownFailsClosed(t *testing.T) {
 			if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
 				t.Fatal("allowed while the store is down")
 			}
-			if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 503 {
-				t.Errorf("status %d, want 503", got)
+			if got := int32(resp.GetDeniedResponse().GetStatus().GetCode()); got != tc.wantStatus {
+				t.Errorf("status %d, want %d", got, tc.wantStatus)
 			}
-			if got := reason(resp); got != "store_unavailable" {
-				t.Errorf("reason %q", got)
+			if got := reason(resp); got != tc.wantReason {
+				t.Errorf("reason %q, want %q", got, tc.wantReason)
 			}
 		})
 	}

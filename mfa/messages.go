@@ -42,7 +42,7 @@ var defaultMessages = map[string]string{
 
 	// Recovery codes.
 	"recovery_title":      "Use a recovery code",
-	"recovery_intro":      "Enter one of the recovery codes you saved when you set up your authenticator app. Each code works once.",
+	"recovery_intro":      "Enter one of the recovery codes you saved (when you set up your authenticator app, or your latest new set). Each code works once.",
 	"recovery_label":      "Recovery code",
 	"recovery_submit":     "Verify",
 	"recovery_left_one":   "You have 1 recovery code left.",
@@ -53,6 +53,7 @@ var defaultMessages = map[string]string{
 	"codes_once":          "They will not be shown again.",
 	"codes_list_label":    "Your recovery codes",
 	"codes_continue":      "I have saved them, continue",
+	"codes_new_intro":     "These are your new recovery codes. Your previous recovery codes no longer work. Each of these codes lets you sign in once if you lose your phone. Save them somewhere safe, such as a password manager, or print them.",
 
 	// Errors the user can act on.
 	"err_code_empty":         "Enter the code from your authenticator app.",
@@ -110,6 +111,11 @@ var defaultMessages = map[string]string{
 	"factors_reset_submit":   "Reset my authenticator",
 	"factors_reset_done":     "Your authenticator was removed",
 	"factors_reset_done_msg": "Your authenticator app, your recovery codes and your remembered browsers were removed. The next time you open the application you will be asked to set up a new authenticator app.",
+	"factors_codes_heading":  "Used up or lost your recovery codes?",
+	"factors_codes_intro":    "Get a new set of recovery codes. Your previous recovery codes stop working. You need a code from your authenticator app for this.",
+	"factors_codes_submit":   "Get new recovery codes",
+	"factors_recovery_none":  "You have no recovery codes left. You can get new ones below.",
+	"factors_codes_no_totp":  "New recovery codes need an authenticator app, and yours is not set up. Open the application to set one up.",
 	"date_format":            "2 January 2006",
 
 	// Duo.

@@ -29,6 +29,9 @@ type metrics struct {
 	enrolments prometheus.Counter
 	// resets counts factor resets made through the factors page.
 	resets prometheus.Counter
+	// regenerations counts new sets of recovery codes made through the
+	// factors page.
+	regenerations prometheus.Counter
 	// duoRequests counts calls to Duo by operation and result.
 	duoRequests *prometheus.CounterVec
 	// redirects counts callbacks from custom MFA services by result.
@@ -62,6 +65,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "stepup_mfa_factor_resets_total",
 			Help: "Factor resets made by users on the factors page.",
 		}),
+		regenerations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stepup_mfa_recovery_codes_regenerated_total",
+			Help: "New sets of recovery codes made by users on the factors page.",
+		}),
 		duoRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stepup_duo_requests_total",
 			Help: "Calls to Duo by operation (health_check, token) and result (ok, unavailable, rejected, invalid_token, denied, error).",
@@ -90,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.verifications, m.lockouts, m.enrolments, m.resets, m.duoRequests, m.redirects} {
+	for _, c := range []prometheus.Collector{m.verifications, m.lockouts, m.enrolments, m.resets, m.regenerations, m.duoRequests, m.redirects} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

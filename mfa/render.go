@@ -83,9 +83,11 @@ type view struct {
 	AltLink     string
 	AltLinkText string
 
-	// Recovery codes, shown once, and where to continue.
-	Codes    []string
-	Continue string
+	// Recovery codes, shown once, and where to continue. Regenerated: a
+	// new set from the factors page, not the one of an enrolment.
+	Codes       []string
+	Continue    string
+	Regenerated bool
 
 	// Messages.
 	Body     string
@@ -96,6 +98,10 @@ type view struct {
 	Lines     []string
 	CanReset  bool
 	ResetNote string
+	// CanRegenerate offers new recovery codes, with CSRFCodes as the
+	// form's token.
+	CanRegenerate bool
+	CSRFCodes     string
 }
 
 // render writes page with v and status. The page is built in memory

@@ -78,6 +78,11 @@ func TestRenderPages(t *testing.T) {
 		t.Fatalf("factors page: %d", factors.Code)
 	}
 	keep("factors", factors.Body.String())
+	regen := e.post("/.stepup/factors", office, url.Values{"action": {"recovery_codes"}, "csrf": {scrape(t, reCodesCSRF, factors.Body.String())}}, cookie(ok, mfaName))
+	if regen.Code != http.StatusOK {
+		t.Fatalf("new recovery codes: %d", regen.Code)
+	}
+	keep("factors-new-codes", regen.Body.String())
 	reset := e.post("/.stepup/factors", office, url.Values{"csrf": {scrape(t, reCSRF, factors.Body.String())}}, cookie(ok, mfaName))
 	keep("factors-reset", reset.Body.String())
 

@@ -21,6 +21,9 @@ const (
 	DefaultStateTTL       = 10 * time.Minute
 	DefaultAssertionTTL   = 2 * time.Minute
 	DefaultCookiePrefix   = "stepup"
+	// DefaultMaxDevices is how many remembered browsers a user keeps by
+	// default; remembering one more forgets the oldest.
+	DefaultMaxDevices = 20
 )
 
 // Limits checked by [NewManager].
@@ -28,8 +31,11 @@ const (
 	// MaxCookieTTL is the longest MFA session or remember-browser lifetime;
 	// browsers cap cookie lifetimes at 400 days.
 	MaxCookieTTL = 400 * 24 * time.Hour
-	// MaxStateTTL is the longest transaction state lifetime.
-	MaxStateTTL = 24 * time.Hour
+	// MaxStateTTL is the longest transaction state lifetime: three days,
+	// Auth0's limit for a redirect rule's state.
+	MaxStateTTL = 72 * time.Hour
+	// MaxMaxDevices bounds [Config.MaxDevicesPerUser].
+	MaxMaxDevices = 1000
 	// MaxAssertionTTL is the longest identity assertion lifetime.
 	MaxAssertionTTL = time.Hour
 	// TouchInterval is how often, at most, the last-seen time of an MFA
@@ -44,9 +50,12 @@ const NoTimeout time.Duration = -1
 
 // Config configures a [Manager]. Zero durations take the Default values.
 type Config struct {
-	// Keys sign and verify tokens: the first signs, all verify. Required.
+	// Keys sign and verify tokens: the first signs, all verify. The
+	// transaction states that tokens carry are encrypted with keys derived
+	// from these (the first encrypts, all decrypt). Required.
 	Keys []Key
-	// Store keeps MFA sessions, devices and transaction states. Required.
+	// Store keeps MFA sessions, devices, the used-markers of transaction
+	// states (and states too large for their token). Required.
 	Store Store
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -62,7 +71,13 @@ type Config struct {
 	// (default 7 days, as Auth0 did); negative turns it off, so the browser
 	// is remembered for the full RememberTTL.
 	RememberIdle time.Duration
-	// StateTTL bounds a transaction state's lifetime (default 10 min).
+	// MaxDevicesPerUser caps the remembered browsers of one user (default
+	// [DefaultMaxDevices], at most [MaxMaxDevices]): remembering one more
+	// forgets the oldest, so that a user (or a script with their identity)
+	// cannot pile up device records without bound.
+	MaxDevicesPerUser int
+	// StateTTL bounds a transaction state's lifetime (default 10 min, at
+	// most [MaxStateTTL]).
 	StateTTL time.Duration
 	// AssertionTTL bounds an identity assertion's lifetime (default 2 min).
 	AssertionTTL time.Duration
@@ -83,14 +98,16 @@ type Config struct {
 // Manager issues and verifies stepup's cookies and tokens. It is safe for
 // concurrent use.
 type Manager struct {
-	kr    *Keyring
-	store Store
-	now   func() time.Time
-	log   *slog.Logger
+	kr        *Keyring
+	stateKeys *stateKeys // encrypt transaction states; from the same keys
+	store     Store
+	now       func() time.Time
+	log       *slog.Logger
 
 	mfaTTL, mfaIdle           time.Duration
 	rememberTTL, rememberIdle time.Duration
 	stateTTL, assertionTTL    time.Duration
+	maxDevices                int
 
 	dev                              bool
 	mfaName, rememberName, stateName string
@@ -104,11 +121,18 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	var sk *stateKeys
+	if err == nil {
+		if sk, err = newStateKeys(cfg.Keys); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if cfg.Store == nil {
 		errs = append(errs, errors.New("no store"))
 	}
 	m := &Manager{
 		kr:           kr,
+		stateKeys:    sk,
 		store:        cfg.Store,
 		now:          cfg.Now,
 		log:          cfg.Logger,
@@ -118,7 +142,14 @@ func NewManager(cfg Config) (*Manager, error) {
 		rememberIdle: orDefault(cfg.RememberIdle, DefaultRememberIdle),
 		stateTTL:     orDefault(cfg.StateTTL, DefaultStateTTL),
 		assertionTTL: orDefault(cfg.AssertionTTL, DefaultAssertionTTL),
+		maxDevices:   cfg.MaxDevicesPerUser,
 		dev:          cfg.Development,
+	}
+	if m.maxDevices == 0 {
+		m.maxDevices = DefaultMaxDevices
+	}
+	if m.maxDevices < 1 || m.maxDevices > MaxMaxDevices {
+		errs = append(errs, fmt.Errorf("max devices per user %d: must be between 1 and %d", m.maxDevices, MaxMaxDevices))
 	}
 	if m.now == nil {
 		m.now = time.Now

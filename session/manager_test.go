@@ -129,7 +129,7 @@ func TestNewManagerValidation(t *testing.T) {
 		Keys:           []session.Key{{ID: "k1", Secret: []byte("short")}},
 		MFASessionIdle: time.Minute,
 		RememberTTL:    500 * day,
-		StateTTL:       48 * time.Hour,
+		StateTTL:       73 * time.Hour,
 		AssertionTTL:   time.Millisecond,
 		CookiePrefix:   "bad prefix",
 	}
@@ -808,6 +808,12 @@ func (failingStore) Put(context.Context, string, []byte, time.Duration) error { 
 
 func (failingStore) Consume(context.Context, string) ([]byte, error) { return nil, errBackend }
 
+func (failingStore) Get(context.Context, string) ([]byte, error) { return nil, errBackend }
+
+func (failingStore) PutIfAbsent(context.Context, string, []byte, time.Duration) (bool, error) {
+	return false, errBackend
+}
+
 func (failingStore) ListUser(context.Context, string, string) ([]session.Record, error) {
 	return nil, errBackend
 }
@@ -827,6 +833,11 @@ func TestStoreDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bigState := session.State{User: "alice", ReturnURL: "https://app.example.com/" + strings.Repeat("x", session.MaxEmbeddedStateSize)}
+	bigSt, err := e.m.NewState(ctx, bigState)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := e.cfg
 	cfg.Store = failingStore{}
 	m, err := session.NewManager(cfg)
@@ -840,10 +851,13 @@ func TestStoreDown(t *testing.T) {
 	}{
 		{"VerifyMFASession", func() error { _, err := m.VerifyMFASession(ctx, mc.Value, "alice", ""); return err }},
 		{"VerifyRemember", func() error { _, err := m.VerifyRemember(ctx, rc.Value, "alice"); return err }},
+		{"LoadState", func() error { _, err := m.LoadState(ctx, st, "alice"); return err }},
 		{"ConsumeState", func() error { _, err := m.ConsumeState(ctx, st, "alice"); return err }},
+		{"ConsumeState (stored)", func() error { _, err := m.ConsumeState(ctx, bigSt, "alice"); return err }},
 		{"IssueMFASession", func() error { _, _, err := m.IssueMFASession(ctx, "alice", "", "otp", ""); return err }},
 		{"IssueRemember", func() error { _, _, err := m.IssueRemember(ctx, "alice", ""); return err }},
-		{"NewState", func() error { _, err := m.NewState(ctx, session.State{User: "alice"}); return err }},
+		// A state small enough for its token needs no store; a large one does.
+		{"NewState (stored)", func() error { _, err := m.NewState(ctx, bigState); return err }},
 		{"ListUser", func() error { _, err := m.ListUser(ctx, "alice"); return err }},
 		{"Revoke", func() error { _, err := m.Revoke(ctx, "alice", ""); return err }},
 	}

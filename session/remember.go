@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,7 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -75,7 +79,71 @@ func (m *Manager) IssueRemember(ctx context.Context, user, userAgent string) (*h
 	if err := m.store.PutUser(ctx, user, KindDevice, id, val, m.rememberTTL); err != nil {
 		return nil, Device{}, storeErr("issue remember", err)
 	}
+	m.capDevices(ctx, user, id)
 	return m.Cookie(m.rememberName, token, m.rememberTTL), rec.device(user, id), nil
+}
+
+// capDevices forgets the user's oldest remembered browsers beyond
+// [Config.MaxDevicesPerUser], never keep (the one just remembered).
+// Unreadable records go first, then those past their idle timeout, then
+// the oldest by creation. A failure only leaves the user over the cap
+// until the next remember, so it is logged rather than returned: the
+// browser was remembered.
+func (m *Manager) capDevices(ctx context.Context, user, keep string) {
+	recs, err := m.store.ListUser(ctx, user, KindDevice)
+	if err != nil {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "cannot list remembered browsers to cap them",
+			slog.String("user", user), slog.String("error", err.Error()))
+		return
+	}
+	if len(recs) <= m.maxDevices {
+		return
+	}
+	type cand struct {
+		id      string
+		rank    int // 0 unreadable, 1 idle, 2 live
+		created int64
+	}
+	now := m.now()
+	cands := make([]cand, 0, len(recs))
+	for _, r := range recs {
+		if r.ID == keep {
+			continue
+		}
+		c := cand{id: r.ID}
+		if d, _, err := decodeDeviceRecord(user, r.ID, r.Value); err == nil {
+			c.rank, c.created = 2, d.Created.Unix()
+			if m.deviceStale(d, now) {
+				c.rank = 1
+			}
+		}
+		cands = append(cands, c)
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.rank != b.rank {
+			return cmp.Compare(a.rank, b.rank)
+		}
+		if a.created != b.created {
+			return cmp.Compare(a.created, b.created)
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	// keep counts as one of the maxDevices; it is not among cands.
+	excess := len(cands) + 1 - m.maxDevices
+	evicted := 0
+	for _, c := range cands[:max(0, min(excess, len(cands)))] {
+		n, err := m.store.DeleteUser(ctx, user, KindDevice, c.id)
+		if err != nil {
+			m.log.LogAttrs(ctx, slog.LevelWarn, "cannot forget an old remembered browser",
+				slog.String("user", user), slog.String("device", c.id), slog.String("error", err.Error()))
+			break
+		}
+		evicted += n
+	}
+	if evicted > 0 {
+		m.log.LogAttrs(ctx, slog.LevelInfo, "forgot the oldest remembered browsers over the per-user cap",
+			slog.String("user", user), slog.Int("forgotten", evicted), slog.Int("max", m.maxDevices))
+	}
 }
 
 // VerifyRemember checks the remember-browser cookie value for user. It

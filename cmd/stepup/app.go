@@ -35,6 +35,8 @@ type app struct {
 	now      func() time.Time
 	closers  []func()
 	warnings []string
+	// tuner applies the runtime section (serve only; nil elsewhere).
+	tuner *runtimeTuner
 
 	// sealer encrypts secrets at rest: TOTP seeds, and the Duo secret in
 	// transaction states.

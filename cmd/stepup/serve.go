@@ -76,6 +76,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer a.Close()
+	// With the networks and rules loaded, the live heap is known: tune the
+	// collector for it (runtime section; GOGC and GOMEMLIMIT win).
+	a.tuner = newRuntimeTuner(log)
+	a.tuner.apply(cfg.Runtime)
+	if _, err := startPprof(runCtx, log, os.LookupEnv); err != nil {
+		return err
+	}
 
 	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC.Listen)
 	if err != nil {
@@ -289,6 +296,9 @@ func (a *app) reload(path string) {
 	a.log.Info("networks reloaded", "networks", set.Names(), "prefixes", set.Len())
 	if a.rules != nil {
 		_ = a.rules.reload(cfg)
+	}
+	if a.tuner != nil {
+		a.tuner.apply(cfg.Runtime)
 	}
 }
 

@@ -76,6 +76,10 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 			DB:         st.Redis.DB,
 			KeyPrefix:  st.Redis.KeyPrefix,
 			Timeout:    st.Redis.Timeout.D(),
+			Logger:     log,
+		}
+		if st.Redis.CacheTTL != nil {
+			o.CacheTTL = st.Redis.CacheTTL.D()
 		}
 		if st.Redis.TLS {
 			o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -134,17 +138,18 @@ func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.
 		mfaIdle = session.NoTimeout
 	}
 	return session.NewManager(session.Config{
-		Keys:           keys,
-		Store:          store,
-		Now:            now,
-		MFASessionTTL:  cfg.Sessions.MFASessionTTL.D(),
-		MFASessionIdle: mfaIdle,
-		RememberTTL:    cfg.Sessions.RememberTTL.D(),
-		RememberIdle:   idle,
-		StateTTL:       cfg.Sessions.StateTTL.D(),
-		Development:    cfg.Development,
-		CookiePrefix:   cfg.Sessions.CookiePrefix,
-		Logger:         log,
+		Keys:              keys,
+		Store:             store,
+		Now:               now,
+		MFASessionTTL:     cfg.Sessions.MFASessionTTL.D(),
+		MFASessionIdle:    mfaIdle,
+		RememberTTL:       cfg.Sessions.RememberTTL.D(),
+		RememberIdle:      idle,
+		StateTTL:          cfg.Sessions.StateTTL.D(),
+		MaxDevicesPerUser: cfg.Sessions.MaxDevices,
+		Development:       cfg.Development,
+		CookiePrefix:      cfg.Sessions.CookiePrefix,
+		Logger:            log,
 	})
 }
 
