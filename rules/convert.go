@@ -473,3 +473,12 @@ func toLength(v goja.Value) int {
 	}
 	return int(n)
 }
+
+// stringOf is v.Export().(string) without boxing a primitive string.
+func stringOf(v goja.Value) (string, bool) {
+	if s, ok := v.(goja.String); ok {
+		return s.String(), true
+	}
+	s, ok := v.Export().(string)
+	return s, ok
+}

@@ -18,7 +18,12 @@
 // # Pipeline semantics
 //
 // Rules run in order on fresh `user` and `context` objects built from the
-// Input (the caller's maps are never mutated). Each rule must call
+// Input (the caller's maps are never mutated). The objects behave as plain
+// JavaScript objects; to save work the engine builds their properties on
+// first access (goja dynamic objects, see lazy.go), except when a rule's
+// text mentions an operation such objects do not support
+// (Object.defineProperty, freeze, seal, Reflect, Symbol, Proxy, eval, ...):
+// then it builds native objects up front. Each rule must call
 // callback(null, user, context) to continue; the objects it passes are the
 // ones the next rule receives (a missing or non-object argument keeps the
 // previous object). callback(err) stops the pipeline:
@@ -84,6 +89,9 @@
 //
 // Programs are compiled once in New; runtimes are created on demand up to
 // Options.PoolSize and reused, so the steady state has no compilation and
-// no runtime construction (see Engine.Stats). An Engine is immutable: to
-// reload rules, build a new one and swap it in atomically.
+// no runtime construction (see Engine.Stats). user, context and ipaddr.js
+// address objects cost a few allocations until a rule reads their parts,
+// and one interrupt timer per runtime serves every rule budget. An Engine
+// is immutable: to reload rules, build a new one and swap it in
+// atomically.
 package rules

@@ -89,6 +89,10 @@ type Engine struct {
 	configKeys []string
 	logger     *slog.Logger
 	now        func() time.Time
+	// nativeInput makes runs build user and context as native objects
+	// instead of lazy ones (lazy.go): set when a rule mentions an
+	// operation lazy objects do not support.
+	nativeInput bool
 
 	pool   chan *jsRuntime
 	freed  chan struct{}
@@ -133,6 +137,9 @@ func New(opts Options) (*Engine, error) {
 			continue
 		}
 		seen[name] = true
+		if needsNativeObjects(src.Code) {
+			e.nativeInput = true
+		}
 		r, findings := analyze(src, i, cfg)
 		for _, f := range findings {
 			if f.Severity == SeverityError {
@@ -380,6 +387,7 @@ func (st *runState) end() {
 	st.clearRule()
 	st.active = false
 	st.user, st.context = nil, nil
+	st.lazy = nil
 	st.ctx = nil
 	st.rule = ""
 	st.multifactor, st.redirect = nil, nil
@@ -394,10 +402,23 @@ func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Ti
 	st.active = true
 
 	b := inputBudget{limit: e.opts.MaxInputBytes}
-	user, err := rt.buildUser(in.User, &b)
+	var err error
+	var lazy bool
+	if !e.nativeInput {
+		st.lazy = &lazyInput{}
+		st.user, lazy = rt.lazyUser(st.lazy, in.User, &b)
+	}
+	if !lazy {
+		st.user, err = rt.buildUser(in.User, &b)
+	}
 	if err == nil {
-		st.user = user
-		st.context, err = rt.buildContext(&in.Context, &b)
+		lazy = false
+		if !e.nativeInput {
+			st.context, lazy = rt.lazyContext(st.lazy, &in.Context, &b)
+		}
+		if !lazy {
+			st.context, err = rt.buildContext(&in.Context, &b)
+		}
 	}
 	if err != nil {
 		return Result{Err: &Error{Kind: KindInternal, Name: "InputError", Message: err.Error()}}, false

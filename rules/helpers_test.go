@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // jsSource is an enabled in-memory rule.
@@ -64,7 +66,17 @@ func jsEval(t testing.TB, opts Options, body string) (any, *Error) {
 	if opts.Now == nil {
 		opts.Now = func() time.Time { return fixedNow }
 	}
-	res := runOne(t, opts, Input{User: map[string]any{"user_id": "u1"}})
+	in := Input{User: map[string]any{"user_id": "u1"}}
+	e := newEngine(t, opts)
+	res := e.RunDebug(context.Background(), in)
+	if !e.nativeInput {
+		// The same with native user and context objects (lazy.go).
+		native := newEngine(t, opts)
+		native.nativeInput = true
+		if diff := cmp.Diff(native.RunDebug(context.Background(), in), res); diff != "" {
+			t.Errorf("lazy objects differ from native ones (-native +lazy):\n%s", diff)
+		}
+	}
 	if res.Err != nil {
 		return nil, res.Err
 	}

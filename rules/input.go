@@ -10,10 +10,15 @@ const DefaultProtocol = "oidc-basic-profile"
 const RedirectCallbackProtocol = "redirect-callback"
 
 // Input is the per-request data of one pipeline run.
+//
+// The engine never mutates the maps and slices of an Input. It converts
+// them to JavaScript when a rule first reads them, which can happen after
+// Run returns if a rule kept user or context (in global, say): do not
+// modify them once passed to Run.
 type Input struct {
 	// User holds the identity claims (user_id, email, name, app_metadata,
-	// ...). The engine copies it into a fresh JavaScript object and never
-	// mutates the map. app_metadata and user_metadata default to {}.
+	// ...). Rules get a fresh JavaScript object with these properties.
+	// app_metadata and user_metadata default to {}.
 	User map[string]any
 	// Context becomes the rule's context argument.
 	Context Context

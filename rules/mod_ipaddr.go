@@ -315,7 +315,7 @@ func (rt *jsRuntime) ipaddrModule() *goja.Object {
 		return vm.ToValue(rt.v4Valid(call.Argument(0)))
 	})
 	set(p.v4Ctor, "isIPv4", func(call goja.FunctionCall) goja.Value {
-		s, ok := call.Argument(0).Export().(string)
+		s, ok := stringOf(call.Argument(0))
 		if !ok {
 			return vm.ToValue(false)
 		}
@@ -323,7 +323,7 @@ func (rt *jsRuntime) ipaddrModule() *goja.Object {
 		return vm.ToValue(ok)
 	})
 	set(p.v4Ctor, "isValidFourPartDecimal", func(call goja.FunctionCall) goja.Value {
-		s, ok := call.Argument(0).Export().(string)
+		s, ok := stringOf(call.Argument(0))
 		if !ok || !rt.v4Valid(call.Argument(0)) {
 			return vm.ToValue(false)
 		}
@@ -359,7 +359,7 @@ func (rt *jsRuntime) ipaddrModule() *goja.Object {
 	// IPv6 statics.
 	set(p.v6Ctor, "parse", func(call goja.FunctionCall) goja.Value { return rt.parseV6Obj(call.Argument(0)) })
 	set(p.v6Ctor, "isValid", func(call goja.FunctionCall) goja.Value {
-		s, ok := call.Argument(0).Export().(string)
+		s, ok := stringOf(call.Argument(0))
 		if !ok {
 			return vm.ToValue(false)
 		}
@@ -367,7 +367,7 @@ func (rt *jsRuntime) ipaddrModule() *goja.Object {
 		return vm.ToValue(valid)
 	})
 	set(p.v6Ctor, "isIPv6", func(call goja.FunctionCall) goja.Value {
-		s, ok := call.Argument(0).Export().(string)
+		s, ok := stringOf(call.Argument(0))
 		if !ok {
 			return vm.ToValue(false)
 		}
@@ -387,7 +387,7 @@ func (rt *jsRuntime) ipaddrModule() *goja.Object {
 	must(exports.Set("IPv4", p.v4Ctor))
 	must(exports.Set("IPv6", p.v6Ctor))
 	set(exports, "isValid", func(call goja.FunctionCall) goja.Value {
-		s, ok := call.Argument(0).Export().(string)
+		s, ok := stringOf(call.Argument(0))
 		if !ok {
 			return vm.ToValue(false)
 		}
@@ -400,7 +400,7 @@ func (rt *jsRuntime) ipaddrModule() *goja.Object {
 		return rt.parseAny(call.Argument(0))
 	})
 	set(exports, "parseCIDR", func(call goja.FunctionCall) goja.Value {
-		s, _ := call.Argument(0).Export().(string)
+		s, _ := stringOf(call.Argument(0))
 		if r := rt.tryCIDR(s, true); r != nil {
 			return r
 		}
@@ -638,12 +638,18 @@ func (rt *jsRuntime) numArray(vals []float64) *goja.Object {
 }
 
 func (rt *jsRuntime) newV4(octets []float64) *goja.Object {
+	if !rt.e.nativeInput {
+		return rt.lazyAddress(false, octets, "")
+	}
 	obj := rt.vm.CreateObject(rt.ip.v4Proto)
 	must(obj.Set("octets", rt.numArray(octets)))
 	return obj
 }
 
 func (rt *jsRuntime) newV6(parts []float64, zone string) *goja.Object {
+	if !rt.e.nativeInput {
+		return rt.lazyAddress(true, parts, zone)
+	}
 	obj := rt.vm.CreateObject(rt.ip.v6Proto)
 	must(obj.Set("parts", rt.numArray(parts)))
 	if zone != "" {
@@ -668,17 +674,27 @@ func (rt *jsRuntime) addrOf(v goja.Value) (ipVal, bool) {
 			kind = "ipv6"
 		}
 	}
-	if fn, ok := goja.AssertFunction(obj.Get("kind")); ok && kind == "" {
-		k, err := fn(obj)
-		if err != nil {
-			panic(err)
+	// Read even when the prototype tells the kind, as ipaddr.js would
+	// (a getter may run); only the function wrapper is skipped.
+	if kv := obj.Get("kind"); kind == "" {
+		if fn, ok := goja.AssertFunction(kv); ok {
+			k, err := fn(obj)
+			if err != nil {
+				panic(err)
+			}
+			kind = k.String()
 		}
-		kind = k.String()
 	}
 	switch kind {
 	case "ipv4":
+		if a, ok := pendingAddr(obj, "octets"); ok {
+			return a, true
+		}
 		return readIP(false, obj.Get("octets")), true
 	case "ipv6":
+		if a, ok := pendingAddr(obj, "parts"); ok {
+			return a, true
+		}
 		return readIP(true, obj.Get("parts")), true
 	case "":
 		if o := obj.Get("octets"); o != nil && !goja.IsUndefined(o) {
@@ -804,7 +820,7 @@ func rangeName(a *ipVal, table []specialRange) string {
 }
 
 func (rt *jsRuntime) v4Valid(v goja.Value) bool {
-	s, ok := v.Export().(string)
+	s, ok := stringOf(v)
 	if !ok {
 		return false
 	}
@@ -813,7 +829,7 @@ func (rt *jsRuntime) v4Valid(v goja.Value) bool {
 }
 
 func (rt *jsRuntime) parseV4Obj(v goja.Value) goja.Value {
-	s, _ := v.Export().(string)
+	s, _ := stringOf(v)
 	parts, ok, msg := parseV4Parts(s)
 	if msg != "" {
 		panic(rt.newError("Error", msg))
@@ -828,7 +844,7 @@ func (rt *jsRuntime) parseV4Obj(v goja.Value) goja.Value {
 }
 
 func (rt *jsRuntime) parseV6Obj(v goja.Value) goja.Value {
-	s, _ := v.Export().(string)
+	s, _ := stringOf(v)
 	parts, zone, ok := parseV6(s)
 	if !ok {
 		panic(rt.newError("Error", msgNotFormatted))
@@ -837,7 +853,7 @@ func (rt *jsRuntime) parseV6Obj(v goja.Value) goja.Value {
 }
 
 func (rt *jsRuntime) parseAny(v goja.Value) goja.Value {
-	s, ok := v.Export().(string)
+	s, ok := stringOf(v)
 	if ok {
 		if parts, zone, ok := parseV6(s); ok {
 			return rt.newV6(parts, zone)
@@ -899,7 +915,7 @@ func (rt *jsRuntime) tryCIDR(s string, isV6 bool) goja.Value {
 
 // parseCIDR implements IPv4.parseCIDR / IPv6.parseCIDR with their errors.
 func (rt *jsRuntime) parseCIDR(v goja.Value, isV6 bool) goja.Value {
-	s, _ := v.Export().(string)
+	s, _ := stringOf(v)
 	if r := rt.tryCIDR(s, isV6); r != nil {
 		return r
 	}
@@ -919,7 +935,7 @@ func (rt *jsRuntime) parseCIDR(v goja.Value, isV6 bool) goja.Value {
 
 // cidrEdge implements broadcastAddressFromCIDR / networkAddressFromCIDR.
 func (rt *jsRuntime) cidrEdge(v goja.Value, isV6 bool, broadcast bool) goja.Value {
-	s, _ := v.Export().(string)
+	s, _ := stringOf(v)
 	r := rt.tryCIDR(s, isV6)
 	if r == nil {
 		if isV6 {

@@ -55,8 +55,8 @@ func (rt *jsRuntime) readBack(deadline time.Time, debug bool) (Result, bool) {
 		if res.Redirect, rerr = readRedirect(c.Get("redirect"), st.redirectRule); rerr != nil {
 			return
 		}
-		res.IDTokenClaims = rt.claims(c.Get("idToken"))
-		res.AccessTokenClaims = rt.claims(c.Get("accessToken"))
+		res.IDTokenClaims = rt.claimsOf(c, "idToken")
+		res.AccessTokenClaims = rt.claimsOf(c, "accessToken")
 		if debug {
 			res.User = rt.exportMap(st.user)
 			res.Context = redactContext(rt.exportMap(c))
@@ -105,6 +105,15 @@ func redactContext(c map[string]any) map[string]any {
 		}
 	}
 	return c
+}
+
+// claimsOf reads the custom claims of c[key]. An empty object the engine
+// created and no rule has read yet has none, and is left unbuilt.
+func (rt *jsRuntime) claimsOf(c *goja.Object, key string) map[string]any {
+	if in := rt.st.lazy; in != nil && c == in.ctxObj && in.ctx.pendingEmpty(key) {
+		return nil
+	}
+	return rt.claims(c.Get(key))
 }
 
 func (rt *jsRuntime) claims(v goja.Value) map[string]any {

@@ -68,7 +68,7 @@ func (rt *jsRuntime) requireModule(name string) (goja.Value, error) {
 
 // require is the require() global.
 func (rt *jsRuntime) require(call goja.FunctionCall) goja.Value {
-	s, ok := call.Argument(0).Export().(string)
+	s, ok := stringOf(call.Argument(0))
 	if !ok {
 		panic(rt.vm.NewTypeError("The \"id\" argument must be of type string. Received " + call.Argument(0).String()))
 	}

@@ -46,8 +46,11 @@ type jsRuntime struct {
 	imu      sync.Mutex
 	armed    bool
 	deadline time.Time
-	itimer   *time.Timer
-	sleep    *time.Timer
+	// scheduled says the interrupt timer is pending, to fire at fireAt.
+	scheduled bool
+	fireAt    time.Time
+	itimer    *time.Timer
+	sleep     *time.Timer
 
 	modules     map[string]goja.Value
 	nextTimerID int64
@@ -69,13 +72,15 @@ type jsRuntime struct {
 // runState is the per-run state; it is cleared when the run ends so that a
 // runtime never keeps request data.
 type runState struct {
-	ctx        context.Context
-	active     bool
-	rule       string
-	called     bool
-	errVal     goja.Value
-	user       *goja.Object
-	context    *goja.Object
+	ctx     context.Context
+	active  bool
+	rule    string
+	called  bool
+	errVal  goja.Value
+	user    *goja.Object
+	context *goja.Object
+	// lazy backs user and context when they are lazy objects.
+	lazy       *lazyInput
 	timers     []jsTimer
 	rejections []*goja.Promise
 	// multifactor and redirect remember which rule last replaced
@@ -194,8 +199,9 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 func (rt *jsRuntime) close() {
 	rt.imu.Lock()
 	rt.armed = false
-	rt.imu.Unlock()
+	rt.scheduled = false
 	rt.itimer.Stop()
+	rt.imu.Unlock()
 	rt.sleep.Stop()
 }
 
@@ -214,31 +220,45 @@ func (rt *jsRuntime) configurationObject() *goja.Object {
 	return obj
 }
 
-// arm schedules an interrupt of the runtime at deadline.
+// arm schedules an interrupt of the runtime at deadline. The timer is one
+// per runtime and is only reset when it would fire after deadline: a
+// firing before the current deadline re-schedules itself (fire), so a run
+// of several rules usually costs no timer operation at all.
 func (rt *jsRuntime) arm(deadline time.Time) {
 	rt.imu.Lock()
 	rt.armed = true
 	rt.deadline = deadline
+	if !rt.scheduled || deadline.Before(rt.fireAt) {
+		rt.scheduled, rt.fireAt = true, deadline
+		rt.itimer.Reset(time.Until(deadline))
+	}
 	rt.imu.Unlock()
-	rt.itimer.Reset(time.Until(deadline))
 }
 
-// fire runs on the timer goroutine. A late firing for an earlier arm finds
-// a later deadline and does nothing.
+// fire runs on the timer goroutine. It interrupts the runtime when armed
+// and the deadline has passed; armed with a later deadline (a later rule
+// or run), it re-schedules itself; disarmed, it does nothing.
 func (rt *jsRuntime) fire() {
 	rt.imu.Lock()
 	defer rt.imu.Unlock()
-	if rt.armed && !time.Now().Before(rt.deadline) {
-		rt.vm.Interrupt(errBudget)
+	rt.scheduled = false
+	if !rt.armed {
+		return
 	}
+	if d := time.Until(rt.deadline); d > 0 {
+		rt.scheduled, rt.fireAt = true, rt.deadline
+		rt.itimer.Reset(d)
+		return
+	}
+	rt.vm.Interrupt(errBudget)
 }
 
 // disarm cancels the interrupt; after it returns no interrupt is pending.
+// The timer keeps running: when it fires disarmed it does nothing.
 func (rt *jsRuntime) disarm() {
 	rt.imu.Lock()
 	rt.armed = false
 	rt.imu.Unlock()
-	rt.itimer.Stop()
 	rt.vm.ClearInterrupt()
 }
 
