@@ -440,32 +440,47 @@ func (d *Decision) setHeader(name, value string) {
 }
 
 // stripCookies removes stepup's own cookies from a Cookie header so that
-// the upstream never sees them.
+// the upstream never sees them. Pairs are split on ';' and ',' (as
+// Request.Cookie reads them) and the kept ones joined with "; ".
 func stripCookies(h string, names ...string) (string, bool) {
 	if !containsAny(h, names) {
 		return h, false
 	}
-	var kept []string
+	var b strings.Builder
+	b.Grow(len(h))
 	changed := false
-	for _, part := range strings.FieldsFunc(h, func(r rune) bool { return r == ';' || r == ',' }) {
+	for rest := h; rest != ""; {
+		i := strings.IndexAny(rest, ";,")
+		part := rest
+		if i >= 0 {
+			part, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
 		p := strings.TrimSpace(part)
 		if p == "" {
 			continue
 		}
-		drop := false
-		for _, n := range names {
-			if n != "" && strings.HasPrefix(p, n+"=") {
-				drop = true
-				break
-			}
-		}
-		if drop {
+		if isNamedCookie(p, names) {
 			changed = true
 			continue
 		}
-		kept = append(kept, p)
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p)
 	}
-	return strings.Join(kept, "; "), changed
+	return b.String(), changed
+}
+
+// isNamedCookie reports whether the pair p ("name=value") has one of names.
+func isNamedCookie(p string, names []string) bool {
+	for _, n := range names {
+		if n != "" && len(p) > len(n) && p[len(n)] == '=' && p[:len(n)] == n {
+			return true
+		}
+	}
+	return false
 }
 
 func containsAny(h string, names []string) bool {

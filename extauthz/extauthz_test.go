@@ -329,11 +329,18 @@ func TestStripCookies(t *testing.T) {
 		{"id_token=x; stepup_mfa=secret; theme=dark", "id_token=x; theme=dark"},
 		{"stepup_mfa=a,stepup_rb=b", ""},
 		{"theme=dark", "theme=dark"},
+		{"stepup_mfa_other=1; stepup_mfa=x", "stepup_mfa_other=1"},
+		{"stepup_mfa; a=1;;  ; stepup_rb=2 ,b=3 ", "stepup_mfa; a=1; b=3"},
+		{"x=stepup_mfa=1; stepup_mfa==", "x=stepup_mfa=1"},
+		{"stepup_mfa=", ""},
 	}
 	for _, tc := range tests {
-		got, _ := stripCookies(tc.in, "stepup_mfa", "stepup_rb")
+		got, changed := stripCookies(tc.in, "stepup_mfa", "stepup_rb")
 		if got != tc.want {
 			t.Errorf("stripCookies(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if changed != (got != tc.in) && tc.in != "theme=dark" {
+			t.Errorf("stripCookies(%q) changed = %v", tc.in, changed)
 		}
 	}
 }

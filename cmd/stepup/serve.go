@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -320,8 +321,18 @@ func tlsWord(t config.TLS) string {
 	}
 }
 
+// streamWorkers is the number of gRPC stream workers: enough to keep every
+// CPU busy while some Checks wait on the session store.
+func streamWorkers() int { return 4 * runtime.GOMAXPROCS(0) }
+
 func newGRPCServer(cfg *config.Config) (*grpc.Server, error) {
 	opts := []grpc.ServerOption{
+		// Long-lived workers handle the Check streams: a new goroutine
+		// per call grows its stack (decoding the CheckRequest's nested
+		// metadata, running rules) and copies it each time, ~10% of the
+		// CPU of a Check (docs/performance.md). A worker keeps its grown
+		// stack; grpc-go spawns a goroutine when all workers are busy.
+		grpc.NumStreamWorkers(uint32(streamWorkers())),
 		grpc.MaxRecvMsgSize(cfg.Server.GRPC.MaxRecvBytes),
 		// Envoy pings idle HTTP/2 connections; tolerate it instead of
 		// answering too_many_pings (ENVOY.md §7.2).

@@ -2,8 +2,8 @@
 // Envoy ext_authz gRPC server that allows every request and does nothing
 // else. It answers Check with Status OK and an empty OkHttpResponse, and
 // grpc.health.v1 with SERVING, on a gRPC server built with the options
-// stepup uses where they affect the cost of a call (message size limit and
-// keepalive policy), so that the difference the benchmark measures is
+// stepup uses where they affect the cost of a call (message size limit,
+// keepalive policy, stream workers), so that the difference the benchmark measures is
 // stepup's decision work and nothing else.
 //
 //	baseline -listen 127.0.0.1:0
@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -51,8 +52,9 @@ func run() error {
 	}
 	// The same options as stepup's gRPC server with its default
 	// configuration (cmd/stepup: server.grpc.max_recv_bytes 4 MiB,
-	// keepalive_min_time 5s).
+	// keepalive_min_time 5s, stream workers 4 × GOMAXPROCS).
 	g := grpc.NewServer(
+		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
