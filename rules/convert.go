@@ -88,7 +88,7 @@ func (rt *jsRuntime) toJS(v any, depth int, b *inputBudget) (goja.Value, error) 
 			if err := b.add(len(k) + len(x[k]) + 4); err != nil {
 				return nil, err
 			}
-			if err := obj.Set(k, x[k]); err != nil {
+			if err := setData(obj, k, vm.ToValue(x[k])); err != nil {
 				return nil, err
 			}
 		}
@@ -163,11 +163,22 @@ func (rt *jsRuntime) objectFromMap(m map[string]any, depth int, b *inputBudget) 
 		if err != nil {
 			return nil, err
 		}
-		if err := obj.Set(k, jv); err != nil {
+		if err := setData(obj, k, jv); err != nil {
 			return nil, err
 		}
 	}
 	return obj, nil
+}
+
+// setData sets obj[k] = v on a new object. A "__proto__" key becomes an
+// own data property, as JSON.parse makes it: Set would call
+// Object.prototype's __proto__ setter and make input data (a JWT claim)
+// the object's prototype.
+func setData(obj *goja.Object, k string, v goja.Value) error {
+	if k == "__proto__" {
+		return obj.DefineDataProperty(k, v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
+	}
+	return obj.Set(k, v)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

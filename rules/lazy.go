@@ -2,6 +2,7 @@ package rules
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"slices"
 	"strconv"
@@ -494,9 +495,16 @@ func (rt *jsRuntime) lazyStrings(m map[string]string) *goja.Object {
 	}
 	o := &lazyObject{rt: rt, props: make([]lazyProp, 0, len(m)), strs: m}
 	for k := range m {
-		o.add(lazyProp{name: k, kind: lazyStrMap})
+		o.props = append(o.props, lazyProp{name: k, kind: lazyStrMap})
 	}
 	slices.SortFunc(o.props, func(a, b lazyProp) int { return strings.Compare(a.name, b.name) })
+	// Only now, sorted, do the properties get counted and indexed: an
+	// index built while adding would point at the unsorted positions.
+	props := o.props
+	o.props = props[:0]
+	for _, p := range props {
+		o.add(p)
+	}
 	return rt.vm.NewDynamicObject(o)
 }
 
@@ -622,8 +630,8 @@ func lazyCheckMap(m map[string]any, depth int, b *inputBudget) (bool, error) {
 	}
 	for k, v := range m {
 		if k == "__proto__" {
-			// Set on a native object calls Object.prototype's __proto__
-			// setter instead of adding a property.
+			// Rare: left to the native path (setData makes it an own
+			// data property there).
 			return false, nil
 		}
 		if err := b.add(len(k) + 2); err != nil {
@@ -763,4 +771,123 @@ func lazyCheckContext(c *Context, b *inputBudget) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// errProtoCycle interrupts a run that made a prototype chain loop.
+var errProtoCycle = errors.New("cyclic __proto__ value")
+
+// guardPrototypes protects the runtime from prototype cycles through lazy
+// objects. goja checks for cycles when a native object's prototype is
+// set, but lets a dynamic object's prototype be anything: after
+// Object.setPrototypeOf(context, context) a lookup of a missing property
+// recurses until the Go stack overflows, a fatal error that takes the
+// whole process down, and instanceof or isPrototypeOf loop forever out of
+// the interrupt's reach. Object.setPrototypeOf, Reflect.setPrototypeOf
+// and Object.prototype's __proto__ setter, the only ways to change an
+// existing object's prototype, are wrapped: a cycle through a lazy object
+// is refused as on a native object (TypeError, or false from Reflect),
+// and one made anyway (through a Proxy) is broken at once and ends the
+// run.
+func (rt *jsRuntime) guardPrototypes() {
+	vm := rt.vm
+	object := vm.Get("Object").ToObject(vm)
+	wrap := func(orig goja.Value, this bool, refuse func() goja.Value) func(goja.FunctionCall) goja.Value {
+		fn, ok := goja.AssertFunction(orig)
+		if !ok {
+			panic("rules: prototype setter is not a function")
+		}
+		return func(call goja.FunctionCall) goja.Value {
+			tv, pv := call.Argument(0), call.Argument(1)
+			if this {
+				tv, pv = call.This, call.Argument(0)
+			}
+			t, _ := tv.(*goja.Object)
+			if p, ok := pv.(*goja.Object); ok && t != nil && t.ExportType() == lazyObjectType && chainReaches(p, t) {
+				return refuse()
+			}
+			res, err := fn(call.This, call.Arguments...)
+			if err != nil {
+				if ex, ok := err.(*goja.Exception); ok {
+					panic(ex)
+				}
+				panic(err)
+			}
+			if t != nil && rt.breakCycle(t) {
+				rt.vm.Interrupt(errProtoCycle)
+			}
+			return res
+		}
+	}
+	cyclic := func() goja.Value { panic(rt.vm.NewTypeError("Cyclic __proto__ value")) }
+	define := func(holder *goja.Object, name string, length int, f func(goja.FunctionCall) goja.Value) {
+		fo := vm.ToValue(f).ToObject(vm)
+		must(fo.DefineDataProperty("name", vm.ToValue(name), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE))
+		must(fo.DefineDataProperty("length", vm.ToValue(length), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE))
+		must(holder.DefineDataProperty(name, fo, goja.FLAG_TRUE, goja.FLAG_FALSE, goja.FLAG_TRUE))
+	}
+	define(object, "setPrototypeOf", 2, wrap(object.Get("setPrototypeOf"), false, cyclic))
+	if r, ok := vm.Get("Reflect").(*goja.Object); ok {
+		define(r, "setPrototypeOf", 2, wrap(r.Get("setPrototypeOf"), false, func() goja.Value { return vm.ToValue(false) }))
+	}
+	proto := object.Get("prototype").ToObject(vm)
+	getOwn, _ := goja.AssertFunction(object.Get("getOwnPropertyDescriptor"))
+	dv, err := getOwn(object, proto, vm.ToValue("__proto__"))
+	if err != nil {
+		panic(err)
+	}
+	desc := dv.ToObject(vm)
+	setter := vm.ToValue(wrap(desc.Get("set"), true, cyclic)).ToObject(vm)
+	must(setter.DefineDataProperty("name", vm.ToValue("set __proto__"), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE))
+	must(setter.DefineDataProperty("length", vm.ToValue(1), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE))
+	must(proto.DefineAccessorProperty("__proto__", desc.Get("get"), setter, goja.FLAG_TRUE, goja.FLAG_FALSE))
+}
+
+// chainReaches reports whether t is on the prototype chain starting at p
+// (p included), or that chain loops.
+func chainReaches(p, t *goja.Object) bool {
+	slow := p
+	for i := 0; p != nil; i++ {
+		if p == t {
+			return true
+		}
+		p = p.Prototype()
+		if i%2 == 1 {
+			slow = slow.Prototype()
+			if p != nil && p == slow {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// breakCycle reports whether the prototype chain from o loops, and if so
+// breaks the loop by giving its lazy objects a null prototype (a loop can
+// only close through an object whose prototype goja does not check).
+func (rt *jsRuntime) breakCycle(o *goja.Object) bool {
+	// Floyd: find an object on the loop, if there is one.
+	slow, fast := o, o
+	for {
+		if fast = fast.Prototype(); fast == nil {
+			return false
+		}
+		if fast = fast.Prototype(); fast == nil {
+			return false
+		}
+		if slow = slow.Prototype(); slow == fast {
+			break
+		}
+	}
+	p := slow
+	for range 1 << 20 {
+		next := p.Prototype()
+		if p.ExportType() == lazyObjectType {
+			_ = p.SetPrototype(nil)
+		}
+		if next == nil || next == slow {
+			break
+		}
+		p = next
+	}
+	return true
 }

@@ -177,6 +177,9 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 	urlObj := urlMod.ToObject(vm)
 	define("URL", urlObj.Get("URL"))
 	define("URLSearchParams", urlObj.Get("URLSearchParams"))
+	if !e.nativeInput {
+		rt.guardPrototypes()
+	}
 
 	rt.callback = vm.ToValue(rt.cb)
 	rt.fns = make([]goja.Callable, len(e.rules))
@@ -502,6 +505,8 @@ func (rt *jsRuntime) classify(err error, rule string) (*Error, bool) {
 	var so *goja.StackOverflowError
 	var ex *goja.Exception
 	switch {
+	case errors.As(err, &ie) && ie.Value() == errProtoCycle:
+		return &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: rule}, true
 	case errors.As(err, &ie):
 		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule exceeded its time budget", Rule: rule}, true
 	case errors.As(err, &so):
