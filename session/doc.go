@@ -69,12 +69,18 @@
 // presented by another user fails with [ErrWrongUser] and stays usable by
 // its rightful user. It then uses the state up with the transaction's one
 // store write: an atomic [Store.PutIfAbsent] of a "state-used:<id>" marker
-// kept for the state's remaining lifetime (a stored state's record is
+// kept for at least the state's lifetime (a stored state's record is
 // consumed atomically instead), so a state works exactly once, also across
 // replicas sharing a store. [Manager.LoadState] reads a state without using
 // it up, for a page that shows a form first; it refuses a used state.
 // Rotation works as for every token: states sealed with a key stay valid
 // while that key is listed.
+//
+// Exactly once holds only while the store keeps its markers: a marker lost
+// (the memory store restarted, a Redis restarted without persistence,
+// failed over before replicating it, or evicting keys under maxmemory)
+// lets a used state work again, for its user, until it expires. Give Redis maxmemory-policy
+// noeviction.
 //
 // # Identity assertion
 //

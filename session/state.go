@@ -64,7 +64,8 @@ func stateKey(id string) string { return "state:" + id }
 func stateUsedKey(id string) string { return "state-used:" + id }
 
 // stateUsedSlack keeps a used-marker a little longer than its state's
-// remaining lifetime, so that a replica whose clock lags behind the store's
+// lifetime (the longer of its whole lifetime and what remains of it on the
+// consuming replica's clock), so that a replica whose clock lags behind
 // still sees it.
 const stateUsedSlack = time.Minute
 
@@ -128,8 +129,8 @@ func (m *Manager) NewState(ctx context.Context, st State) (string, error) {
 // presented by another user fails with [ErrWrongUser] and the rightful user
 // can still use it. Using a state up is the one store write of a
 // transaction: an atomic [Store.PutIfAbsent] of a marker for the state's
-// id, kept for the state's remaining lifetime (or, for a stored state, an
-// atomic [Store.Consume] of its record). A state already used, or gone from
+// id, kept for at least the state's whole lifetime (or, for a stored
+// state, an atomic [Store.Consume] of its record). A state already used, or gone from
 // the store, yields [ErrNotFound]. Other errors as for
 // [Manager.VerifyMFASession]; rejections are logged.
 func (m *Manager) ConsumeState(ctx context.Context, token, user string) (State, error) {
@@ -171,7 +172,11 @@ func (m *Manager) loadState(ctx context.Context, token, user string, consume boo
 			return State{}, storeErr("load state", err)
 		}
 	}
-	ttl := t.st.ExpiresAt.Sub(m.now()) + stateUsedSlack
+	// The marker must outlive the state on every replica's clock, this
+	// one's included: a clock running ahead would shorten the remaining
+	// lifetime, so the marker lasts at least the state's whole lifetime
+	// (from the token, whatever this clock says).
+	ttl := max(t.st.ExpiresAt.Sub(m.now()), t.st.ExpiresAt.Sub(t.st.Created)) + stateUsedSlack
 	if ttl < time.Second {
 		ttl = time.Second
 	}

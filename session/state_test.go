@@ -654,3 +654,50 @@ func BenchmarkConsumeState(b *testing.B) {
 		}
 	}
 }
+
+// TestStateUsedMarkerOutlivesSkew: replicas sharing a store whose clocks
+// disagree. The replica that uses a state up sets its marker's lifetime;
+// however far its clock is off (ahead or behind), the marker must outlive
+// the state for a replica with the right clock, or that replica accepts
+// the state a second time.
+func TestStateUsedMarkerOutlivesSkew(t *testing.T) {
+	ttl := session.DefaultStateTTL
+	tests := []struct {
+		name string
+		// consumer is how far the consuming replica's clock is off.
+		consumer time.Duration
+		// later is how long after the first use (real time, the store's
+		// clock) a replica with the right clock replays the state.
+		later time.Duration
+	}{
+		{"same clock, just before expiry", 0, ttl - time.Second},
+		{"consumer ahead 5m, replay at 7m", 5 * time.Minute, 7 * time.Minute},
+		{"consumer ahead 9m, replay just before expiry", 9 * time.Minute, ttl - time.Second},
+		{"consumer behind 5m, replay just before expiry", -5 * time.Minute, ttl - time.Second},
+	}
+	for _, store := range stateStores {
+		for _, tt := range tests {
+			t.Run(store.name+"/"+tt.name, func(t *testing.T) {
+				ctx := context.Background()
+				e := newStateEnv(t, store.open)
+				tok := newState(t, e.m, statePaths[0].state)
+				skewed := e.cfg
+				skewed.Now = func() time.Time { return e.clk.Now().Add(tt.consumer) }
+				consumer, err := session.NewManager(skewed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := consumer.ConsumeState(ctx, tok, "alice"); err != nil {
+					t.Fatalf("first ConsumeState on the skewed replica: %v", err)
+				}
+				e.clk.Advance(tt.later)
+				if _, err := e.m.ConsumeState(ctx, tok, "alice"); !errors.Is(err, session.ErrNotFound) {
+					t.Errorf("replay %v later on a replica with the right clock: error = %v, want ErrNotFound", tt.later, err)
+				}
+				if _, err := e.m.LoadState(ctx, tok, "alice"); !errors.Is(err, session.ErrNotFound) {
+					t.Errorf("LoadState %v later on a replica with the right clock: error = %v, want ErrNotFound", tt.later, err)
+				}
+			})
+		}
+	}
+}

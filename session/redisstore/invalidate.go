@@ -55,11 +55,11 @@ func newSenderID() string {
 
 // invalidate drops the selected records from the local cache and tells the
 // other stores sharing the Redis (and key prefix) to do the same. It is
-// called after a write that changed or removed per-user records; it
-// publishes even when this store has no cache, because its peers may have
-// one (the CLI revokes through a store of its own). A failed publication
-// is logged: the peers then keep the old record for at most their cache
-// TTL.
+// called after a write that changed or removed (or may have removed)
+// per-user records; it publishes even when this store has no cache,
+// because its peers may have one (the CLI revokes through a store of its
+// own). A failed publication is logged: the peers then keep the old record
+// for at most their cache TTL.
 func (s *Store) invalidate(ctx context.Context, user, kind, id string) {
 	if s.cache != nil {
 		s.cache.invalidate(user, kind, id)

@@ -34,8 +34,9 @@
 // at most Options.CacheSize entries; callers get copies.
 //
 // Several replicas may share the Redis: every write that changes or removes
-// per-user records (PutUser, UpdateUser, DeleteUser) drops the records from
-// the local cache at once and then publishes the selector on the channel
+// per-user records (PutUser, UpdateUser, DeleteUser, and a DeleteUser that
+// failed, as it may have deleted) drops the records from the local cache
+// at once and then publishes the selector on the channel
 // "<prefix>invalidate" (PUBLISH, so any mode, Cluster included), whether or
 // not the writing store caches itself (the CLI revokes through a store of
 // its own). Every caching store subscribes to the channel, on its first
@@ -412,6 +413,7 @@ func (s *Store) UpdateUser(ctx context.Context, user, kind, id string, val []byt
 		return unavailable("update user record", err)
 	}
 	if n == 0 {
+		s.dropLocal(user, kind, id) // gone from Redis: nor here
 		return session.ErrNotFound
 	}
 	s.invalidate(ctx, user, kind, id)
@@ -567,6 +569,7 @@ func (s *Store) DeleteUser(ctx context.Context, user, kind, id string) (int, err
 			return 0, err
 		}
 		if len(entries) == 0 {
+			s.dropLocal(user, kind, id) // nothing left in Redis: nor here
 			return 0, nil
 		}
 	}
@@ -583,11 +586,15 @@ func (s *Store) DeleteUser(ctx context.Context, user, kind, id string) (int, err
 		return nil
 	})
 	if err != nil {
-		s.dropLocal(user, kind, id) // the delete may have happened
+		// The delete may have happened (a lost reply), and a retry would
+		// find nothing to delete: tell the peers now, as for a revocation.
+		s.invalidate(ctx, user, kind, id)
 		return 0, unavailable("delete user records", err)
 	}
 	if del.Val() > 0 {
 		s.invalidate(ctx, user, kind, id)
+	} else {
+		s.dropLocal(user, kind, id) // already gone from Redis: nor here
 	}
 	return int(del.Val()), nil
 }
@@ -603,8 +610,8 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // dropLocal drops records from the local cache only: after a write that
-// failed but may have reached Redis. The other replicas' copies run out
-// with their TTL.
+// failed but may have reached Redis (the other replicas' copies run out
+// with their TTL), or one that found the records already gone.
 func (s *Store) dropLocal(user, kind, id string) {
 	if s.cache != nil {
 		s.cache.invalidate(user, kind, id)
