@@ -75,7 +75,7 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 	default: // auto
 		live := t.liveHeap()
 		limit = autoMemoryLimit(live)
-		t.log.Info("runtime tuned", "gc_percent", rc.GCPercent, "memory_limit", config.FormatByteSize(limit), "live_heap", config.FormatByteSize(int64(live)))
+		t.log.Info("runtime tuned", "gc_percent", rc.GCPercent, "memory_limit", config.FormatByteSize(limit), "live_heap_bytes", live)
 	}
 	t.setLimit(limit)
 }
