@@ -145,6 +145,11 @@ func (m *Manager) verifyClaims(purpose, value, user string) (claims, error) {
 	if err != nil {
 		return claims{}, err
 	}
+	return m.checkClaims(payload, user)
+}
+
+// checkClaims decodes a verified payload and checks its user and expiry.
+func (m *Manager) checkClaims(payload []byte, user string) (claims, error) {
 	var c claims
 	if err := c.decode(payload); err != nil || c.User == "" || !validID(c.ID) {
 		return claims{}, fmt.Errorf("%w: bad payload", ErrMalformed)

@@ -153,7 +153,7 @@ func (m *Manager) openState(token, user string) (stateToken, error) {
 	}
 	if len(payload) > 0 && payload[0] == '{' {
 		// A plain token from before states were sealed.
-		c, err := m.stateClaims(payload, user)
+		c, err := m.checkClaims(payload, user)
 		if err != nil {
 			return stateToken{}, err
 		}
@@ -179,7 +179,7 @@ func (m *Manager) openState(token, user string) (stateToken, error) {
 	}
 	id := hex.EncodeToString(rawID)
 	if kind == stateStored {
-		c, err := m.stateClaims(pt, user)
+		c, err := m.checkClaims(pt, user)
 		if err != nil {
 			return stateToken{}, err
 		}
@@ -199,21 +199,6 @@ func (m *Manager) openState(token, user string) (stateToken, error) {
 		return stateToken{}, ErrExpired
 	}
 	return stateToken{id: id, st: st}, nil
-}
-
-// stateClaims decodes and checks the claims of a stored state's token.
-func (m *Manager) stateClaims(b []byte, user string) (claims, error) {
-	var c claims
-	if err := c.decode(b); err != nil || c.User == "" || !validID(c.ID) {
-		return claims{}, fmt.Errorf("%w: bad payload", ErrMalformed)
-	}
-	if c.User != user {
-		return claims{}, ErrWrongUser
-	}
-	if expired(c.Expiry, m.now()) {
-		return claims{}, ErrExpired
-	}
-	return c, nil
 }
 
 // tokenKeyID returns the key id of a token that [Keyring.Verify] accepted:
