@@ -87,12 +87,9 @@ func TestLazyPrototypeCycles(t *testing.T) {
 			}
 			// As on native objects: the same TypeError, or false from
 			// Reflect.setPrototypeOf.
+			// A Proxy whose target is user leads back to user itself: a
+			// loop without a Proxy on it, refused up front as goja does.
 			want := native.RunDebug(context.Background(), richInput())
-			if tc.name == "Proxy" {
-				// The cycle is only seen once made: the run ends there and
-				// its runtime is discarded, without the final objects.
-				want.User, want.Context = nil, nil
-			}
 			if diff := cmp.Diff(want, res); diff != "" {
 				t.Errorf("(-native +lazy):\n%s", diff)
 			}

@@ -87,6 +87,10 @@ type runState struct {
 	// context.multifactor / context.redirect, to name it in errors.
 	multifactor, redirect         goja.Value
 	multifactorRule, redirectRule string
+	// protoCycle is set when the rule tried to make a prototype chain
+	// loop through a Proxy (guardPrototypes): the rule fails and the
+	// runtime is discarded.
+	protoCycle bool
 }
 
 type jsTimer struct {
@@ -177,9 +181,7 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 	urlObj := urlMod.ToObject(vm)
 	define("URL", urlObj.Get("URL"))
 	define("URLSearchParams", urlObj.Get("URLSearchParams"))
-	if !e.nativeInput {
-		rt.guardPrototypes()
-	}
+	rt.guardPrototypes()
 
 	rt.callback = vm.ToValue(rt.cb)
 	rt.fns = make([]goja.Callable, len(e.rules))
@@ -429,6 +431,14 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 	st.rule = name
 	st.clearRule()
 	defer st.clearRule()
+	st.protoCycle = false
+	defer func() {
+		// Caught, or tripped by the last instruction the rule ran.
+		if st.protoCycle {
+			st.protoCycle = false
+			rerr, discard = &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: name}, true
+		}
+	}()
 
 	rt.arm(deadline)
 	defer rt.disarm()
