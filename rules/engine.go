@@ -110,7 +110,8 @@ type Engine struct {
 // at once in a *LoadError (wrapping ErrInvalidRules): syntax errors, code
 // that is not a single function expression of at most three parameters,
 // require() of an unavailable module, missing mandatory configuration of
-// gallery rules, and duplicate names. Runtimes are created lazily.
+// gallery rules, and duplicate names. Warnings (those of [Lint]) are
+// logged. Runtimes are created lazily.
 func New(opts Options) (*Engine, error) {
 	if err := normalize(&opts); err != nil {
 		return nil, err
@@ -121,7 +122,7 @@ func New(opts Options) (*Engine, error) {
 		now:        opts.Now,
 		configKeys: sortedKeys(opts.Configuration),
 	}
-	var problems []Finding
+	var problems, warnings []Finding
 	seen := map[string]bool{}
 	cfg := opts.Configuration
 	if cfg == nil {
@@ -144,6 +145,8 @@ func New(opts Options) (*Engine, error) {
 		for _, f := range findings {
 			if f.Severity == SeverityError {
 				problems = append(problems, f)
+			} else {
+				warnings = append(warnings, f)
 			}
 		}
 		if r != nil {
@@ -154,6 +157,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if len(problems) > 0 {
 		return nil, &LoadError{Findings: problems}
+	}
+	for _, f := range warnings {
+		e.logger.Warn("rule warning (see `stepup rules lint`)", "rule", f.Rule, "warning", f.Message)
 	}
 	e.pool = make(chan *jsRuntime, opts.PoolSize)
 	e.freed = make(chan struct{}, opts.PoolSize)

@@ -59,11 +59,15 @@ var nativeObjectTokens = []string{
 // needsNativeObjects reports whether a rule's text mentions one of
 // nativeObjectTokens, or uses escapes (\u, \x, octal) that could spell one
 // in an identifier or a string without the plain word appearing.
-func needsNativeObjects(code []byte) bool {
+func needsNativeObjects(code []byte) bool { return nativeObjectsReason(code) != "" }
+
+// nativeObjectsReason says why a rule needs native objects: the token it
+// mentions, quoted, or "an escape sequence"; "" when it does not.
+func nativeObjectsReason(code []byte) string {
 	s := string(code)
 	for i := 0; i+1 < len(s); i++ {
 		if c := s[i+1]; s[i] == '\\' && (c == 'u' || c == 'x' || c >= '0' && c <= '7') {
-			return true
+			return "an escape sequence (\\" + string(c) + ")"
 		}
 	}
 	for _, tok := range nativeObjectTokens {
@@ -75,12 +79,12 @@ func needsNativeObjects(code []byte) bool {
 			j += off
 			end := j + len(tok)
 			if (j == 0 || !isIdentByte(s[j-1])) && (end == len(s) || !isIdentByte(s[end])) {
-				return true
+				return `"` + tok + `"`
 			}
 			off = j + 1
 		}
 	}
-	return false
+	return ""
 }
 
 func isIdentByte(c byte) bool {

@@ -284,3 +284,34 @@ func TestTry(t *testing.T) {
 		t.Error("Try accepted a syntax error")
 	}
 }
+
+func TestLintNativeObjects(t *testing.T) {
+	const suffix = ": every rule then gets user and context as plain objects built before it runs, instead of on first access, which costs about twice the rules' CPU per check (docs/performance.md)"
+	for _, tc := range []struct {
+		name, code, want string // want: "" = no such warning
+	}{
+		{"freeze", "function (u, c, cb) { Object.freeze(c); cb(null, u, c); }", `the rule mentions "freeze"` + suffix},
+		{"in a comment", "function (u, c, cb) { /* Reflect */ cb(null, u, c); }", `the rule mentions "Reflect"` + suffix},
+		{"unicode escape", "function (u, c, cb) { var s = '\\u0041'; cb(null, u, c); }", `the rule mentions an escape sequence (\u)` + suffix},
+		{"part of a word", "function (u, c, cb) { var freezer = 1; cb(null, u, c); }", ""},
+		{"plain rule", "function (u, c, cb) { cb(null, u, c); }", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, f := range Lint(Options{Rules: []Source{jsSource("r", tc.code)}}) {
+				if strings.Contains(f.Message, "plain objects") {
+					if f.Severity != SeverityWarning {
+						t.Errorf("severity %q, want warning", f.Severity)
+					}
+					got = append(got, f.Message)
+				}
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("unexpected warning %q", got)
+			case tc.want != "" && (len(got) != 1 || got[0] != tc.want):
+				t.Errorf("warnings %q, want [%q]", got, tc.want)
+			}
+		})
+	}
+}
