@@ -373,31 +373,9 @@ type exportCtx struct {
 // so callers must hold the runtime's interrupt armed.
 func (rt *jsRuntime) export(v goja.Value, x *exportCtx) (any, bool) {
 	x.nodes++
-	if v == nil || goja.IsUndefined(v) {
-		return nil, false
-	}
-	if goja.IsNull(v) {
-		return nil, true
-	}
 	obj, isObj := v.(*goja.Object)
 	if !isObj {
-		switch e := v.Export().(type) {
-		case float64:
-			if math.IsNaN(e) || math.IsInf(e, 0) {
-				return nil, true
-			}
-			return e, true
-		case int64, string, bool:
-			return e, true
-		case nil:
-			return nil, true
-		default:
-			// Symbols and BigInts have no JSON form.
-			if _, ok := v.(*goja.Symbol); ok {
-				return nil, false
-			}
-			return v.String(), true
-		}
+		return exportPrimitive(v)
 	}
 	if _, ok := goja.AssertFunction(obj); ok {
 		return nil, false
@@ -451,6 +429,34 @@ func (rt *jsRuntime) export(v goja.Value, x *exportCtx) (any, bool) {
 		}
 	}
 	return out, true
+}
+
+// exportPrimitive is export for a value that is not an object (nil
+// included), which needs no exportCtx.
+func exportPrimitive(v goja.Value) (any, bool) {
+	if v == nil || goja.IsUndefined(v) {
+		return nil, false
+	}
+	if goja.IsNull(v) {
+		return nil, true
+	}
+	switch e := v.Export().(type) {
+	case float64:
+		if math.IsNaN(e) || math.IsInf(e, 0) {
+			return nil, true
+		}
+		return e, true
+	case int64, string, bool:
+		return e, true
+	case nil:
+		return nil, true
+	default:
+		// Symbols and BigInts have no JSON form.
+		if _, ok := v.(*goja.Symbol); ok {
+			return nil, false
+		}
+		return v.String(), true
+	}
 }
 
 // exportMap exports an object as a map; non-objects give nil.

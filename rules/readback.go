@@ -128,14 +128,130 @@ func internalErr(rule, name, format string, args ...any) *Error {
 	return &Error{Kind: KindInternal, Name: name, Message: fmt.Sprintf(format, args...), Rule: rule}
 }
 
-// multifactor keys with a dedicated field.
-var (
-	mfCommonKeys = []string{"provider", "allowRememberBrowser", "ignoreCookie"}
-	mfDuoKeys    = []string{"ikey", "skey", "host", "username", "admin"}
-)
+// mfDuoKeys are the keys of context.multifactor with a dedicated field
+// when the provider is "duo".
+var mfDuoKeys = [...]string{"ikey", "skey", "host", "username", "admin"}
+
+// mfExported is an exported key of context.multifactor: ok is false when
+// the key is absent or its value has no JSON form (as export reports).
+type mfExported struct {
+	v  any
+	ok bool
+}
+
+// mfFields holds context.multifactor's keys as export would give them,
+// without building a map for the keys with a dedicated field.
+type mfFields struct {
+	// provider is the exported provider unless it is a primitive string,
+	// which is kept in providerStr (providerIsStr) to avoid boxing it.
+	provider      mfExported
+	providerStr   string
+	providerIsStr bool
+	allowRemember mfExported
+	duo           [5]mfExported // in mfDuoKeys order
+	other         map[string]any
+}
+
+// readMultifactorFields reads obj's own enumerable keys in order, each
+// with one Get, exactly as export does for a plain object (same getter
+// calls, cycle detection and node limit), keeping the values of the keys
+// with a dedicated field apart. ok is false when export would not give a
+// map (obj is a function, Date, Array or Buffer).
+func (rt *jsRuntime) readMultifactorFields(obj *goja.Object) (f mfFields, ok bool) {
+	if _, isFn := goja.AssertFunction(obj); isFn {
+		return f, false
+	}
+	switch obj.ClassName() {
+	case "Date", "Array":
+		// Export it for the same side effects (getters, toISOString).
+		rt.exportMap(obj)
+		return f, false
+	}
+	if obj.ExportType() == typeBytes {
+		return f, false
+	}
+	// The exportCtx (as export would have it after entering obj) is
+	// only allocated once a value is an object.
+	x := mfExporter{rt: rt, obj: obj, nodes: 1}
+	for _, k := range obj.Keys() {
+		if x.exceeded() {
+			break
+		}
+		v := obj.Get(k)
+		switch k {
+		case "provider":
+			if s, isStr := v.(goja.String); isStr {
+				x.count()
+				f.providerStr, f.providerIsStr = s.String(), true
+				f.provider = mfExported{}
+				continue
+			}
+			f.providerIsStr = false
+			f.provider.v, f.provider.ok = x.export(v)
+			continue
+		case "allowRememberBrowser":
+			f.allowRemember.v, f.allowRemember.ok = x.export(v)
+			continue
+		case "ignoreCookie":
+			// Read separately (through the prototype chain); exported
+			// only as export would.
+			x.export(v)
+			continue
+		}
+		e, ok := x.export(v)
+		if i := slices.Index(mfDuoKeys[:], k); i >= 0 {
+			f.duo[i] = mfExported{e, ok}
+			continue
+		}
+		if ok {
+			if f.other == nil {
+				f.other = map[string]any{}
+			}
+			f.other[k] = e
+		}
+	}
+	return f, true
+}
+
+// mfExporter exports the values of context.multifactor's keys as export
+// does inside the object, allocating its exportCtx only for object values.
+type mfExporter struct {
+	rt    *jsRuntime
+	obj   *goja.Object
+	nodes int
+	x     *exportCtx
+}
+
+func (m *mfExporter) count() {
+	if m.x != nil {
+		m.x.nodes++
+	} else {
+		m.nodes++
+	}
+}
+
+func (m *mfExporter) exceeded() bool {
+	if m.x != nil {
+		return m.x.nodes > maxExportNodes
+	}
+	return m.nodes > maxExportNodes
+}
+
+func (m *mfExporter) export(v goja.Value) (any, bool) {
+	if _, isObj := v.(*goja.Object); !isObj && m.x == nil {
+		m.nodes++
+		return exportPrimitive(v)
+	}
+	if m.x == nil {
+		m.x = &exportCtx{path: []*goja.Object{m.obj}, nodes: m.nodes}
+	}
+	return m.rt.export(v, m.x)
+}
 
 // readMultifactor validates context.multifactor. Unknown providers and
-// incomplete Duo settings fail closed.
+// incomplete Duo settings fail closed. It behaves as if the whole object
+// were exported (export's rules for values, getters and order), without
+// exporting the keys with a dedicated field.
 func (rt *jsRuntime) readMultifactor(v goja.Value, rule string) (*Multifactor, *Error) {
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
 		return nil, nil
@@ -144,19 +260,25 @@ func (rt *jsRuntime) readMultifactor(v goja.Value, rule string) (*Multifactor, *
 	if !ok {
 		return nil, internalErr(rule, "MultifactorError", "context.multifactor must be an object")
 	}
-	m := rt.exportMap(obj)
-	if m == nil {
+	f, ok := rt.readMultifactorFields(obj)
+	if !ok {
 		return nil, internalErr(rule, "MultifactorError", "context.multifactor must be an object")
 	}
 	provider := "any"
-	switch p := m["provider"].(type) {
-	case nil:
-	case string:
+	p, isStr := f.providerStr, f.providerIsStr
+	if !isStr && f.provider.ok {
+		switch pv := f.provider.v.(type) {
+		case nil:
+		case string:
+			p, isStr = pv, true
+		default:
+			return nil, internalErr(rule, "MultifactorError", "context.multifactor.provider must be a string")
+		}
+	}
+	if isStr {
 		if t := strings.ToLower(strings.TrimSpace(p)); t != "" {
 			provider = t
 		}
-	default:
-		return nil, internalErr(rule, "MultifactorError", "context.multifactor.provider must be a string")
 	}
 	mf := &Multifactor{Provider: provider, AllowRememberBrowser: true}
 	switch provider {
@@ -168,54 +290,50 @@ func (rt *jsRuntime) readMultifactor(v goja.Value, rule string) (*Multifactor, *
 	default:
 		return nil, internalErr(rule, "MultifactorError", "unknown/unsupported multifactor provider %q", provider)
 	}
-	if b, ok := m["allowRememberBrowser"].(bool); ok && !b {
+	if b, ok := f.allowRemember.v.(bool); ok && f.allowRemember.ok && !b {
 		mf.AllowRememberBrowser = false
 	}
 	mf.IgnoreCookie = getp(obj, "ignoreCookie").ToBoolean()
 
-	skip := mfCommonKeys
 	if mf.Provider == "duo" {
-		skip = append(slices.Clone(mfCommonKeys), mfDuoKeys...)
 		duo := &DuoOptions{}
 		var missing []string
-		for _, f := range []struct {
-			key string
-			dst *string
-		}{{"ikey", &duo.IKey}, {"skey", &duo.SKey}, {"host", &duo.Host}} {
-			s, _ := m[f.key].(string)
+		for i, dst := range []*string{&duo.IKey, &duo.SKey, &duo.Host} {
+			s, _ := f.duo[i].v.(string)
 			if strings.TrimSpace(s) == "" {
-				missing = append(missing, f.key)
+				missing = append(missing, mfDuoKeys[i])
 			}
-			*f.dst = s
+			*dst = s
 		}
 		if len(missing) > 0 {
 			return nil, internalErr(rule, "MultifactorError", "duo multifactor requires ikey, skey and host (missing or empty: %s)", strings.Join(missing, ", "))
 		}
-		if u, ok := m["username"]; ok && u != nil {
-			s, ok := u.(string)
+		if u := f.duo[3]; u.ok && u.v != nil {
+			s, ok := u.v.(string)
 			if !ok {
 				return nil, internalErr(rule, "MultifactorError", "context.multifactor.username must be a string")
 			}
 			duo.Username = s
 		}
-		if a, ok := m["admin"]; ok && a != nil {
-			am, ok := a.(map[string]any)
+		if a := f.duo[4]; a.ok && a.v != nil {
+			am, ok := a.v.(map[string]any)
 			if !ok {
 				return nil, internalErr(rule, "MultifactorError", "context.multifactor.admin must be an object")
 			}
 			duo.Admin = am
 		}
 		mf.Duo = duo
-	}
-	for k, val := range m {
-		if slices.Contains(skip, k) {
-			continue
+	} else {
+		for i, d := range f.duo {
+			if d.ok {
+				if f.other == nil {
+					f.other = map[string]any{}
+				}
+				f.other[mfDuoKeys[i]] = d.v
+			}
 		}
-		if mf.Options == nil {
-			mf.Options = map[string]any{}
-		}
-		mf.Options[k] = val
 	}
+	mf.Options = f.other
 	return mf, nil
 }
 
