@@ -296,15 +296,16 @@ const AssertionHeader = "x-stepup-assertion"
 func (s *Server) stepUp(ctx context.Context, r *Request, id *Identity, d Decision, req Requirement) Decision {
 	d.Kind, d.Reason = StepUp, "mfa_required"
 	d.Message = "multi-factor authentication required"
-	loc := s.prefixURL(r, "mfa")
 	if s.sessions != nil {
 		tok, err := s.sessions.NewState(ctx, StepUpState{ReturnURL: r.URL(), User: id.User, ClientID: r.ClientID, Requirement: req})
 		if err != nil {
 			return s.storeDown(d, err)
 		}
-		loc += "?state=" + url.QueryEscape(tok)
+		// One string for prefixURL(r, "mfa") + "?state=" + the token.
+		d.Location = s.prefixURLQuery(r, "mfa", "?state=", url.QueryEscape(tok))
+	} else {
+		d.Location = s.prefixURL(r, "mfa")
 	}
-	d.Location = loc
 	if d.Browser {
 		d.Status = 302
 	} else {
@@ -367,13 +368,20 @@ func (s *Server) fault(d Decision, reason, msg string, err error) Decision {
 }
 
 func (s *Server) prefixURL(r *Request, page string) string {
+	return s.prefixURLQuery(r, page, "", "")
+}
+
+// prefixURLQuery is prefixURL(r, page) + sep + query, built at once.
+func (s *Server) prefixURLQuery(r *Request, page, sep, query string) string {
 	var b strings.Builder
-	b.Grow(len(r.Scheme) + 3 + len(r.HostPort) + len(s.prefix) + len(page))
+	b.Grow(len(r.Scheme) + 3 + len(r.HostPort) + len(s.prefix) + len(page) + len(sep) + len(query))
 	b.WriteString(r.Scheme)
 	b.WriteString("://")
 	b.WriteString(r.HostPort)
 	b.WriteString(s.prefix)
 	b.WriteString(page)
+	b.WriteString(sep)
+	b.WriteString(query)
 	return b.String()
 }
 
@@ -389,6 +397,10 @@ func (s *Server) identityHeaders(d *Decision, r *Request, id *Identity, in *Poli
 		network = strings.Join(in.Networks, ",")
 	}
 	d.Network = network
+	if d.Headers == nil {
+		// Room for the four below and a filtered cookie header.
+		d.Headers = make([]HeaderKV, 0, 5)
+	}
 	d.Headers = append(d.Headers,
 		HeaderKV{h.user, id.User},
 		HeaderKV{h.email, id.Email},

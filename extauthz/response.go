@@ -74,7 +74,11 @@ func toCheckResponse(d *Decision) *authv3.CheckResponse {
 	for _, h := range headers {
 		// §4.6: denied headers leave both append fields unset; never
 		// append: true (silently dropped by older Envoys).
-		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: h.Key, Value: h.Value}})
+		hv := sharedDeniedHeader(h)
+		if hv == nil {
+			hv = &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: h.Key, Value: h.Value}}
+		}
+		denied.Headers = append(denied.Headers, hv)
 	}
 	return &authv3.CheckResponse{
 		Status:          &rpcstatus.Status{Code: int32(code), Message: d.Reason},
@@ -137,8 +141,8 @@ func jsonBody(d *Decision) string {
 // request's x-request-id, which also tags stepup's own log line).
 func decisionMetadata(d *Decision) *structpb.Struct {
 	f := make(map[string]*structpb.Value, 4)
-	f["decision"] = structpb.NewStringValue(d.Kind.String())
-	f["reason"] = structpb.NewStringValue(d.Reason)
+	f["decision"] = metadataString(d.Kind.String())
+	f["reason"] = metadataString(d.Reason)
 	if d.Rule != "" {
 		f["rule"] = structpb.NewStringValue(d.Rule)
 	}
@@ -146,4 +150,63 @@ func decisionMetadata(d *Decision) *structpb.Struct {
 		f["decision_id"] = structpb.NewStringValue(d.ID)
 	}
 	return &structpb.Struct{Fields: f}
+}
+
+// The values below are built once and shared by every response. They are
+// never modified after init: a response is only read (marshalled, or
+// copied by the HTTP server), and protobuf messages are safe for
+// concurrent reads.
+var (
+	// sharedMetadata holds the metadata strings of the fixed vocabulary:
+	// decision kinds and the reasons stepup itself sets.
+	sharedMetadata = func() map[string]*structpb.Value {
+		m := make(map[string]*structpb.Value)
+		for _, k := range []Kind{Allow, Deny, StepUp, Login, Redirect} {
+			m[k.String()] = structpb.NewStringValue(k.String())
+		}
+		for _, r := range []string{
+			"", "network", "no_mfa_required", "mfa_session", "remembered",
+			"mfa_required", "stepup_prefix", "redirect", "no_identity",
+			"invalid_identity", "store_unavailable", "internal", "deadline",
+			"bad_request", "rule_error", "rule_denied", "rule_timeout",
+			"rule_exception",
+		} {
+			m[r] = structpb.NewStringValue(r)
+		}
+		return m
+	}()
+	// sharedDenied holds the denied-response headers whose value never
+	// varies.
+	sharedDenied = func() map[HeaderKV]*corev3.HeaderValueOption {
+		m := make(map[HeaderKV]*corev3.HeaderValueOption)
+		for _, h := range []HeaderKV{
+			{"cache-control", "no-store"},
+			{"www-authenticate", WWWAuthenticateStepUp},
+			{"www-authenticate", WWWAuthenticateLogin},
+			{"content-type", "application/json"},
+			{"content-type", "text/plain; charset=utf-8"},
+		} {
+			m[h] = &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: h.Key, Value: h.Value}}
+		}
+		return m
+	}()
+)
+
+// metadataString returns the structpb string value of s, shared when s is
+// one of the fixed vocabulary.
+func metadataString(s string) *structpb.Value {
+	if v, ok := sharedMetadata[s]; ok {
+		return v
+	}
+	return structpb.NewStringValue(s)
+}
+
+// sharedDeniedHeader returns the shared header option of h, or nil when
+// its value is not a constant one.
+func sharedDeniedHeader(h HeaderKV) *corev3.HeaderValueOption {
+	switch h.Key {
+	case "cache-control", "www-authenticate", "content-type":
+		return sharedDenied[h]
+	}
+	return nil
 }

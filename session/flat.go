@@ -11,6 +11,13 @@ type flatField struct {
 	name string
 	str  *string
 	num  *int64
+	// same, when not "", is the value the string field is expected to
+	// have: when the last value read has it, *str is left alone and
+	// *sameHit is set to true instead (the caller then sets *str = same),
+	// which spares a copy. (Storing same through str here would make
+	// every field pointer escape.)
+	same    string
+	sameHit *bool
 }
 
 // decodeFlat decodes b into fields when b is a compact JSON object whose
@@ -51,6 +58,13 @@ func decodeFlat(b []byte, fields []flatField) bool {
 			s, next, ok := flatString(b, i)
 			if !ok {
 				return false
+			}
+			if f.sameHit != nil {
+				*f.sameHit = f.same != "" && string(s) == f.same
+				if *f.sameHit {
+					i = next
+					break
+				}
 			}
 			*f.str = string(s)
 			i = next
@@ -125,14 +139,22 @@ func unmarshal(b []byte, v any) error {
 	return json.Unmarshal(bytes.Clone(b), v)
 }
 
-func (c *claims) decode(b []byte) error {
+func (c *claims) decode(b []byte) error { return c.decodeFor(b, "") }
+
+// decodeFor is decode for a token expected to be user's: the user name is
+// then not copied out of b.
+func (c *claims) decodeFor(b []byte, user string) error {
+	isUser := false
 	if decodeFlat(b, []flatField{
-		{name: "u", str: &c.User},
+		{name: "u", str: &c.User, same: user, sameHit: &isUser},
 		{name: "id", str: &c.ID},
 		{name: "t", str: &c.Token},
 		{name: "iat", num: &c.Issued},
 		{name: "exp", num: &c.Expiry},
 	}) {
+		if isUser {
+			c.User = user
+		}
 		return nil
 	}
 	var v claims

@@ -57,6 +57,14 @@ func FuzzDecodeFlat(f *testing.F) {
 		if (errD == nil) != (errJ == nil) || (errD == nil && dc != jc) {
 			t.Fatalf("claims.decode(%q) = %+v, %v; encoding/json = %+v, %v", b, dc, errD, jc, errJ)
 		}
+		// decodeFor only avoids a copy: same result, for the expected
+		// user and for another one.
+		for _, user := range []string{"alice", "auth0|5f7c8ec7", jc.User} {
+			var du claims
+			if errU := du.decodeFor(b, user); (errU == nil) != (errJ == nil) || (errU == nil && du != jc) {
+				t.Fatalf("claims.decodeFor(%q, %q) = %+v, %v; encoding/json = %+v, %v", b, user, du, errU, jc, errJ)
+			}
+		}
 		var dm, jm mfaRecord
 		errD, errJ = dm.decode(b), json.Unmarshal(b, &jm)
 		if (errD == nil) != (errJ == nil) || (errD == nil && dm != jm) {
@@ -79,6 +87,25 @@ func TestDecodeFlatTakesFastPath(t *testing.T) {
 		var c claims
 		if !decodeFlat([]byte(s), []flatField{{name: "u", str: &c.User}, {name: "id", str: &c.ID}, {name: "t", str: &c.Token}, {name: "iat", num: &c.Issued}, {name: "exp", num: &c.Expiry}}) {
 			t.Errorf("decodeFlat(%s) fell back; the payloads this package writes must take the fast path", s)
+		}
+	}
+}
+
+// decodeFor spares the copy of the expected user only: the last "u" wins,
+// as with encoding/json, whichever of the duplicates is the user.
+func TestClaimsDecodeForUser(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"u":"alice","id":"x"}`, "alice"},
+		{`{"u":"bob","id":"x"}`, "bob"},
+		{`{"u":"alice","u":"bob","id":"x"}`, "bob"},
+		{`{"u":"bob","u":"alice","id":"x"}`, "alice"},
+		{`{"u":"","id":"x"}`, ""},
+		{`{"id":"x"}`, ""},
+		{`{"u": "alice","id":"x"}`, "alice"}, // encoding/json fallback
+	} {
+		var c claims
+		if err := c.decodeFor([]byte(tc.in), "alice"); err != nil || c.User != tc.want || c.ID != "x" {
+			t.Errorf("decodeFor(%s, alice) = %+v, %v; want user %q", tc.in, c, err, tc.want)
 		}
 	}
 }

@@ -151,7 +151,7 @@ func (m *Manager) verifyClaims(purpose, value, user string) (claims, error) {
 // checkClaims decodes a verified payload and checks its user and expiry.
 func (m *Manager) checkClaims(payload []byte, user string) (claims, error) {
 	var c claims
-	if err := c.decode(payload); err != nil || c.User == "" || !validID(c.ID) {
+	if err := c.decodeFor(payload, user); err != nil || c.User == "" || !validID(c.ID) {
 		return claims{}, fmt.Errorf("%w: bad payload", ErrMalformed)
 	}
 	if c.User != user {
