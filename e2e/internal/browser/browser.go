@@ -88,7 +88,7 @@ type Browser struct {
 }
 
 // The browser of [Shared]. The brief of this package asks for one browser
-// per test binary; this is the only package-level state.
+// per test binary; with artifactsCleaned, the only package-level state.
 var shared struct {
 	once sync.Once
 	b    *Browser
@@ -268,13 +268,26 @@ func (b *Browser) NewContext(tb testing.TB) context.Context {
 }
 
 // artifactDir is $STEPUP_E2E_ARTIFACTS/<test name>, or a directory under
-// the test's temporary directory.
+// the test's temporary directory. A test's directory under
+// $STEPUP_E2E_ARTIFACTS is emptied the first time this process uses it,
+// so that it holds the screenshots of the latest run only.
 func artifactDir(tb testing.TB) string {
 	if base := os.Getenv(ArtifactsEnv); base != "" {
-		return filepath.Join(base, safeName(tb.Name()))
+		dir := filepath.Join(base, safeName(tb.Name()))
+		once, _ := artifactsCleaned.LoadOrStore(dir, new(sync.Once))
+		once.(*sync.Once).Do(func() {
+			if err := os.RemoveAll(dir); err != nil {
+				tb.Logf("cannot empty %s: %v", dir, err)
+			}
+		})
+		return dir
 	}
 	return filepath.Join(tb.TempDir(), "artifacts")
 }
+
+// artifactsCleaned maps an artifact directory to the sync.Once that
+// emptied it in this process.
+var artifactsCleaned sync.Map
 
 // ArtifactDir returns the directory screenshots of ctx are written to.
 func ArtifactDir(ctx context.Context, tb testing.TB) string {
