@@ -44,6 +44,18 @@ type ruleMetrics struct {
 	duration *prometheus.HistogramVec
 	reloads  *prometheus.CounterVec
 	loaded   prometheus.Gauge
+
+	// children caches each rule's metric children: ObserveRule runs for
+	// every rule of every Check, and a label lookup hashes the values.
+	mu       sync.RWMutex
+	children map[string]*ruleChildren
+}
+
+// ruleChildren are one rule's metric children.
+type ruleChildren struct {
+	duration prometheus.Observer
+	mu       sync.RWMutex
+	runs     map[string]prometheus.Counter // by outcome
 }
 
 func newRuleMetrics(reg prometheus.Registerer) *ruleMetrics {
@@ -66,6 +78,7 @@ func newRuleMetrics(reg prometheus.Registerer) *ruleMetrics {
 			Help: "1 when the last rules reload succeeded, 0 when the running rules are older than the files.",
 		}),
 	}
+	m.children = map[string]*ruleChildren{}
 	reg.MustRegister(m.runs, m.duration, m.reloads, m.loaded)
 	m.loaded.Set(1)
 	return m
@@ -73,8 +86,37 @@ func newRuleMetrics(reg prometheus.Registerer) *ruleMetrics {
 
 // ObserveRule implements rules.Observer.
 func (m *ruleMetrics) ObserveRule(rule, outcome string, d time.Duration) {
-	m.runs.WithLabelValues(rule, outcome).Inc()
-	m.duration.WithLabelValues(rule).Observe(d.Seconds())
+	c := m.rule(rule)
+	c.duration.Observe(d.Seconds())
+	c.mu.RLock()
+	runs, ok := c.runs[outcome]
+	c.mu.RUnlock()
+	if !ok {
+		runs = m.runs.WithLabelValues(rule, outcome)
+		c.mu.Lock()
+		c.runs[outcome] = runs
+		c.mu.Unlock()
+	}
+	runs.Inc()
+}
+
+// rule returns the cached children of a rule. Rule names are bounded by
+// the configuration; a reload that renames rules leaves a few stale
+// entries, as the metric vectors themselves do.
+func (m *ruleMetrics) rule(name string) *ruleChildren {
+	m.mu.RLock()
+	c, ok := m.children[name]
+	m.mu.RUnlock()
+	if ok {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok = m.children[name]; !ok {
+		c = &ruleChildren{duration: m.duration.WithLabelValues(name), runs: map[string]prometheus.Counter{}}
+		m.children[name] = c
+	}
+	return c
 }
 
 // ruleSources loads the configured rule files (and built-ins).
