@@ -231,19 +231,7 @@ func (rt *jsRuntime) buildContext(c *Context, b *inputBudget) (*goja.Object, err
 		}
 		return obj.Set(k, v)
 	}
-	protocol := c.Protocol
-	if protocol == "" {
-		protocol = DefaultProtocol
-	}
-	for _, kv := range [...][2]string{
-		{"clientID", c.ClientID},
-		{"clientName", c.ClientName},
-		{"connection", c.Connection},
-		{"connectionStrategy", c.ConnectionStrategy},
-		{"protocol", protocol},
-		{"sessionID", c.SessionID},
-		{"tenant", c.Tenant},
-	} {
+	for _, kv := range contextStrings(c) {
 		if err := str(kv[0], kv[1]); err != nil {
 			return nil, err
 		}
@@ -498,4 +486,22 @@ func stringOf(v goja.Value) (string, bool) {
 	}
 	s, ok := v.Export().(string)
 	return s, ok
+}
+
+// contextStrings are the top-level string properties of context, in the
+// order rules see them, with the protocol defaulted.
+func contextStrings(c *Context) [7][2]string {
+	protocol := c.Protocol
+	if protocol == "" {
+		protocol = DefaultProtocol
+	}
+	return [...][2]string{
+		{"clientID", c.ClientID},
+		{"clientName", c.ClientName},
+		{"connection", c.Connection},
+		{"connectionStrategy", c.ConnectionStrategy},
+		{"protocol", protocol},
+		{"sessionID", c.SessionID},
+		{"tenant", c.Tenant},
+	}
 }

@@ -725,24 +725,17 @@ func lazyCheckContext(c *Context, b *inputBudget) (bool, error) {
 			return ok, err
 		}
 	}
-	protocol := c.Protocol
-	if protocol == "" {
-		protocol = DefaultProtocol
-	}
-	for _, kv := range [...][2]string{
-		{"clientID", c.ClientID},
-		{"clientName", c.ClientName},
-		{"connection", c.Connection},
-		{"connectionStrategy", c.ConnectionStrategy},
-		{"protocol", protocol},
-		{"sessionID", c.SessionID},
-		{"tenant", c.Tenant},
+	top := contextStrings(c)
+	request := [...][2]string{
 		{"ip", c.Request.IP},
 		{"hostname", c.Request.Hostname},
 		{"userAgent", c.Request.UserAgent},
-	} {
-		if err := b.add(len(kv[0]) + len(kv[1]) + 4); err != nil {
-			return true, err
+	}
+	for _, strs := range [...][][2]string{top[:], request[:]} {
+		for _, kv := range strs {
+			if err := b.add(len(kv[0]) + len(kv[1]) + 4); err != nil {
+				return true, err
+			}
 		}
 	}
 	if ok, err := lazyCheck(c.ClientMetadata, 1, b); !ok || err != nil {
