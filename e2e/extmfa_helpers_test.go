@@ -92,10 +92,6 @@ func startExtStack(t *testing.T, c extConfig) *extStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, err := provider.JWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir: %q\n", filepath.Join(dir, "data"))
@@ -132,24 +128,13 @@ func startExtStack(t *testing.T, c extConfig) *extStack {
 		_, _ = io.WriteString(w, "application")
 	}))
 	t.Cleanup(app.Close)
-	appURL, _ := url.Parse(app.URL)
-	stepURL, _ := url.Parse(s.HTTPURL(""))
-	p, err := envoyproxy.New(envoyproxy.Config{
-		AuthzTarget: s.GRPCAddr,
-		// Generous: not a statement about speed.
-		Timeout:           10 * time.Second,
-		StatusOnError:     http.StatusServiceUnavailable,
-		UseRemoteAddress:  true,
-		XFFNumTrustedHops: 1,
-		Routes: []envoyproxy.Route{
-			{Prefix: "/.stepup/", Upstream: stepURL},
-			{Prefix: "/", Upstream: appURL, ContextExtensions: map[string]string{"client_id": "payroll"}},
-		},
-		JWTAuthn: &envoyproxy.JWTAuthn{
-			Issuer: provider.Issuer, Audiences: []string{"payroll"}, JWKS: jwks,
-			FromCookies: []string{"id_token"}, FromBearer: true, Forward: true,
-		},
-	})
+	appURL, err := url.Parse(app.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stepupEnvoyConfig(t, s, appURL, provider)
+	cfg.JWTAuthn.FromBearer = true
+	p, err := envoyproxy.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -256,6 +256,31 @@ http://:%[1]d {
 // assertion), / to the application. It trusts one hop of X-Forwarded-For.
 func startMFAEnvoyProxy(t *testing.T, s *harness.Stepup, appURL string, provider *idp.IdP, clock *mfaClock) string {
 	t.Helper()
+	app, err := url.Parse(appURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stepupEnvoyConfig(t, s, app, provider)
+	cfg.VhostContextExtensions = map[string]string{"virtual_host": "payroll"}
+	cfg.Now = clock.Now
+	p, err := envoyproxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	front := httptest.NewServer(p)
+	t.Cleanup(front.Close)
+	return front.URL
+}
+
+// stepupEnvoyConfig is the Envoy of the e2e stacks in front of stepup:
+// ext_authz to its gRPC port (a 10 s deadline, generous for a loaded
+// machine and not a statement about speed; 503 on error), the edge's
+// use_remote_address with one trusted X-Forwarded-For hop, /.stepup/ to
+// stepup's HTTP port and / to app as client "payroll", and jwt_authn
+// reading provider's id_token cookie into the metadata.
+func stepupEnvoyConfig(t *testing.T, s *harness.Stepup, app *url.URL, provider *idp.IdP) envoyproxy.Config {
+	t.Helper()
 	jwks, err := provider.JWKS()
 	if err != nil {
 		t.Fatal(err)
@@ -264,18 +289,12 @@ func startMFAEnvoyProxy(t *testing.T, s *harness.Stepup, appURL string, provider
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := url.Parse(appURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := envoyproxy.New(envoyproxy.Config{
-		AuthzTarget: s.GRPCAddr,
-		// Generous for a loaded machine; not a statement about speed.
-		Timeout:                10 * time.Second,
-		StatusOnError:          http.StatusServiceUnavailable,
-		UseRemoteAddress:       true,
-		XFFNumTrustedHops:      1,
-		VhostContextExtensions: map[string]string{"virtual_host": "payroll"},
+	return envoyproxy.Config{
+		AuthzTarget:       s.GRPCAddr,
+		Timeout:           10 * time.Second,
+		StatusOnError:     http.StatusServiceUnavailable,
+		UseRemoteAddress:  true,
+		XFFNumTrustedHops: 1,
 		Routes: []envoyproxy.Route{
 			{Prefix: "/.stepup/", Upstream: stepHTTP},
 			{Prefix: "/", Upstream: app, ContextExtensions: map[string]string{"client_id": "payroll"}},
@@ -284,15 +303,7 @@ func startMFAEnvoyProxy(t *testing.T, s *harness.Stepup, appURL string, provider
 			Issuer: provider.Issuer, Audiences: []string{provider.Audience}, JWKS: jwks,
 			FromCookies: []string{"id_token"}, Forward: true,
 		},
-		Now: clock.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close() })
-	front := httptest.NewServer(p)
-	t.Cleanup(front.Close)
-	return front.URL
 }
 
 // url returns the proxy's URL of path (path and query).
