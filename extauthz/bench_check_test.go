@@ -2,8 +2,7 @@ package extauthz
 
 import (
 	"context"
-	"math/rand/v2"
-	"net/netip"
+	"github.com/stepup-dev/stepup/cidr/cidrtest"
 	"testing"
 	"time"
 
@@ -205,26 +204,9 @@ func BenchmarkMetricsObserve(b *testing.B) {
 // IPv4/IPv6 prefixes (scenario 6), from a fixed seed.
 func bench100kNetworks(b *testing.B) *cidr.Matcher {
 	b.Helper()
-	rng := rand.New(rand.NewPCG(5, 100_000))
 	list := append([]string(nil), corporate...)
-	seen := make(map[netip.Prefix]bool, 100_000)
-	for len(seen) < 100_000 {
-		var p netip.Prefix
-		if rng.IntN(100) < 85 {
-			a := netip.AddrFrom4([4]byte{byte(11 + rng.IntN(213)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))})
-			p = netip.PrefixFrom(a, 16+rng.IntN(13)).Masked()
-		} else {
-			var a [16]byte
-			a[0] = 0x20 | byte(rng.IntN(16))
-			for i := 1; i < 8; i++ {
-				a[i] = byte(rng.IntN(256))
-			}
-			p = netip.PrefixFrom(netip.AddrFrom16(a), 32+rng.IntN(33)).Masked()
-		}
-		if !seen[p] {
-			seen[p] = true
-			list = append(list, p.String())
-		}
+	for _, p := range cidrtest.RandomPrefixes(100_000) {
+		list = append(list, p.String())
 	}
 	set, err := cidr.New(map[string][]string{"corporate": list})
 	if err != nil {
