@@ -619,7 +619,7 @@ func (c *Config) setDefaults() {
 		c.Limits.MaxPathBytes = 8 << 10
 	}
 	if c.Runtime.GCPercent == 0 {
-		c.Runtime.GCPercent = 400
+		c.Runtime.GCPercent = 1000
 	}
 	if c.Runtime.MemoryLimit.Mode == "" {
 		c.Runtime.MemoryLimit.Mode = MemoryLimitAuto

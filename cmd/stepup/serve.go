@@ -322,8 +322,10 @@ func tlsWord(t config.TLS) string {
 }
 
 // streamWorkers is the number of gRPC stream workers: enough to keep every
-// CPU busy while some Checks wait on the session store.
-func streamWorkers() int { return 4 * runtime.GOMAXPROCS(0) }
+// CPU busy while some Checks wait on the session store, and to take the
+// usual number of Checks in flight from Envoy without falling back to a
+// fresh goroutine, whose small stack grows (and is copied) on each call.
+func streamWorkers() int { return 16 * runtime.GOMAXPROCS(0) }
 
 func newGRPCServer(cfg *config.Config) (*grpc.Server, error) {
 	opts := []grpc.ServerOption{

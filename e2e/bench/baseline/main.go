@@ -52,9 +52,9 @@ func run() error {
 	}
 	// The same options as stepup's gRPC server with its default
 	// configuration (cmd/stepup: server.grpc.max_recv_bytes 4 MiB,
-	// keepalive_min_time 5s, stream workers 4 × GOMAXPROCS).
+	// keepalive_min_time 5s, stream workers 16 × GOMAXPROCS).
 	g := grpc.NewServer(
-		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(uint32(16*runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
