@@ -130,13 +130,22 @@ const (
 // lazyProp is one own property of a lazyObject.
 type lazyProp struct {
 	name string
-	// val is the JavaScript value; nil while the property is pending.
-	val  goja.Value
-	src  any
+	// v is the property's JavaScript value (a goja.Value) once done;
+	// while pending, the Go source of a lazyValue property. One field for
+	// both keeps the per-run lazyInput small (it holds dozens of these).
+	v    any
 	kind lazyKind
+	// done is set once v holds the JavaScript value.
+	done bool
 	// dead marks a deleted property left in place (only while idx is in
 	// use: deleting from a large object must not shift and re-index it).
 	dead bool
+}
+
+// value returns the JavaScript value of a done property.
+func (p *lazyProp) value() goja.Value {
+	v, _ := p.v.(goja.Value)
+	return v
 }
 
 // lazyObject implements goja.DynamicObject.
@@ -169,10 +178,11 @@ type lazyInput struct {
 	// ctxObj is the context object handed to the first rule.
 	ctxObj *goja.Object
 	// ctxProps has room for the properties rules usually add
-	// (multifactor, redirect).
-	ctxProps  [len(contextKinds) + 4]lazyProp
+	// (multifactor, redirect); more move the slice to the heap. The sizes
+	// keep the whole struct within the 2 KiB allocation class.
+	ctxProps  [len(contextKinds) + 2]lazyProp
 	reqProps  [7]lazyProp
-	userProps [16]lazyProp
+	userProps [15]lazyProp
 }
 
 // contextKinds are context's own properties in creation order.
@@ -249,11 +259,10 @@ func (o *lazyObject) Get(key string) goja.Value {
 		return nil
 	}
 	p := &o.props[i]
-	if p.val == nil {
-		p.val = o.materialize(p)
-		p.src = nil
+	if !p.done {
+		p.v, p.done = o.materialize(p), true
 	}
-	return p.val
+	return p.value()
 }
 
 // Set implements goja.DynamicObject.
@@ -262,10 +271,10 @@ func (o *lazyObject) Set(key string, val goja.Value) bool {
 		val = goja.Undefined()
 	}
 	if i := o.find(key); i >= 0 {
-		o.props[i] = lazyProp{name: key, val: val}
+		o.props[i] = lazyProp{name: key, v: val, done: true}
 		return true
 	}
-	o.add(lazyProp{name: key, val: val})
+	o.add(lazyProp{name: key, v: val, done: true})
 	return true
 }
 
@@ -337,7 +346,7 @@ func (o *lazyObject) Keys() []string {
 // engine created (so that reading it back can be skipped).
 func (o *lazyObject) pendingEmpty(key string) bool {
 	i := o.find(key)
-	return i >= 0 && o.props[i].val == nil && o.props[i].kind == lazyEmpty
+	return i >= 0 && !o.props[i].done && o.props[i].kind == lazyEmpty
 }
 
 func (o *lazyObject) materialize(p *lazyProp) goja.Value {
@@ -349,7 +358,7 @@ func (o *lazyObject) materialize(p *lazyProp) goja.Value {
 	}
 	switch p.kind {
 	case lazyValue:
-		return rt.lazyJS(p.src)
+		return rt.lazyJS(p.v)
 	case lazyStrMap:
 		return vm.ToValue(o.strs[p.name])
 	case lazyEmpty:
@@ -436,7 +445,7 @@ func (rt *jsRuntime) lazyAddress(v6 bool, parts []float64, zone string) *goja.Ob
 	}
 	a.obj.props = append(a.obj.props, lazyProp{name: name, kind: lazyIPParts})
 	if zone != "" {
-		a.obj.props = append(a.obj.props, lazyProp{name: "zoneId", val: rt.vm.ToValue(zone)})
+		a.obj.props = append(a.obj.props, lazyProp{name: "zoneId", v: rt.vm.ToValue(zone), done: true})
 	}
 	obj := rt.vm.NewDynamicObject(&a.obj)
 	must(obj.SetPrototype(proto))
@@ -455,7 +464,7 @@ func pendingAddr(obj *goja.Object, name string) (ipVal, bool) {
 		return ipVal{}, false
 	}
 	i := lo.find(name)
-	if i < 0 || lo.props[i].val != nil || lo.props[i].kind != lazyIPParts {
+	if i < 0 || lo.props[i].done || lo.props[i].kind != lazyIPParts {
 		return ipVal{}, false
 	}
 	return *lo.ip, true
@@ -487,7 +496,7 @@ func (o *lazyObject) addSorted(m map[string]any) {
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.k, b.k) })
 	for _, e := range entries {
-		o.add(lazyProp{name: e.k, src: e.v})
+		o.add(lazyProp{name: e.k, v: e.v})
 	}
 }
 

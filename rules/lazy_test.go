@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/dop251/goja"
 	"github.com/google/go-cmp/cmp"
@@ -609,5 +610,15 @@ func TestBudgetTimerReuse(t *testing.T) {
 	// After all this the runtime still serves quick runs.
 	if res := e.Run(context.Background(), Input{}); res.Err != nil {
 		t.Fatal(res.Err)
+	}
+}
+
+// TestLazyInputSizeClass keeps the one allocation behind every run's
+// lazy user and context within Go's 2 KiB size class: the next class is
+// 2304 bytes, and this allocation is the largest a Check makes
+// (docs/performance.md).
+func TestLazyInputSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(lazyInput{}); n > 2048 {
+		t.Fatalf("lazyInput is %d bytes, more than 2048: shrink lazyProp or its arrays", n)
 	}
 }
