@@ -128,3 +128,61 @@ func TestConcurrentReload(t *testing.T) {
 		t.Errorf("%d failed runs", n)
 	}
 }
+
+// TestPoolReusesLastReleased: runs one after another use the runtime
+// released last (LIFO), not a rotation through the warm pool, so that a
+// busy server keeps running on runtimes whose memory is still in the CPU's
+// caches. Each runtime counts its own runs on its global object.
+func TestPoolReusesLastReleased(t *testing.T) {
+	counter := jsSource("count", `function (user, context, callback) {
+  global.runs = (global.runs || 0) + 1;
+  callback(new UnauthorizedError('run ' + global.runs));
+}`)
+	e := newEngine(t, Options{Rules: []Source{counter}, PoolSize: 4})
+	if err := e.Warm(4); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 10; i++ {
+		res := e.Run(context.Background(), Input{User: map[string]any{"user_id": "u"}})
+		if res.Err == nil {
+			t.Fatalf("run %d: no error, want the rule's count", i)
+		}
+		if want := fmt.Sprintf("run %d", i); res.Err.Message != want {
+			t.Fatalf("run %d: rule said %q, want %q (runs went to another runtime)", i, res.Err.Message, want)
+		}
+	}
+	if got := e.Stats().RuntimesCreated; got != 4 {
+		t.Errorf("runtimes created = %d, want the 4 warmed", got)
+	}
+}
+
+// TestPoolWaitersWake: with every runtime busy, waiting runs get one as
+// soon as it is released, and Close while runs are in flight leaves no
+// runtime behind.
+func TestPoolWaitersWake(t *testing.T) {
+	slow := jsSource("slow", `function (user, context, callback) {
+  setTimeout(function () { callback(null, user, context); }, 20);
+}`)
+	e := newEngine(t, Options{Rules: []Source{slow}, PoolSize: 2, RuleTimeout: 10 * time.Second, PipelineTimeout: 20 * time.Second})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := e.Run(context.Background(), Input{User: map[string]any{"user_id": "u"}}); res.Err != nil {
+				t.Errorf("run: %+v", res.Err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := e.Stats().RuntimesCreated; got > 2 {
+		t.Errorf("runtimes created = %d, want at most the pool size 2", got)
+	}
+	e.Close()
+	e.mu.Lock()
+	idle, slots := len(e.idle), e.slots
+	e.mu.Unlock()
+	if idle != 0 || slots != 0 {
+		t.Errorf("after Close: %d idle, %d slots; want 0, 0", idle, slots)
+	}
+}

@@ -94,10 +94,16 @@ type Engine struct {
 	// operation lazy objects do not support.
 	nativeInput bool
 
-	pool   chan *jsRuntime
+	// idle holds the runtimes not in use, the most recently released
+	// last: acquire takes that one (LIFO), whose objects are most likely
+	// still in the CPU's caches. A FIFO rotation through every runtime
+	// made a real server's Check touch cold memory each time.
+	idle []*jsRuntime // guarded by mu
+	// freed wakes acquirers waiting for a runtime: a token is sent (if
+	// there is room) whenever a runtime goes idle or a slot frees up.
 	freed  chan struct{}
 	mu     sync.Mutex
-	slots  int // runtimes in existence (pooled or in use)
+	slots  int // runtimes in existence (idle or in use); guarded by mu
 	closed atomic.Bool
 
 	compiles          atomic.Int64
@@ -161,7 +167,7 @@ func New(opts Options) (*Engine, error) {
 	for _, f := range warnings {
 		e.logger.Warn("rule warning (see `stepup rules lint`)", "rule", f.Rule, "warning", f.Message)
 	}
-	e.pool = make(chan *jsRuntime, opts.PoolSize)
+	e.idle = make([]*jsRuntime, 0, opts.PoolSize)
 	e.freed = make(chan struct{}, opts.PoolSize)
 	return e, nil
 }
@@ -218,13 +224,12 @@ func (e *Engine) Close() {
 	if e.closed.Swap(true) {
 		return
 	}
-	for {
-		select {
-		case rt := <-e.pool:
-			e.drop(rt)
-		default:
-			return
-		}
+	e.mu.Lock()
+	idle := e.idle
+	e.idle = nil
+	e.mu.Unlock()
+	for _, rt := range idle {
+		e.drop(rt)
 	}
 }
 
@@ -265,10 +270,7 @@ func (e *Engine) unreserve() {
 	e.mu.Lock()
 	e.slots--
 	e.mu.Unlock()
-	select {
-	case e.freed <- struct{}{}:
-	default:
-	}
+	e.wake()
 }
 
 // acquire returns a runtime, creating one while fewer than PoolSize exist,
@@ -281,10 +283,8 @@ func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, e
 		}
 	}()
 	for {
-		select {
-		case rt := <-e.pool:
+		if rt := e.pop(); rt != nil {
 			return rt, nil
-		default:
 		}
 		if e.reserve() {
 			rt, err := e.newRuntime()
@@ -298,8 +298,6 @@ func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, e
 			timer = time.NewTimer(time.Until(deadline))
 		}
 		select {
-		case rt := <-e.pool:
-			return rt, nil
 		case <-e.freed:
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
@@ -318,18 +316,39 @@ func (e *Engine) release(rt *jsRuntime, discard bool) {
 		e.drop(rt)
 		return
 	}
-	select {
-	case e.pool <- rt:
-		// Close may have drained the pool concurrently.
-		if e.closed.Load() {
-			select {
-			case rt := <-e.pool:
-				e.drop(rt)
-			default:
-			}
-		}
-	default:
+	e.mu.Lock()
+	// Checked under the lock: Close takes the idle runtimes under it too,
+	// so a runtime released concurrently with Close is never left idle.
+	if e.closed.Load() || len(e.idle) >= e.opts.PoolSize {
+		e.mu.Unlock()
 		e.drop(rt)
+		return
+	}
+	e.idle = append(e.idle, rt)
+	e.mu.Unlock()
+	e.wake()
+}
+
+// pop takes the most recently released idle runtime, or returns nil.
+func (e *Engine) pop() *jsRuntime {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := len(e.idle)
+	if n == 0 {
+		return nil
+	}
+	rt := e.idle[n-1]
+	e.idle[n-1] = nil
+	e.idle = e.idle[:n-1]
+	return rt
+}
+
+// wake lets one waiting acquirer look again. A full channel already
+// holds enough wake-ups for every waiter that could use this one.
+func (e *Engine) wake() {
+	select {
+	case e.freed <- struct{}{}:
+	default:
 	}
 }
 
