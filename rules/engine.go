@@ -379,9 +379,12 @@ func (e *Engine) run(ctx context.Context, in Input, debug bool) (res Result) {
 	}
 	// Waiting for (or building) a runtime and running the pipeline each
 	// get PipelineTimeout; the context deadline caps both.
-	rt, err := e.acquire(ctx, e.deadline(ctx))
-	if err != nil {
-		return Result{Err: &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "no runtime: " + err.Error()}}
+	rt := e.pop()
+	if rt == nil {
+		var err error
+		if rt, err = e.acquire(ctx, e.deadline(ctx)); err != nil {
+			return Result{Err: &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "no runtime: " + err.Error()}}
+		}
 	}
 	deadline := e.deadline(ctx)
 	discard := false
@@ -449,8 +452,11 @@ func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Ti
 		return Result{Err: &Error{Kind: KindInternal, Name: "InputError", Message: err.Error()}}, false
 	}
 
+	// One clock reading per rule boundary: the end of a rule is the start
+	// of the next.
+	now := time.Now()
+	last := len(e.rules) - 1
 	for i, r := range e.rules {
-		now := time.Now()
 		var rerr *Error
 		discard := false
 		switch {
@@ -463,14 +469,18 @@ func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Ti
 			if deadline.Before(ruleDeadline) {
 				ruleDeadline = deadline
 			}
-			rerr, discard = rt.runRule(ctx, i, r.name, ruleDeadline)
+			// The last rule's changes to multifactor and redirect are
+			// noted by readBack, which reads them anyway.
+			rerr, discard = rt.runRule(ctx, i, r.name, ruleDeadline, i < last)
+			end := time.Now()
 			if e.opts.Observer != nil {
 				outcome := "ok"
 				if rerr != nil {
 					outcome = rerr.Outcome()
 				}
-				e.opts.Observer.ObserveRule(r.name, outcome, time.Since(now))
+				e.opts.Observer.ObserveRule(r.name, outcome, end.Sub(now))
 			}
+			now = end
 		}
 		if rerr != nil {
 			if rerr.Kind == KindTimeout || rerr.Kind == KindException || rerr.Kind == KindInternal {

@@ -290,25 +290,27 @@ func TestMultifactorSettings(t *testing.T) {
 		{name: "not an object", mf: `'any'`, wantKind: KindInternal, wantMsg: "must be an object"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rules := []Source{
-				jsSource("sets-mfa", "function (user, context, callback) { context.multifactor = "+tc.mf+"; callback(null, user, context); }"),
-				jsSource("later", "function (user, context, callback) { callback(null, user, context); }"),
-			}
-			res := runOne(t, Options{Rules: rules}, Input{User: map[string]any{"user_id": "u", "nickname": "jo"}})
-			if tc.wantKind != 0 {
-				if res.Err == nil || res.Err.Kind != tc.wantKind || !strings.Contains(res.Err.Message, tc.wantMsg) {
-					t.Fatalf("got %+v, want %v containing %q", res.Err, tc.wantKind, tc.wantMsg)
+			setter := jsSource("sets-mfa", "function (user, context, callback) { context.multifactor = "+tc.mf+"; callback(null, user, context); }")
+			other := jsSource("other", "function (user, context, callback) { callback(null, user, context); }")
+			// The rule that set multifactor is found whether it ran first
+			// (noted after it ran) or last (noted when results are read).
+			for _, rules := range [][]Source{{setter, other}, {other, setter}} {
+				res := runOne(t, Options{Rules: rules}, Input{User: map[string]any{"user_id": "u", "nickname": "jo"}})
+				if tc.wantKind != 0 {
+					if res.Err == nil || res.Err.Kind != tc.wantKind || !strings.Contains(res.Err.Message, tc.wantMsg) {
+						t.Fatalf("got %+v, want %v containing %q", res.Err, tc.wantKind, tc.wantMsg)
+					}
+					if res.Rule != "sets-mfa" || res.Err.Rule != "sets-mfa" {
+						t.Errorf("error names rule %q, want the rule that set multifactor", res.Rule)
+					}
+					continue
 				}
-				if res.Rule != "sets-mfa" || res.Err.Rule != "sets-mfa" {
-					t.Errorf("error names rule %q, want the rule that set multifactor", res.Rule)
+				if res.Err != nil {
+					t.Fatal(res.Err)
 				}
-				return
-			}
-			if res.Err != nil {
-				t.Fatal(res.Err)
-			}
-			if diff := cmp.Diff(tc.want, res.Multifactor); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
+				if diff := cmp.Diff(tc.want, res.Multifactor); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
 			}
 		})
 	}
