@@ -1,8 +1,10 @@
 package session
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 var flatSeeds = []string{
@@ -107,5 +109,85 @@ func TestClaimsDecodeForUser(t *testing.T) {
 		if err := c.decodeFor([]byte(tc.in), "alice"); err != nil || c.User != tc.want || c.ID != "x" {
 			t.Errorf("decodeFor(%s, alice) = %+v, %v; want user %q", tc.in, c, err, tc.want)
 		}
+	}
+}
+
+// FuzzAppendStateJSON checks the step-up fast path against encoding/json:
+// whenever appendStateJSON accepts a state, its bytes are json.Marshal's.
+// TestAppendStateJSONTypical checks that the states a step-up makes do
+// take the fast path.
+func FuzzAppendStateJSON(f *testing.F) {
+	type seed struct {
+		id, user, client, ret, provider, redirect, k1, v1, k2, v2 string
+		remember                                                  bool
+		created, expires                                          int64
+	}
+	for _, s := range []seed{
+		{"0123456789abcdef0123456789abcdef", "auth0|alice", "payroll", "https://app.example.com/a?b=c", "any", "", "", "", "", "", true, 1767225600, 1767226500},
+		{"id", "bob", "", "", "duo", "", "ikey", "DIXXXX", "skey.sealed", "v1.AAAA", false, 0, 253402300799},
+		{"id", "bob", "c", "/r", "any", "https://mfa.example.com/start", "", "", "", "", false, -1, 1},
+		{"id", "bob<script>", "", "", "any", "", "", "", "", "", false, 0, 0},
+		{"id", "a<b", "", "", "any", "", "", "", "", "", false, 0, 0},
+		{"id", "u", "", "", "x>y", "", "", "", "", "", false, 0, 0},
+		{"id", "u", "", "/a?b=1&c=2", "any", "", "", "", "", "", false, 0, 0},
+		{"id", "zoë", "", "", "any", "", "", "", "", "", false, 0, 0},
+		{"id", "a\"b", "", "", "any", "", "a&b", "", "", "", false, 0, 0},
+		{"id", "u", "", "", "any", "", "k", "line\nbreak", "", "", false, 0, 0},
+		{"id", "u", "", "", "any", "", "", "", "", "", false, 253402300800, 0},
+		{"id", "u", "", "", "any", "", "", "", "", "", false, -62167219201, 0},
+	} {
+		f.Add(s.id, s.user, s.client, s.ret, s.provider, s.redirect, s.k1, s.v1, s.k2, s.v2, s.remember, s.created, s.expires)
+	}
+	f.Fuzz(func(t *testing.T, id, user, client, ret, provider, redirect, k1, v1, k2, v2 string, remember bool, created, expires int64) {
+		st := State{
+			ID: id, User: user, ClientID: client, ReturnURL: ret, RedirectURL: redirect,
+			Requirement: Requirement{Provider: provider, AllowRemember: remember},
+			Created:     time.Unix(created, 0).UTC(),
+			ExpiresAt:   time.Unix(expires, int64(expires%1000)*1e6).UTC(),
+		}
+		if k1 != "" || k2 != "" {
+			st.Requirement.Options = map[string]string{k1: v1, k2: v2}
+		}
+		want, werr := json.Marshal(st)
+		got, ok := appendStateJSON([]byte("prefix"), &st)
+		if !bytes.HasPrefix(got, []byte("prefix")) {
+			t.Fatalf("appendStateJSON lost the bytes it appends to: %q", got)
+		}
+		if !ok {
+			return
+		}
+		if werr != nil {
+			t.Fatalf("fast path accepted a state json.Marshal refuses (%v): %q", werr, got)
+		}
+		if got := got[len("prefix"):]; !bytes.Equal(got, want) {
+			t.Fatalf("fast path differs from json.Marshal:\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+func TestAppendStateJSONTypical(t *testing.T) {
+	now := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
+	for _, st := range []State{
+		{ID: "0123456789abcdef0123456789abcdef", User: "auth0|alice", ClientID: "payroll", ReturnURL: "https://app.example.com/a?b=c",
+			Requirement: Requirement{Provider: "any", AllowRemember: true}, Created: now, ExpiresAt: now.Add(15 * time.Minute)},
+		{ID: "id", User: "bob", Requirement: Requirement{Provider: "duo", Options: map[string]string{"ikey": "DIXXXX", "host": "api-1.duosecurity.com", "skey.sealed": "v1.AAAA-_"}},
+			RedirectURL: "https://mfa.example.com/start", Created: now, ExpiresAt: now},
+	} {
+		got, ok := appendStateJSON(nil, &st)
+		if !ok {
+			t.Fatalf("typical state did not take the fast path: %+v", st)
+		}
+		want, err := json.Marshal(st)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("got %s, want %s (%v)", got, want, err)
+		}
+	}
+}
+
+// TestAppendStateJSONLocal: a time outside UTC goes to encoding/json.
+func TestAppendStateJSONLocal(t *testing.T) {
+	st := State{ID: "i", User: "u", Created: time.Unix(0, 0).In(time.FixedZone("X", 3600)), ExpiresAt: time.Unix(0, 0).UTC()}
+	if _, ok := appendStateJSON(nil, &st); ok {
+		t.Fatal("fast path took a non-UTC time")
 	}
 }

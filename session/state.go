@@ -94,9 +94,11 @@ func (m *Manager) NewState(ctx context.Context, st State) (string, error) {
 	st.ID = id
 	st.Created = now.UTC().Truncate(time.Second)
 	st.ExpiresAt = now.Add(m.stateTTL).UTC().Truncate(time.Second)
-	val, err := json.Marshal(st)
-	if err != nil {
-		return "", fmt.Errorf("new state: %w", err)
+	val, ok := appendStateJSON(make([]byte, 0, 512), &st)
+	if !ok {
+		if val, err = json.Marshal(st); err != nil {
+			return "", fmt.Errorf("new state: %w", err)
+		}
 	}
 	if len(val) > MaxStateSize {
 		return "", fmt.Errorf("new state: %d bytes, more than %d", len(val), MaxStateSize)
