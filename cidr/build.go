@@ -95,8 +95,11 @@ func build(parsed map[string][]netip.Prefix) (*Set, error) {
 	var (
 		entries = make([]entry, 0, len(items))
 		combos  = make([]int32, 0, len(items)) // interned combination per entry
-		stack   []int                          // entries that contain the current one, outermost first
-		owners  []int32
+		// redundant marks the entries whose combination is their
+		// innermost container's.
+		redundant = make([]bool, 0, len(items))
+		stack     []int // entries that contain the current one, outermost first
+		owners    []int32
 	)
 	for i := 0; i < len(items); {
 		j := i + 1
@@ -122,6 +125,7 @@ func build(parsed map[string][]netip.Prefix) (*Set, error) {
 			parent = combos[stack[len(stack)-1]]
 		}
 		c := in.extend(parent, owners)
+		redundant = append(redundant, c == parent)
 		stack = append(stack, len(entries))
 		entries = append(entries, entry{prefix: p, names: in.combos[c]})
 		combos = append(combos, c)
@@ -130,9 +134,18 @@ func build(parsed map[string][]netip.Prefix) (*Set, error) {
 		s.total += len(parsed[name])
 	}
 
+	// An entry whose combination of networks is its innermost container's
+	// answers every lookup the same way that container does: the trie
+	// does not need it. (Its inner entries, if any, keep their own
+	// combination, which includes its names.) Skipping these keeps the
+	// trie, which the collector scans on every cycle, small: in a long
+	// list of one network's prefixes many sit inside another.
 	v4 := make([]*entry, 0, len(entries))
 	var v6 []*entry
 	for i := range entries {
+		if redundant[i] {
+			continue
+		}
 		if entries[i].prefix.Addr().Is4() {
 			v4 = append(v4, &entries[i])
 		} else {
