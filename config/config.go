@@ -619,7 +619,12 @@ func (c *Config) setDefaults() {
 		c.Limits.MaxPathBytes = 8 << 10
 	}
 	if c.Runtime.GCPercent == 0 {
-		c.Runtime.GCPercent = 1000
+		// With a memory limit the limit decides when to collect; without
+		// one a high percentage would let the heap grow 30-fold.
+		c.Runtime.GCPercent = 3000
+		if c.Runtime.MemoryLimit.Mode == MemoryLimitOff {
+			c.Runtime.GCPercent = 400
+		}
 	}
 	if c.Runtime.MemoryLimit.Mode == "" {
 		c.Runtime.MemoryLimit.Mode = MemoryLimitAuto

@@ -12,13 +12,14 @@ func TestRuntimeSection(t *testing.T) {
 		want       ByteSizeOrAuto
 		wantErr    string // substring of Parse or Validate; "" = valid
 	}{
-		{"defaults", "", 1000, ByteSizeOrAuto{Mode: MemoryLimitAuto}, ""},
-		{"auto", "runtime: {memory_limit: auto}\n", 1000, ByteSizeOrAuto{Mode: MemoryLimitAuto}, ""},
-		{"off", "runtime: {memory_limit: off}\n", 1000, ByteSizeOrAuto{Mode: MemoryLimitOff}, ""},
+		{"defaults", "", 3000, ByteSizeOrAuto{Mode: MemoryLimitAuto}, ""},
+		{"auto", "runtime: {memory_limit: auto}\n", 3000, ByteSizeOrAuto{Mode: MemoryLimitAuto}, ""},
+		{"off", "runtime: {memory_limit: off}\n", 400, ByteSizeOrAuto{Mode: MemoryLimitOff}, ""},
+		{"off with gc", "runtime: {memory_limit: off, gc_percent: 200}\n", 200, ByteSizeOrAuto{Mode: MemoryLimitOff}, ""},
 		{"MiB", "runtime: {gc_percent: 100, memory_limit: 512MiB}\n", 100, ByteSizeOrAuto{Mode: MemoryLimitFixed, Bytes: 512 << 20}, ""},
-		{"GiB", "runtime: {memory_limit: 2GiB}\n", 1000, ByteSizeOrAuto{Mode: MemoryLimitFixed, Bytes: 2 << 30}, ""},
-		{"MB", "runtime: {memory_limit: 300MB}\n", 1000, ByteSizeOrAuto{Mode: MemoryLimitFixed, Bytes: 300e6}, ""},
-		{"bytes", "runtime: {memory_limit: 67108864}\n", 1000, ByteSizeOrAuto{Mode: MemoryLimitFixed, Bytes: 64 << 20}, ""},
+		{"GiB", "runtime: {memory_limit: 2GiB}\n", 3000, ByteSizeOrAuto{Mode: MemoryLimitFixed, Bytes: 2 << 30}, ""},
+		{"MB", "runtime: {memory_limit: 300MB}\n", 3000, ByteSizeOrAuto{Mode: MemoryLimitFixed, Bytes: 300e6}, ""},
+		{"bytes", "runtime: {memory_limit: 67108864}\n", 3000, ByteSizeOrAuto{Mode: MemoryLimitFixed, Bytes: 64 << 20}, ""},
 		{"too small", "runtime: {memory_limit: 1MiB}\n", 0, ByteSizeOrAuto{}, "runtime.memory_limit: must be at least 32MiB"},
 		{"negative", "runtime: {memory_limit: -5MiB}\n", 0, ByteSizeOrAuto{}, "invalid size"},
 		{"unit only", "runtime: {memory_limit: MiB}\n", 0, ByteSizeOrAuto{}, "invalid size"},

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/stepup-dev/stepup/config"
 )
 
@@ -35,18 +37,30 @@ type runtimeTuner struct {
 	setLimit func(int64) int64
 	// liveHeap measures the live heap after a collection; replaced in tests.
 	liveHeap func() uint64
+	// lastLive reads the live heap as of the last collection, without
+	// forcing one (0 before the first); replaced in tests.
+	lastLive func() uint64
+	// container reads the cgroup's memory limit (0: none); replaced in
+	// tests.
+	container func() uint64
 
 	mu  sync.Mutex
 	cfg config.Runtime
+	// limit is the auto limit in force (0 when the limit is not auto).
+	limit int64
+	// cgroup is the container's memory limit read by the last apply.
+	cgroup uint64
 }
 
 func newRuntimeTuner(log *slog.Logger) *runtimeTuner {
 	return &runtimeTuner{
-		log:      log,
-		getenv:   os.LookupEnv,
-		setGC:    debug.SetGCPercent,
-		setLimit: debug.SetMemoryLimit,
-		liveHeap: measureLiveHeap,
+		log:       log,
+		getenv:    os.LookupEnv,
+		setGC:     debug.SetGCPercent,
+		setLimit:  debug.SetMemoryLimit,
+		liveHeap:  measureLiveHeap,
+		lastLive:  readLiveHeap,
+		container: cgroupLimit,
 	}
 }
 
@@ -57,6 +71,7 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.cfg = rc
+	t.limit = 0
 	if v, ok := t.getenv("GOGC"); ok {
 		t.log.Debug("GOGC is set: runtime.gc_percent ignored", "GOGC", v)
 	} else {
@@ -74,25 +89,96 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 		limit = rc.MemoryLimit.Bytes
 	default: // auto
 		live := t.liveHeap()
-		limit = autoMemoryLimit(live)
-		t.log.Info("runtime tuned", "gc_percent", rc.GCPercent, "memory_limit", config.FormatByteSize(limit), "live_heap_bytes", live)
+		t.cgroup = t.container()
+		limit = autoMemoryLimit(live, t.cgroup)
+		t.limit = limit
+		t.log.Info("runtime tuned", "gc_percent", rc.GCPercent, "memory_limit", config.FormatByteSize(limit), "live_heap_bytes", live, "cgroup_limit_bytes", t.cgroup)
 	}
 	t.setLimit(limit)
 }
 
+// retuneInterval is how often the auto memory limit follows the live heap.
+const retuneInterval = 15 * time.Second
+
+// retune moves the auto memory limit to twice the live heap of the last
+// collection (never below its floor) when that differs from the limit in
+// force by an eighth or more. Sized once at start-up, the limit
+// would stay put while the live heap grows (sessions in the memory store,
+// a longer network list after a reload): with a high gc_percent the
+// collector would then run nearly constantly just under the limit. It
+// does nothing unless the limit is auto and GOMEMLIMIT is unset.
+func (t *runtimeTuner) retune() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.limit == 0 {
+		return
+	}
+	live := t.lastLive()
+	if live == 0 {
+		return
+	}
+	limit := autoMemoryLimit(live, t.cgroup)
+	// Small moves are left alone: the live heap wobbles between
+	// collections, and each change is logged.
+	if d := limit - t.limit; d < t.limit/8 && -d < t.limit/8 {
+		return
+	}
+	t.log.Info("runtime retuned", "memory_limit", config.FormatByteSize(limit), "previous", config.FormatByteSize(t.limit), "live_heap_bytes", live)
+	t.limit = limit
+	t.setLimit(limit)
+}
+
+// watch calls retune every interval until ctx ends.
+func (t *runtimeTuner) watch(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.retune()
+		}
+	}
+}
+
 // autoMemoryLimit is the "auto" memory limit for a live heap: twice the
-// live heap, at least minAutoMemoryLimit, rounded up to a MiB.
-func autoMemoryLimit(live uint64) int64 {
+// live heap, at least minAutoMemoryLimit, rounded up to a MiB, and never
+// more than 90% of container, the memory limit of the process's cgroup
+// (0: none), so that the collector works harder before the kernel's OOM
+// killer steps in.
+func autoMemoryLimit(live, container uint64) int64 {
 	l := int64(minAutoMemoryLimit)
 	if live <= math.MaxInt64/4 && int64(2*live) > l {
 		l = int64(2 * live)
 	}
-	return (l + 1<<20 - 1) &^ (1<<20 - 1)
+	l = (l + 1<<20 - 1) &^ (1<<20 - 1)
+	if container > 0 && container <= math.MaxInt64/10*9 {
+		if c := int64(container / 10 * 9); c < l {
+			l = c
+		}
+	}
+	return l
+}
+
+// cgroupLimit returns the memory limit of the process's cgroup (v1 or
+// v2), or 0 when there is none or it cannot be read.
+func cgroupLimit() uint64 {
+	l, err := memlimit.FromCgroup()
+	if err != nil {
+		return 0
+	}
+	return l
 }
 
 // measureLiveHeap runs a collection and reads the live heap it found.
 func measureLiveHeap() uint64 {
 	runtime.GC()
+	return readLiveHeap()
+}
+
+// readLiveHeap returns the live heap as of the last collection.
+func readLiveHeap() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {

@@ -34,6 +34,7 @@ func TestRuntimeTunerApply(t *testing.T) {
 			tu.setGC = func(p int) int { gotGC = p; return 100 }
 			tu.setLimit = func(l int64) int64 { gotLimit = l; return math.MaxInt64 }
 			tu.liveHeap = func() uint64 { return live }
+			tu.container = func() uint64 { return 0 }
 			tu.apply(tt.rc)
 			if gotGC != tt.wantGC || gotLimit != tt.wantLimit {
 				t.Errorf("gc=%d limit=%d, want gc=%d limit=%d", gotGC, gotLimit, tt.wantGC, tt.wantLimit)
@@ -44,18 +45,22 @@ func TestRuntimeTunerApply(t *testing.T) {
 
 func TestAutoMemoryLimit(t *testing.T) {
 	for _, tt := range []struct {
-		live uint64
-		want int64
+		live, container uint64
+		want            int64
 	}{
-		{0, 128 << 20},
-		{44 << 20, 128 << 20},
-		{64 << 20, 128 << 20},
-		{100 << 20, 200 << 20},
-		{100<<20 + 1, 200<<20 + 1<<20},
-		{math.MaxUint64, 128 << 20}, // absurd reading: keep the floor, never overflow
+		{0, 0, 128 << 20},
+		{44 << 20, 0, 128 << 20},
+		{64 << 20, 0, 128 << 20},
+		{100 << 20, 0, 200 << 20},
+		{100<<20 + 1, 0, 200<<20 + 1<<20},
+		{math.MaxUint64, 0, 128 << 20}, // absurd reading: keep the floor, never overflow
+		{0, 1 << 30, 128 << 20},        // a roomy container changes nothing
+		{0, 128 << 20, 128 << 20 / 10 * 9},
+		{300 << 20, 512 << 20, 512 << 20 / 10 * 9},
+		{0, math.MaxUint64, 128 << 20}, // "max" read as a number: no cap
 	} {
-		if got := autoMemoryLimit(tt.live); got != tt.want {
-			t.Errorf("autoMemoryLimit(%d) = %d, want %d", tt.live, got, tt.want)
+		if got := autoMemoryLimit(tt.live, tt.container); got != tt.want {
+			t.Errorf("autoMemoryLimit(%d, %d) = %d, want %d", tt.live, tt.container, got, tt.want)
 		}
 	}
 }
@@ -92,5 +97,46 @@ func TestStartPprof(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || len(body) == 0 {
 		t.Fatalf("pprof cmdline: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestRuntimeTunerRetune(t *testing.T) {
+	auto := config.Runtime{GCPercent: 1000, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitAuto}}
+	fixed := config.Runtime{GCPercent: 1000, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitFixed, Bytes: 256 << 20}}
+	steps := []struct {
+		name      string
+		env       map[string]string
+		rc        *config.Runtime // apply this first, when set
+		last      uint64          // live heap of the last collection
+		wantLimit int64           // -1: setLimit not called
+	}{
+		{"start-up: floor", nil, &auto, 0, 128 << 20},
+		{"no collection yet", nil, nil, 0, -1},
+		{"heap grew", nil, nil, 100 << 20, 200 << 20},
+		{"wobble kept", nil, nil, 104 << 20, -1},
+		{"grew again", nil, nil, 150 << 20, 300 << 20},
+		{"shrank to the floor", nil, nil, 10 << 20, 128 << 20},
+		{"fixed limit untouched", nil, &fixed, 500 << 20, 256 << 20},
+		{"fixed: retune does nothing", nil, nil, 500 << 20, -1},
+		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "1GiB"}, &auto, 500 << 20, -1},
+		{"GOMEMLIMIT: retune does nothing", map[string]string{"GOMEMLIMIT": "1GiB"}, nil, 500 << 20, -1},
+	}
+	tu := newRuntimeTuner(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	tu.setGC = func(int) int { return 100 }
+	tu.liveHeap = func() uint64 { return 50 << 20 }
+	tu.container = func() uint64 { return 0 }
+	for _, st := range steps {
+		gotLimit := int64(-1)
+		tu.getenv = func(k string) (string, bool) { v, ok := st.env[k]; return v, ok }
+		tu.setLimit = func(l int64) int64 { gotLimit = l; return math.MaxInt64 }
+		tu.lastLive = func() uint64 { return st.last }
+		if st.rc != nil {
+			tu.apply(*st.rc)
+		} else {
+			tu.retune()
+		}
+		if gotLimit != st.wantLimit {
+			t.Errorf("%s: limit set to %d, want %d", st.name, gotLimit, st.wantLimit)
+		}
 	}
 }

@@ -81,6 +81,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// collector for it (runtime section; GOGC and GOMEMLIMIT win).
 	a.tuner = newRuntimeTuner(log)
 	a.tuner.apply(cfg.Runtime)
+	go a.tuner.watch(runCtx, retuneInterval)
 	if _, err := startPprof(runCtx, log, os.LookupEnv); err != nil {
 		return err
 	}
