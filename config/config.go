@@ -464,7 +464,7 @@ type Runtime struct {
 	// the collector's fixed cost dominates a small heap (docs/performance.md).
 	GCPercent int `yaml:"gc_percent"`
 	// MemoryLimit is the runtime's soft memory limit (GOMEMLIMIT): "auto"
-	// (default: the larger of 128 MiB and twice the live heap after start-up
+	// (default: the larger of 120 MiB and twice the live heap after start-up
 	// and after each reload), "off", or a size such as "512MiB" or "1GiB".
 	// It bounds the heap that a high gc_percent would otherwise let grow.
 	MemoryLimit ByteSizeOrAuto `yaml:"memory_limit"`

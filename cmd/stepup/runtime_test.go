@@ -48,16 +48,16 @@ func TestAutoMemoryLimit(t *testing.T) {
 		live, container uint64
 		want            int64
 	}{
-		{0, 0, 128 << 20},
-		{44 << 20, 0, 128 << 20},
-		{64 << 20, 0, 128 << 20},
+		{0, 0, 120 << 20},
+		{44 << 20, 0, 120 << 20},
+		{60 << 20, 0, 120 << 20},
 		{100 << 20, 0, 200 << 20},
 		{100<<20 + 1, 0, 200<<20 + 1<<20},
-		{math.MaxUint64, 0, 128 << 20}, // absurd reading: keep the floor, never overflow
-		{0, 1 << 30, 128 << 20},        // a roomy container changes nothing
+		{math.MaxUint64, 0, 120 << 20}, // absurd reading: keep the floor, never overflow
+		{0, 1 << 30, 120 << 20},        // a roomy container changes nothing
 		{0, 128 << 20, 128 << 20 / 10 * 9},
 		{300 << 20, 512 << 20, 512 << 20 / 10 * 9},
-		{0, math.MaxUint64, 128 << 20}, // "max" read as a number: no cap
+		{0, math.MaxUint64, 120 << 20}, // "max" read as a number: no cap
 	} {
 		if got := autoMemoryLimit(tt.live, tt.container); got != tt.want {
 			t.Errorf("autoMemoryLimit(%d, %d) = %d, want %d", tt.live, tt.container, got, tt.want)
@@ -110,12 +110,12 @@ func TestRuntimeTunerRetune(t *testing.T) {
 		last      uint64          // live heap of the last collection
 		wantLimit int64           // -1: setLimit not called
 	}{
-		{"start-up: floor", nil, &auto, 0, 128 << 20},
+		{"start-up: floor", nil, &auto, 0, 120 << 20},
 		{"no collection yet", nil, nil, 0, -1},
 		{"heap grew", nil, nil, 100 << 20, 200 << 20},
 		{"wobble kept", nil, nil, 104 << 20, -1},
 		{"grew again", nil, nil, 150 << 20, 300 << 20},
-		{"shrank to the floor", nil, nil, 10 << 20, 128 << 20},
+		{"shrank to the floor", nil, nil, 10 << 20, 120 << 20},
 		{"fixed limit untouched", nil, &fixed, 500 << 20, 256 << 20},
 		{"fixed: retune does nothing", nil, nil, 500 << 20, -1},
 		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "1GiB"}, &auto, 500 << 20, -1},
