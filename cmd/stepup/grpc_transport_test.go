@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,6 +248,9 @@ func TestGRPCKeepalivePings(t *testing.T) {
 			if err := fr.WriteSettings(); err != nil {
 				t.Fatal(err)
 			}
+			// The reader acknowledges settings while this goroutine sends
+			// pings: a Framer's writes must not interleave.
+			var wmu sync.Mutex
 			frames := make(chan http2.Frame, 64)
 			go func() {
 				defer close(frames)
@@ -256,7 +260,9 @@ func TestGRPCKeepalivePings(t *testing.T) {
 						return
 					}
 					if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
+						wmu.Lock()
 						_ = fr.WriteSettingsAck()
+						wmu.Unlock()
 					}
 					frames <- f
 				}
@@ -287,7 +293,10 @@ func TestGRPCKeepalivePings(t *testing.T) {
 				if goAway != nil {
 					break // the server said goodbye: send no more
 				}
-				if err := fr.WritePing(false, [8]byte{byte(i + 1)}); err != nil {
+				wmu.Lock()
+				err := fr.WritePing(false, [8]byte{byte(i + 1)})
+				wmu.Unlock()
+				if err != nil {
 					break // the server hung up: judged below
 				}
 				drain(tc.interval)
