@@ -186,3 +186,93 @@ func TestPoolWaitersWake(t *testing.T) {
 		t.Errorf("after Close: %d idle, %d slots; want 0, 0", idle, slots)
 	}
 }
+
+// waitForWaiters polls until n acquirers are in line.
+func waitForWaiters(t *testing.T, e *Engine, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		e.mu.Lock()
+		w := e.waiters
+		e.mu.Unlock()
+		if w == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters, want %d", w, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPoolServesWaitersFirst: a runtime released while a run waits goes
+// to that run; a newcomer finds nothing idle and cannot overtake it.
+func TestPoolServesWaitersFirst(t *testing.T) {
+	e := newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
+	ctx := context.Background()
+	held, err := e.acquire(ctx, time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *jsRuntime, 1)
+	go func() {
+		rt, err := e.acquire(ctx, time.Now().Add(5*time.Second))
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rt
+	}()
+	waitForWaiters(t, e, 1)
+	e.release(held, false)
+	if rt := e.pop(); rt != nil {
+		t.Fatal("a newcomer took the runtime released for the waiting run")
+	}
+	if rt := <-got; rt != held {
+		t.Fatalf("waiter got %p, want the released runtime %p", rt, held)
+	}
+	e.release(held, false)
+	e.mu.Lock()
+	idle, waiters := len(e.idle), e.waiters
+	e.mu.Unlock()
+	if idle != 1 || waiters != 0 {
+		t.Errorf("after the waiter released: %d idle, %d waiters; want 1, 0", idle, waiters)
+	}
+}
+
+// TestPoolWaiterLeavesLine: a run that gives up waiting leaves the line,
+// so the next release makes the runtime idle instead of handing it to
+// nobody; one that waits through a discarded runtime builds a new one.
+func TestPoolWaiterLeavesLine(t *testing.T) {
+	e := newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
+	held, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if rt, err := e.acquire(ctx, time.Now().Add(5*time.Second)); err == nil {
+		t.Fatalf("acquire with every runtime busy returned %p before its deadline", rt)
+	}
+	e.release(held, false)
+	if rt := e.pop(); rt != held {
+		t.Fatalf("after the waiter left, the released runtime was not idle (pop = %p)", rt)
+	}
+
+	got := make(chan *jsRuntime, 1)
+	go func() {
+		rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rt
+	}()
+	waitForWaiters(t, e, 1)
+	e.release(held, true) // discarded: its slot frees up
+	rt := <-got
+	if rt == nil || rt == held {
+		t.Fatalf("waiter got %p, want a new runtime", rt)
+	}
+	if n := e.Stats().RuntimesCreated; n != 2 {
+		t.Errorf("runtimes created = %d, want 2", n)
+	}
+	e.release(rt, false)
+}

@@ -99,11 +99,20 @@ type Engine struct {
 	// still in the CPU's caches. A FIFO rotation through every runtime
 	// made a real server's Check touch cold memory each time.
 	idle []*jsRuntime // guarded by mu
-	// freed wakes acquirers waiting for a runtime: a token is sent (if
-	// there is room) whenever a runtime goes idle or a slot frees up.
+	// waiters counts the acquirers waiting for a runtime that no release
+	// has served yet (guarded by mu). While there are any, a released
+	// runtime goes to them through handoff, oldest waiter first (a
+	// channel serves blocked receivers in order), never to idle: a new
+	// request cannot overtake one that has been waiting.
+	waiters int
+	// handoff carries runtimes to waiters. Its capacity is PoolSize, so
+	// a send under mu never blocks.
+	handoff chan *jsRuntime
+	// freed wakes waiters when a slot frees up (a runtime was dropped),
+	// so that one of them can build a new runtime.
 	freed  chan struct{}
 	mu     sync.Mutex
-	slots  int // runtimes in existence (idle or in use); guarded by mu
+	slots  int // runtimes in existence (idle, handed over or in use); guarded by mu
 	closed atomic.Bool
 
 	compiles          atomic.Int64
@@ -168,6 +177,7 @@ func New(opts Options) (*Engine, error) {
 		e.logger.Warn("rule warning (see `stepup rules lint`)", "rule", f.Rule, "warning", f.Message)
 	}
 	e.idle = make([]*jsRuntime, 0, opts.PoolSize)
+	e.handoff = make(chan *jsRuntime, opts.PoolSize)
 	e.freed = make(chan struct{}, opts.PoolSize)
 	return e, nil
 }
@@ -269,12 +279,19 @@ func (e *Engine) reserve() bool {
 func (e *Engine) unreserve() {
 	e.mu.Lock()
 	e.slots--
+	waiting := e.waiters > 0
 	e.mu.Unlock()
-	e.wake()
+	if waiting {
+		select {
+		case e.freed <- struct{}{}:
+		default: // enough wake-ups are pending already
+		}
+	}
 }
 
-// acquire returns a runtime, creating one while fewer than PoolSize exist,
-// else waiting for one until the deadline.
+// acquire returns a runtime: an idle one, a new one while fewer than
+// PoolSize exist, or else the next one released, waiting for it in line
+// until the deadline.
 func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, error) {
 	var timer *time.Timer
 	defer func() {
@@ -283,10 +300,14 @@ func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, e
 		}
 	}()
 	for {
-		if rt := e.pop(); rt != nil {
+		e.mu.Lock()
+		if rt := e.popLocked(); rt != nil {
+			e.mu.Unlock()
 			return rt, nil
 		}
-		if e.reserve() {
+		if e.slots < e.opts.PoolSize {
+			e.slots++
+			e.mu.Unlock()
 			rt, err := e.newRuntime()
 			if err != nil {
 				e.unreserve()
@@ -294,45 +315,87 @@ func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, e
 			}
 			return rt, nil
 		}
+		e.waiters++
+		e.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(time.Until(deadline))
 		}
 		select {
+		case rt := <-e.handoff:
+			return rt, nil
 		case <-e.freed:
+			// A slot is free: leave the line and look again.
+			e.abandon()
 		case <-ctx.Done():
+			e.abandon()
 			return nil, context.Cause(ctx)
 		case <-timer.C:
+			e.abandon()
 			return nil, errors.New("no JavaScript runtime became available before the deadline")
 		}
 	}
 }
 
+// abandon takes a waiter out of the line. A release may have served it
+// meanwhile: then a runtime is in handoff (for it, or for a waiter that
+// has not received yet), and passing one on keeps the count right either
+// way.
+func (e *Engine) abandon() {
+	e.mu.Lock()
+	var rt *jsRuntime
+	select {
+	case rt = <-e.handoff:
+	default:
+		e.waiters--
+	}
+	kept := rt == nil || e.giveLocked(rt)
+	e.mu.Unlock()
+	if !kept {
+		e.drop(rt)
+	}
+}
+
 // release returns a runtime to the pool, or drops it.
 func (e *Engine) release(rt *jsRuntime, discard bool) {
-	if discard || e.closed.Load() {
-		if discard {
-			e.runtimesDiscarded.Add(1)
-		}
+	if discard {
+		e.runtimesDiscarded.Add(1)
 		e.drop(rt)
 		return
 	}
 	e.mu.Lock()
-	// Checked under the lock: Close takes the idle runtimes under it too,
-	// so a runtime released concurrently with Close is never left idle.
-	if e.closed.Load() || len(e.idle) >= e.opts.PoolSize {
-		e.mu.Unlock()
-		e.drop(rt)
-		return
-	}
-	e.idle = append(e.idle, rt)
+	kept := e.giveLocked(rt)
 	e.mu.Unlock()
-	e.wake()
+	if !kept {
+		e.drop(rt)
+	}
+}
+
+// giveLocked hands rt to the oldest waiter, or makes it idle. It reports
+// false when the caller must drop rt instead (the engine is closed).
+// Called with mu held; Close takes the idle runtimes under mu too, so a
+// runtime released concurrently with Close is never left idle.
+func (e *Engine) giveLocked(rt *jsRuntime) bool {
+	switch {
+	case e.closed.Load():
+		return false
+	case e.waiters > 0:
+		e.waiters--
+		e.handoff <- rt
+	default:
+		e.idle = append(e.idle, rt)
+	}
+	return true
 }
 
 // pop takes the most recently released idle runtime, or returns nil.
+// While acquirers wait, idle is empty: releases go to them.
 func (e *Engine) pop() *jsRuntime {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.popLocked()
+}
+
+func (e *Engine) popLocked() *jsRuntime {
 	n := len(e.idle)
 	if n == 0 {
 		return nil
@@ -341,15 +404,6 @@ func (e *Engine) pop() *jsRuntime {
 	e.idle[n-1] = nil
 	e.idle = e.idle[:n-1]
 	return rt
-}
-
-// wake lets one waiting acquirer look again. A full channel already
-// holds enough wake-ups for every waiter that could use this one.
-func (e *Engine) wake() {
-	select {
-	case e.freed <- struct{}{}:
-	default:
-	}
 }
 
 func (e *Engine) drop(rt *jsRuntime) {
