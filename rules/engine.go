@@ -509,7 +509,6 @@ func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Ti
 	// One clock reading per rule boundary: the end of a rule is the start
 	// of the next.
 	now := time.Now()
-	last := len(e.rules) - 1
 	for i, r := range e.rules {
 		var rerr *Error
 		discard := false
@@ -523,9 +522,7 @@ func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Ti
 			if deadline.Before(ruleDeadline) {
 				ruleDeadline = deadline
 			}
-			// The last rule's changes to multifactor and redirect are
-			// noted by readBack, which reads them anyway.
-			rerr, discard = rt.runRule(ctx, i, r.name, ruleDeadline, i < last)
+			rerr, discard = rt.runRule(ctx, i, r.name, ruleDeadline)
 			end := time.Now()
 			if e.opts.Observer != nil {
 				outcome := "ok"

@@ -49,23 +49,10 @@ func (rt *jsRuntime) readBack(deadline time.Time, debug bool) (Result, bool) {
 	var rerr *Error
 	err, discard := rt.guard(deadline, func() {
 		c := st.context
-		// runRule noted every rule's changes but the last one's.
-		lastRule := ""
-		if n := len(rt.e.rules); n > 0 {
-			lastRule = rt.e.rules[n-1].name
-		}
-		mf := c.Get("multifactor")
-		if !sameValue(mf, st.multifactor) {
-			st.multifactor, st.multifactorRule = mf, lastRule
-		}
-		if res.Multifactor, rerr = rt.readMultifactor(mf, st.multifactorRule); rerr != nil {
+		if res.Multifactor, rerr = rt.readMultifactor(c.Get("multifactor"), st.multifactorRule); rerr != nil {
 			return
 		}
-		rd := c.Get("redirect")
-		if !sameValue(rd, st.redirect) {
-			st.redirect, st.redirectRule = rd, lastRule
-		}
-		if res.Redirect, rerr = readRedirect(rd, st.redirectRule); rerr != nil {
+		if res.Redirect, rerr = readRedirect(c.Get("redirect"), st.redirectRule); rerr != nil {
 			return
 		}
 		res.IDTokenClaims = rt.claimsOf(c, "idToken")

@@ -166,3 +166,24 @@ func TestReadMultifactorParity(t *testing.T) {
 		})
 	}
 }
+
+// TestThrowingGetterNamesItsRule: a getter on context.redirect that
+// throws fails the rule whose context carries it, as an exception of
+// that rule, also when it is the last one and an earlier rule set
+// multifactor (the read after each rule catches it, not the read-back).
+func TestThrowingGetterNamesItsRule(t *testing.T) {
+	rules := []Source{
+		jsSource("sets-mfa", `function (user, context, callback) { context.multifactor = {provider: 'any'}; callback(null, user, context); }`),
+		jsSource("getter", `function (user, context, callback) {
+  var c = {multifactor: context.multifactor, get redirect() { throw new Error('boom'); }};
+  callback(null, user, c);
+}`),
+	}
+	res := runOne(t, Options{Rules: rules}, Input{User: map[string]any{"user_id": "u"}})
+	if res.Err == nil || res.Err.Kind != KindException || res.Rule != "getter" || res.Err.Rule != "getter" {
+		t.Fatalf("got rule %q, %+v; want an exception of rule getter", res.Rule, res.Err)
+	}
+	if strings.HasPrefix(res.Err.Message, "reading results") || !strings.Contains(res.Err.Message, "boom") {
+		t.Errorf("message %q, want the getter's error", res.Err.Message)
+	}
+}

@@ -425,10 +425,8 @@ func (st *runState) clearRule() {
 }
 
 // runRule runs rule i until it calls back, throws, or its budget ends.
-// discard reports whether the runtime must not be reused. track notes
-// whether the rule changed context.multifactor or context.redirect (for
-// the last rule, readBack does).
-func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline time.Time, track bool) (rerr *Error, discard bool) {
+// discard reports whether the runtime must not be reused.
+func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline time.Time) (rerr *Error, discard bool) {
 	st := &rt.st
 	st.rule = name
 	st.clearRule()
@@ -487,9 +485,6 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 	}
 	if st.errVal != nil {
 		return rt.callbackError(st.errVal, name), false
-	}
-	if !track {
-		return nil, false
 	}
 	// Still armed: note which rule set multifactor / redirect.
 	if ex := rt.vm.Try(func() {
