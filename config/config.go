@@ -460,15 +460,25 @@ type RequestLimits struct {
 // GOGC and GOMEMLIMIT, when set, take precedence over both settings.
 type Runtime struct {
 	// GCPercent is the garbage collector's target percentage (GOGC).
-	// Default 400: a Check allocates ~15 KB, and with Go's default of 100
-	// the collector's fixed cost dominates a small heap (docs/performance.md).
+	// Default 3000, so that the memory limit decides when to collect (a
+	// Check allocates ~8 KB, and with Go's default of 100 the collector's
+	// fixed cost dominates a small heap: docs/performance.md); 400 when
+	// the limit is off, or not stepup's to set (GOMEMLIMIT in the
+	// environment).
 	GCPercent int `yaml:"gc_percent"`
+	// GCPercentDefault is set when gc_percent was not configured.
+	GCPercentDefault bool `yaml:"-"`
 	// MemoryLimit is the runtime's soft memory limit (GOMEMLIMIT): "auto"
 	// (default: the larger of 120 MiB and twice the live heap after start-up
-	// and after each reload), "off", or a size such as "512MiB" or "1GiB".
+	// and after each reload, followed as it grows, at most 90% of the
+	// cgroup's limit), "off", or a size such as "512MiB" or "1GiB".
 	// It bounds the heap that a high gc_percent would otherwise let grow.
 	MemoryLimit ByteSizeOrAuto `yaml:"memory_limit"`
 }
+
+// DefaultGCPercentUnbounded is the gc_percent default when no memory
+// limit of stepup's bounds the heap.
+const DefaultGCPercentUnbounded = 400
 
 // Load reads, decodes, defaults and validates a configuration file.
 func Load(path string) (*Config, error) {
@@ -621,9 +631,9 @@ func (c *Config) setDefaults() {
 	if c.Runtime.GCPercent == 0 {
 		// With a memory limit the limit decides when to collect; without
 		// one a high percentage would let the heap grow 30-fold.
-		c.Runtime.GCPercent = 3000
+		c.Runtime.GCPercent, c.Runtime.GCPercentDefault = 3000, true
 		if c.Runtime.MemoryLimit.Mode == MemoryLimitOff {
-			c.Runtime.GCPercent = 400
+			c.Runtime.GCPercent = DefaultGCPercentUnbounded
 		}
 	}
 	if c.Runtime.MemoryLimit.Mode == "" {

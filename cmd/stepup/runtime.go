@@ -78,7 +78,13 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 	if v, ok := t.getenv("GOGC"); ok {
 		t.log.Debug("GOGC is set: runtime.gc_percent ignored", "GOGC", v)
 	} else {
-		t.setGC(rc.GCPercent)
+		gc := rc.GCPercent
+		if _, ok := t.getenv("GOMEMLIMIT"); ok && rc.GCPercentDefault {
+			// The default counts on stepup's memory limit to bound the
+			// heap; GOMEMLIMIT may be off or far away.
+			gc = config.DefaultGCPercentUnbounded
+		}
+		t.setGC(gc)
 	}
 	if v, ok := t.getenv("GOMEMLIMIT"); ok {
 		t.log.Debug("GOMEMLIMIT is set: runtime.memory_limit ignored", "GOMEMLIMIT", v)
