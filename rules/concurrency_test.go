@@ -276,3 +276,72 @@ func TestPoolWaiterLeavesLine(t *testing.T) {
 	}
 	e.release(rt, false)
 }
+
+// TestPoolFreedSlotGoesToWaiter: when a runtime is dropped while a run
+// waits, its slot is the waiting run's; a newcomer cannot build a runtime
+// in it first.
+func TestPoolFreedSlotGoesToWaiter(t *testing.T) {
+	e := newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
+	held, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *jsRuntime, 1)
+	go func() {
+		rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rt
+	}()
+	waitForWaiters(t, e, 1)
+	e.release(held, true) // discarded: the slot passes to the waiter
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if rt, err := e.acquire(ctx, time.Now().Add(5*time.Second)); err == nil {
+		t.Fatalf("a newcomer got runtime %p in the slot freed for the waiting run", rt)
+	}
+	rt := <-got
+	if rt == nil || rt == held {
+		t.Fatalf("waiter got %p, want a new runtime", rt)
+	}
+	e.release(rt, false)
+	e.mu.Lock()
+	idle, slots, waiters := len(e.idle), e.slots, e.waiters
+	e.mu.Unlock()
+	if idle != 1 || slots != 1 || waiters != 0 {
+		t.Errorf("afterwards: %d idle, %d slots, %d waiters; want 1, 1, 0", idle, slots, waiters)
+	}
+}
+
+// TestPoolCloseWithWaiters: runs waiting on an engine that is closed (a
+// reload) are still served by the runtimes released to them, and nothing
+// is left behind.
+func TestPoolCloseWithWaiters(t *testing.T) {
+	e := newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
+	held, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *jsRuntime, 1)
+	go func() {
+		rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rt
+	}()
+	waitForWaiters(t, e, 1)
+	e.Close()
+	e.release(held, false)
+	if rt := <-got; rt != held {
+		t.Fatalf("waiter got %p, want the runtime released to it %p", rt, held)
+	}
+	e.release(held, false) // closed, nobody waits: dropped
+	e.mu.Lock()
+	idle, slots, waiters := len(e.idle), e.slots, e.waiters
+	e.mu.Unlock()
+	if idle != 0 || slots != 0 || waiters != 0 {
+		t.Errorf("after Close: %d idle, %d slots, %d waiters; want 0, 0, 0", idle, slots, waiters)
+	}
+}

@@ -105,13 +105,12 @@ type Engine struct {
 	// channel serves blocked receivers in order), never to idle: a new
 	// request cannot overtake one that has been waiting.
 	waiters int
-	// handoff carries runtimes to waiters. Its capacity is PoolSize, so
-	// a send under mu never blocks.
+	// handoff carries runtimes to waiters, or nil: a slot freed by a
+	// dropped runtime, reserved for the waiter that receives it to build
+	// a new one in. Everything in it holds a slot and there are at most
+	// PoolSize slots, its capacity, so a send under mu never blocks.
 	handoff chan *jsRuntime
-	// freed wakes waiters when a slot frees up (a runtime was dropped),
-	// so that one of them can build a new runtime.
-	freed  chan struct{}
-	mu     sync.Mutex
+	mu      sync.Mutex
 	slots  int // runtimes in existence (idle, handed over or in use); guarded by mu
 	closed atomic.Bool
 
@@ -178,7 +177,6 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.idle = make([]*jsRuntime, 0, opts.PoolSize)
 	e.handoff = make(chan *jsRuntime, opts.PoolSize)
-	e.freed = make(chan struct{}, opts.PoolSize)
 	return e, nil
 }
 
@@ -278,15 +276,8 @@ func (e *Engine) reserve() bool {
 
 func (e *Engine) unreserve() {
 	e.mu.Lock()
-	e.slots--
-	waiting := e.waiters > 0
+	e.passSlotLocked()
 	e.mu.Unlock()
-	if waiting {
-		select {
-		case e.freed <- struct{}{}:
-		default: // enough wake-ups are pending already
-		}
-	}
 }
 
 // acquire returns a runtime: an idle one, a new one while fewer than
@@ -322,10 +313,16 @@ func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, e
 		}
 		select {
 		case rt := <-e.handoff:
+			if rt != nil {
+				return rt, nil
+			}
+			// A slot passed on to this waiter: build a runtime in it.
+			rt, err := e.newRuntime()
+			if err != nil {
+				e.unreserve()
+				return nil, err
+			}
 			return rt, nil
-		case <-e.freed:
-			// A slot is free: leave the line and look again.
-			e.abandon()
 		case <-ctx.Done():
 			e.abandon()
 			return nil, context.Cause(ctx)
@@ -337,18 +334,25 @@ func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, e
 }
 
 // abandon takes a waiter out of the line. A release may have served it
-// meanwhile: then a runtime is in handoff (for it, or for a waiter that
-// has not received yet), and passing one on keeps the count right either
-// way.
+// meanwhile: then a runtime or a slot is in handoff (for it, or for a
+// waiter that has not received yet), and passing that on keeps the count
+// right either way.
 func (e *Engine) abandon() {
 	e.mu.Lock()
 	var rt *jsRuntime
 	select {
 	case rt = <-e.handoff:
+		if rt == nil {
+			e.passSlotLocked()
+			e.mu.Unlock()
+			return
+		}
 	default:
 		e.waiters--
+		e.mu.Unlock()
+		return
 	}
-	kept := rt == nil || e.giveLocked(rt)
+	kept := e.giveLocked(rt)
 	e.mu.Unlock()
 	if !kept {
 		e.drop(rt)
@@ -370,21 +374,34 @@ func (e *Engine) release(rt *jsRuntime, discard bool) {
 	}
 }
 
-// giveLocked hands rt to the oldest waiter, or makes it idle. It reports
-// false when the caller must drop rt instead (the engine is closed).
-// Called with mu held; Close takes the idle runtimes under mu too, so a
-// runtime released concurrently with Close is never left idle.
+// giveLocked hands rt to the oldest waiter (also on a closed engine:
+// runs already waiting on it finish there), or makes it idle. It reports
+// false when the caller must drop rt instead (the engine is closed and
+// nobody waits). Called with mu held; Close takes the idle runtimes under
+// mu too, so a runtime released concurrently with Close is never left
+// idle.
 func (e *Engine) giveLocked(rt *jsRuntime) bool {
 	switch {
-	case e.closed.Load():
-		return false
 	case e.waiters > 0:
 		e.waiters--
 		e.handoff <- rt
+	case e.closed.Load():
+		return false
 	default:
 		e.idle = append(e.idle, rt)
 	}
 	return true
+}
+
+// passSlotLocked passes a free slot to the oldest waiter, or gives it
+// back. Called with mu held.
+func (e *Engine) passSlotLocked() {
+	if e.waiters > 0 {
+		e.waiters--
+		e.handoff <- nil
+		return
+	}
+	e.slots--
 }
 
 // pop takes the most recently released idle runtime, or returns nil.
