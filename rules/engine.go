@@ -111,8 +111,8 @@ type Engine struct {
 	// PoolSize slots, its capacity, so a send under mu never blocks.
 	handoff chan *jsRuntime
 	mu      sync.Mutex
-	slots  int // runtimes in existence (idle, handed over or in use); guarded by mu
-	closed atomic.Bool
+	slots   int // runtimes in existence (idle, handed over or in use); guarded by mu
+	closed  atomic.Bool
 
 	compiles          atomic.Int64
 	runtimesCreated   atomic.Int64
