@@ -75,8 +75,11 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 	defer t.mu.Unlock()
 	t.cfg = rc
 	t.limit = 0
+	// gcLog is what the "runtime tuned" line reports as gc_percent.
+	var gcLog any
 	if v, ok := t.getenv("GOGC"); ok {
 		t.log.Debug("GOGC is set: runtime.gc_percent ignored", "GOGC", v)
+		gcLog = "GOGC=" + v
 	} else {
 		gc := rc.GCPercent
 		if _, ok := t.getenv("GOMEMLIMIT"); ok && rc.GCPercentDefault {
@@ -85,6 +88,7 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 			gc = config.DefaultGCPercentUnbounded
 		}
 		t.setGC(gc)
+		gcLog = gc
 	}
 	if v, ok := t.getenv("GOMEMLIMIT"); ok {
 		t.log.Debug("GOMEMLIMIT is set: runtime.memory_limit ignored", "GOMEMLIMIT", v)
@@ -101,7 +105,7 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 		t.cgroup = t.container()
 		limit = autoMemoryLimit(live, t.cgroup)
 		t.limit = limit
-		t.log.Info("runtime tuned", "gc_percent", rc.GCPercent, "memory_limit", config.FormatByteSize(limit), "live_heap_bytes", live, "cgroup_limit_bytes", t.cgroup)
+		t.log.Info("runtime tuned", "gc_percent", gcLog, "memory_limit", config.FormatByteSize(limit), "live_heap_bytes", live, "cgroup_limit_bytes", t.cgroup)
 	}
 	t.setLimit(limit)
 }
