@@ -187,6 +187,38 @@ func TestPoolWaitersWake(t *testing.T) {
 	}
 }
 
+// newPoolOfOne returns an engine with one trivial rule and one runtime.
+func newPoolOfOne(t *testing.T) *Engine {
+	return newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
+}
+
+// mustAcquire takes a runtime from e.
+func mustAcquire(t *testing.T, e *Engine) *jsRuntime {
+	t.Helper()
+	rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+// startWaiter starts a run's acquire, which must wait (every runtime is
+// taken), and returns once it is in line; the runtime it gets arrives on
+// the channel.
+func startWaiter(t *testing.T, e *Engine) <-chan *jsRuntime {
+	t.Helper()
+	got := make(chan *jsRuntime, 1)
+	go func() {
+		rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rt
+	}()
+	waitForWaiters(t, e, 1)
+	return got
+}
+
 // waitForWaiters polls until n acquirers are in line.
 func waitForWaiters(t *testing.T, e *Engine, n int) {
 	t.Helper()
@@ -207,21 +239,9 @@ func waitForWaiters(t *testing.T, e *Engine, n int) {
 // TestPoolServesWaitersFirst: a runtime released while a run waits goes
 // to that run; a newcomer finds nothing idle and cannot overtake it.
 func TestPoolServesWaitersFirst(t *testing.T) {
-	e := newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
-	ctx := context.Background()
-	held, err := e.acquire(ctx, time.Now().Add(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan *jsRuntime, 1)
-	go func() {
-		rt, err := e.acquire(ctx, time.Now().Add(5*time.Second))
-		if err != nil {
-			t.Error(err)
-		}
-		got <- rt
-	}()
-	waitForWaiters(t, e, 1)
+	e := newPoolOfOne(t)
+	held := mustAcquire(t, e)
+	got := startWaiter(t, e)
 	e.release(held, false)
 	if rt := e.pop(); rt != nil {
 		t.Fatal("a newcomer took the runtime released for the waiting run")
@@ -242,11 +262,8 @@ func TestPoolServesWaitersFirst(t *testing.T) {
 // so the next release makes the runtime idle instead of handing it to
 // nobody; one that waits through a discarded runtime builds a new one.
 func TestPoolWaiterLeavesLine(t *testing.T) {
-	e := newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
-	held, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newPoolOfOne(t)
+	held := mustAcquire(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	if rt, err := e.acquire(ctx, time.Now().Add(5*time.Second)); err == nil {
@@ -257,15 +274,7 @@ func TestPoolWaiterLeavesLine(t *testing.T) {
 		t.Fatalf("after the waiter left, the released runtime was not idle (pop = %p)", rt)
 	}
 
-	got := make(chan *jsRuntime, 1)
-	go func() {
-		rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
-		if err != nil {
-			t.Error(err)
-		}
-		got <- rt
-	}()
-	waitForWaiters(t, e, 1)
+	got := startWaiter(t, e)
 	e.release(held, true) // discarded: its slot frees up
 	rt := <-got
 	if rt == nil || rt == held {
@@ -281,20 +290,9 @@ func TestPoolWaiterLeavesLine(t *testing.T) {
 // waits, its slot is the waiting run's; a newcomer cannot build a runtime
 // in it first.
 func TestPoolFreedSlotGoesToWaiter(t *testing.T) {
-	e := newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
-	held, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan *jsRuntime, 1)
-	go func() {
-		rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
-		if err != nil {
-			t.Error(err)
-		}
-		got <- rt
-	}()
-	waitForWaiters(t, e, 1)
+	e := newPoolOfOne(t)
+	held := mustAcquire(t, e)
+	got := startWaiter(t, e)
 	e.release(held, true) // discarded: the slot passes to the waiter
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
@@ -318,20 +316,9 @@ func TestPoolFreedSlotGoesToWaiter(t *testing.T) {
 // reload) are still served by the runtimes released to them, and nothing
 // is left behind.
 func TestPoolCloseWithWaiters(t *testing.T) {
-	e := newEngine(t, Options{Rules: []Source{jsSource("ok", `function (user, context, callback) { callback(null, user, context); }`)}, PoolSize: 1})
-	held, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan *jsRuntime, 1)
-	go func() {
-		rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
-		if err != nil {
-			t.Error(err)
-		}
-		got <- rt
-	}()
-	waitForWaiters(t, e, 1)
+	e := newPoolOfOne(t)
+	held := mustAcquire(t, e)
+	got := startWaiter(t, e)
 	e.Close()
 	e.release(held, false)
 	if rt := <-got; rt != held {
