@@ -480,6 +480,17 @@ type Runtime struct {
 // limit of stepup's bounds the heap.
 const DefaultGCPercentUnbounded = 400
 
+// GCPercentFor returns the gc_percent to apply: the configured one, or
+// the default for whether stepup's memory limit bounds the heap. It does
+// not when memory_limit is off or envLimit (GOMEMLIMIT is set in the
+// environment): a high percentage would then let the heap grow 30-fold.
+func (r Runtime) GCPercentFor(envLimit bool) int {
+	if r.GCPercentDefault && (envLimit || r.MemoryLimit.Mode == MemoryLimitOff) {
+		return DefaultGCPercentUnbounded
+	}
+	return r.GCPercent
+}
+
 // Load reads, decodes, defaults and validates a configuration file.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -631,10 +642,8 @@ func (c *Config) setDefaults() {
 	if c.Runtime.GCPercent == 0 {
 		// With a memory limit the limit decides when to collect; without
 		// one a high percentage would let the heap grow 30-fold.
+		// See GCPercentFor for the default without a memory limit.
 		c.Runtime.GCPercent, c.Runtime.GCPercentDefault = 3000, true
-		if c.Runtime.MemoryLimit.Mode == MemoryLimitOff {
-			c.Runtime.GCPercent = DefaultGCPercentUnbounded
-		}
 	}
 	if c.Runtime.MemoryLimit.Mode == "" {
 		c.Runtime.MemoryLimit.Mode = MemoryLimitAuto

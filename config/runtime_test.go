@@ -45,7 +45,7 @@ func TestRuntimeSection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Runtime.GCPercent != tc.wantGC || c.Runtime.MemoryLimit != tc.want {
+			if c.Runtime.GCPercentFor(false) != tc.wantGC || c.Runtime.MemoryLimit != tc.want {
 				t.Errorf("runtime = %+v, want gc %d limit %+v", c.Runtime, tc.wantGC, tc.want)
 			}
 		})

@@ -81,12 +81,8 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 		t.log.Debug("GOGC is set: runtime.gc_percent ignored", "GOGC", v)
 		gcLog = "GOGC=" + v
 	} else {
-		gc := rc.GCPercent
-		if _, ok := t.getenv("GOMEMLIMIT"); ok && rc.GCPercentDefault {
-			// The default counts on stepup's memory limit to bound the
-			// heap; GOMEMLIMIT may be off or far away.
-			gc = config.DefaultGCPercentUnbounded
-		}
+		_, envLimit := t.getenv("GOMEMLIMIT")
+		gc := rc.GCPercentFor(envLimit)
 		t.setGC(gc)
 		gcLog = gc
 	}

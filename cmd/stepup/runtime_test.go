@@ -27,6 +27,7 @@ func TestRuntimeTunerApply(t *testing.T) {
 		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "1GiB"}, config.Runtime{GCPercent: 400, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitAuto}}, 400, -1},
 		{"GOMEMLIMIT: configured gc kept", map[string]string{"GOMEMLIMIT": "off"}, config.Runtime{GCPercent: 3000, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitAuto}}, 3000, -1},
 		{"GOMEMLIMIT: default gc bounded", map[string]string{"GOMEMLIMIT": "off"}, config.Runtime{GCPercent: 3000, GCPercentDefault: true, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitAuto}}, 400, -1},
+		{"default gc, limit off", nil, config.Runtime{GCPercent: 3000, GCPercentDefault: true, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitOff}}, 400, math.MaxInt64},
 		{"default gc with auto limit", nil, config.Runtime{GCPercent: 3000, GCPercentDefault: true, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitAuto}}, 3000, 2 * live},
 	}
 	for _, tt := range tests {
