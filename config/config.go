@@ -243,6 +243,12 @@ type Clients struct {
 	// Default is the client id when nothing else names one. Default
 	// "default".
 	Default string `yaml:"default"`
+	// MFAMaxAge maps client ids to the longest time since the user's
+	// second factor that the client accepts ("15m"): an older proof steps
+	// up again although the MFA session is still valid. A route's
+	// context extension "mfa_max_age" and a rule's
+	// context.multifactor.maxAge may shorten it, never lengthen it.
+	MFAMaxAge map[string]Duration `yaml:"mfa_max_age"`
 }
 
 // MFA configures the step-up redirect.
@@ -289,6 +295,25 @@ type MFARedirect struct {
 	// a signed token (parameter token or id_token) that stepup checks
 	// before the rules run again.
 	Verify *RedirectVerify `yaml:"verify"`
+	// Services are the custom MFA services rules redirect to. Completing a
+	// redirect to one proves its factor ("redirect:<name>"), which meets
+	// a provider "any" requirement; a redirect anywhere else (terms of
+	// service, a profile form) proves nothing but its own completion.
+	Services []RedirectService `yaml:"services"`
+}
+
+// RedirectService declares a custom MFA service.
+type RedirectService struct {
+	// Name names the factor: 1-64 characters of [A-Za-z0-9_.-].
+	Name string `yaml:"name"`
+	// URL is the service's address; a redirect whose scheme and host are
+	// the same and whose path is at or below URL's path goes to it.
+	URL string `yaml:"url"`
+	// VerifiedByRule says that the rules verify what the service sends
+	// back (a signed token checked with require('jsonwebtoken') on the
+	// redirect-callback pass). Without it, mfa.redirect.verify must be
+	// set: an unverified return must never count as a factor.
+	VerifiedByRule bool `yaml:"verified_by_rule"`
 }
 
 // RedirectVerify is the key and claims of the token a custom MFA service
@@ -403,6 +428,13 @@ type Sessions struct {
 	// StateTTL (transaction state of the MFA step and of redirects)
 	// default 1h, at most 72h.
 	StateTTL Duration `yaml:"state_ttl"`
+	// Realms groups hosts that share MFA sessions and remembered browsers
+	// (realm name → host names or "*.domain"). A session proven on a host
+	// proves nothing on hosts outside its realm; a host in no group is a
+	// realm of its own. Cookies are per host, so sharing also needs the
+	// browser to carry them (one host name, or a parent-domain cookie
+	// set by a proxy): most deployments leave this empty.
+	Realms map[string][]string `yaml:"realms"`
 	Store    Store    `yaml:"store"`
 }
 
@@ -721,6 +753,30 @@ func (c *Config) Validate() error {
 	if c.ClientIP.TrustedHops < 0 || c.ClientIP.TrustedHops > 16 {
 		v.add("client_ip.trusted_hops", "must be between 0 and 16")
 	}
+	for _, client := range sortedKeys(c.Clients.MFAMaxAge) {
+		if d := c.Clients.MFAMaxAge[client]; d <= 0 || d > Duration(400*24*time.Hour) {
+			v.add("clients.mfa_max_age."+client, "must be more than 0s and at most 9600h")
+		}
+	}
+	hostRealm := map[string]string{}
+	for _, name := range sortedKeys(c.Sessions.Realms) {
+		p := "sessions.realms." + name
+		if !validServiceName(name) {
+			v.add(p, "realm names are 1-64 characters of [A-Za-z0-9_.-]")
+		}
+		if len(c.Sessions.Realms[name]) == 0 {
+			v.add(p, "has no hosts")
+		}
+		for i, h := range c.Sessions.Realms[name] {
+			host := strings.TrimPrefix(h, "*.")
+			if host == "" || strings.ContainsAny(host, "*:/ ") || strings.ToLower(host) != host {
+				v.add(fmt.Sprintf("%s[%d]", p, i), "must be a lower-case host name or *.domain, not %q", h)
+			} else if other, dup := hostRealm[h]; dup {
+				v.add(fmt.Sprintf("%s[%d]", p, i), "%q is already in realm %q", h, other)
+			}
+			hostRealm[h] = name
+		}
+	}
 	id := c.Identity
 	if id.Header.Name != "" && len(id.Header.TrustedPeers) == 0 {
 		v.add("identity.header.trusted_peers", "required when identity.header.name is set: the header is only believed from these peers")
@@ -1026,6 +1082,22 @@ func (c *Config) validateExternalMFA(v *validator) {
 	if strings.TrimSpace(d.UsernameClaim) != d.UsernameClaim {
 		v.add("mfa.duo.username_claim", "must not have surrounding spaces")
 	}
+	seen := map[string]bool{}
+	for i, svc := range c.MFA.Redirect.Services {
+		path := fmt.Sprintf("mfa.redirect.services[%d]", i)
+		if !validServiceName(svc.Name) {
+			v.add(path+".name", "must be 1-64 characters of [A-Za-z0-9_.-], not %q", svc.Name)
+		} else if seen[svc.Name] {
+			v.add(path+".name", "%q is declared twice", svc.Name)
+		}
+		seen[svc.Name] = true
+		if u, err := url.Parse(svc.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			v.add(path+".url", "must be an http(s) URL without query or fragment, not %q", svc.URL)
+		}
+		if !svc.VerifiedByRule && c.MFA.Redirect.Verify == nil {
+			v.add(path, "a service counts as a second factor only when its return is verified: set mfa.redirect.verify, or verified_by_rule: true when the rules verify it")
+		}
+	}
 	rv := c.MFA.Redirect.Verify
 	if rv == nil {
 		return
@@ -1058,4 +1130,18 @@ func (c *Config) validateExternalMFA(v *validator) {
 	if rv.Leeway < 0 || rv.Leeway > Duration(5*time.Minute) {
 		v.add("mfa.redirect.verify.leeway", "must be between 0s and 5m")
 	}
+}
+
+// validServiceName accepts 1-64 characters of [A-Za-z0-9_.-] (custom MFA
+// service and realm names).
+func validServiceName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -70,11 +70,11 @@ func TestSharedRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	mfaCookie, _, err := m.IssueMFASession(ctx, "auth0|alice", "", "otp", "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0")
+	mfaCookie, _, err := m.IssueMFASession(ctx, session.Grant{User: "auth0|alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rbCookie, _, err := m.IssueRemember(ctx, "auth0|alice", "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0")
+	rbCookie, _, err := m.IssueRemember(ctx, session.Grant{User: "auth0|alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,11 +140,11 @@ func TestBoltRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	mc, _, err := m.IssueMFASession(ctx, "auth0|alice", "", "otp", "")
+	mc, _, err := m.IssueMFASession(ctx, session.Grant{User: "auth0|alice", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, _, err := m.IssueRemember(ctx, "auth0|alice", "")
+	rc, _, err := m.IssueRemember(ctx, session.Grant{User: "auth0|alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,3 +176,7 @@ func TestBoltRestart(t *testing.T) {
 		}
 	}
 }
+
+// testRealm is the realm of the Envoy-shaped requests the tests send
+// (envoyreq's authority).
+const testRealm = "app.corp.example"

@@ -46,7 +46,7 @@ func TestStoreOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mfa, _, err := m.IssueMFASession(context.Background(), "auth0|alice", "", "otp", "")
+	mfa, _, err := m.IssueMFASession(context.Background(), session.Grant{User: "auth0|alice", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,11 +58,11 @@ func newBenchFixture(b *testing.B, rule rules.Source, nets *cidr.Matcher) *bench
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	mc, _, err := f.m.IssueMFASession(ctx, "auth0|alice", "", "otp", "Mozilla/5.0")
+	mc, _, err := f.m.IssueMFASession(ctx, session.Grant{User: "auth0|alice", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: "Mozilla/5.0"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	rc, _, err := f.m.IssueRemember(ctx, "auth0|alice", "Mozilla/5.0")
+	rc, _, err := f.m.IssueRemember(ctx, session.Grant{User: "auth0|alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: "Mozilla/5.0"})
 	if err != nil {
 		b.Fatal(err)
 	}

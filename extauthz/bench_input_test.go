@@ -53,7 +53,7 @@ func TestRulesInputUser(t *testing.T) {
 		{
 			name:        "jwt_authn payload with iat only, after MFA",
 			id:          &Identity{User: "auth0|bob", payload: payload(map[string]any{"sub": "auth0|bob", "iat": 1763900000})},
-			mfa:         &MFAProof{Method: "otp", At: mfaAt, SessionID: "s1"},
+			mfa:         &MFAProof{SessionID: "s1", Realm: testRealm, Proofs: []Proof{{Factor: "otp", At: mfaAt}}},
 			wantUser:    map[string]any{"sub": "auth0|bob", "iat": float64(1763900000), "user_id": "auth0|bob"},
 			wantMethods: []rules.Method{{Name: "pwd", Timestamp: 1763900000 * 1000}, {Name: "mfa", Timestamp: mfaAt.UnixMilli()}},
 		},

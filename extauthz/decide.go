@@ -3,10 +3,13 @@ package extauthz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/stepup-dev/stepup/session"
 )
 
 // Kind is what a decision does with the request.
@@ -90,6 +93,12 @@ type Requirement struct {
 	AllowRemember bool
 	// Options carries provider options (Duo keys etc.) for the MFA step.
 	Options map[string]any
+	// Factors, when not empty, are the only factors that meet the
+	// requirement (on top of the provider's table, [FactorMeets]).
+	Factors []string
+	// MaxAge, when positive, is how long ago the factor may have been
+	// proven at most; an older proof steps up again.
+	MaxAge time.Duration
 }
 
 // NeedsMFA reports whether the requirement asks for a second factor.
@@ -110,13 +119,6 @@ type PolicyInput struct {
 	// Body is context.request.body: the form the custom MFA service posted
 	// back when resuming from a redirect (see [Server.Resume]), else nil.
 	Body map[string]any
-}
-
-// MFAProof says the browser passed MFA.
-type MFAProof struct {
-	Method    string
-	At        time.Time
-	SessionID string
 }
 
 // PolicyResult is a policy's answer.
@@ -175,7 +177,7 @@ type Sessions interface {
 	MFACookieName() string
 	RememberCookieName() string
 	CheckMFA(ctx context.Context, value, user, sid string) (MFAProof, bool, error)
-	CheckRemember(ctx context.Context, value, user string) (bool, error)
+	CheckRemember(ctx context.Context, value, user string) (RememberProof, bool, error)
 	// NewState makes a single-use transaction for the MFA step or a
 	// redirect and returns its token (encrypted and signed; the store is
 	// written only when the transaction is used).
@@ -188,12 +190,18 @@ type Sessions interface {
 
 // StepUpState is the transaction a step-up starts.
 type StepUpState struct {
-	ReturnURL   string
-	User        string
-	ClientID    string
+	ReturnURL string
+	User      string
+	ClientID  string
+	// Host is the canonical host of the request: the state completes
+	// there only.
+	Host        string
 	Requirement Requirement
 	// RedirectURL is set for a rule redirect (the custom MFA service).
 	RedirectURL string
+	// Completes is what completing the redirect proves (a declared
+	// service's factor, or the redirect's completion).
+	Completes string
 }
 
 // errStore marks a session-store failure.
@@ -225,13 +233,15 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 
 	set := s.nets.Load()
 	in := PolicyInput{Req: r, Identity: id, Networks: set.Lookup(r.ClientIP)}
+	realm := s.realms.Of(r.Host)
 	if s.sessions != nil {
 		if v, ok := r.Cookie(s.sessions.MFACookieName()); ok {
 			proof, valid, err := s.sessions.CheckMFA(ctx, v, id.User, id.SID)
 			if err != nil {
 				return s.storeDown(d, err)
 			}
-			if valid {
+			// A session proves nothing outside the realm it was proven on.
+			if valid && proof.Realm == realm {
 				in.MFA = &proof
 			}
 		}
@@ -245,19 +255,35 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 		}
 		return d
 	}
+	// A rule's redirect comes first (as in Auth0: redirect, then MFA).
+	// It is satisfied by its completion in this session; a redirect to a
+	// declared MFA service by that service's factor.
 	if res.RedirectURL != "" && in.Protocol != "redirect-callback" {
-		if in.MFA == nil || in.MFA.Method != RedirectMethod {
-			return s.redirect(ctx, r, id, d, res)
+		u, err := url.Parse(res.RedirectURL)
+		if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			return s.fault(d, "rule_error", "rule set an invalid context.redirect URL", err)
 		}
-		// The browser came back from the custom MFA service and the
-		// rules accepted it: its MFA session satisfies the redirect
-		// (rules run on every request, not once per login as in Auth0).
-		d.Kind, d.Reason, d.Method = Allow, "mfa_session", in.MFA.Method
-		s.identityHeaders(&d, r, id, &in)
-		s.claimHeaders(&d, res.Claims)
-		return d
+		completes := s.redirectCompletion(u)
+		p, done := Proof{}, false
+		if in.MFA != nil {
+			p, done = hasProof(in.MFA.Proofs, completes)
+		}
+		if !done {
+			return s.redirect(ctx, r, id, d, u, completes, res)
+		}
+		if session.IsFactor(p.Factor) {
+			d.Method = p.Factor
+		}
 	}
-	if !res.MFA.NeedsMFA() {
+	q := res.MFA
+	if q.NeedsMFA() {
+		maxAge, err := s.routeMaxAge(r)
+		if err != nil {
+			return s.fault(d, "internal", "invalid mfa_max_age for this route", err)
+		}
+		q.MaxAge = tighten(q.MaxAge, maxAge)
+	}
+	if !q.NeedsMFA() {
 		d.Kind = Allow
 		d.Reason = "no_mfa_required"
 		if len(in.Networks) > 0 {
@@ -267,27 +293,47 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 		s.claimHeaders(&d, res.Claims)
 		return d
 	}
+	now := s.now()
 	if in.MFA != nil {
-		d.Kind, d.Reason, d.Method = Allow, "mfa_session", in.MFA.Method
-		s.identityHeaders(&d, r, id, &in)
-		s.claimHeaders(&d, res.Claims)
-		return d
+		if p, ok := q.metBy(in.MFA.Proofs, now, s.duoFallback); ok {
+			d.Kind, d.Reason, d.Method = Allow, "mfa_session", p.Factor
+			s.identityHeaders(&d, r, id, &in)
+			s.claimHeaders(&d, res.Claims)
+			return d
+		}
 	}
-	if res.MFA.AllowRemember && s.sessions != nil {
+	if q.AllowRemember && s.sessions != nil {
 		if v, ok := r.Cookie(s.sessions.RememberCookieName()); ok {
-			valid, err := s.sessions.CheckRemember(ctx, v, id.User)
+			rp, valid, err := s.sessions.CheckRemember(ctx, v, id.User)
 			if err != nil {
 				return s.storeDown(d, err)
 			}
-			if valid {
-				d.Kind, d.Reason, d.Method = Allow, "remembered", "remembered"
-				s.identityHeaders(&d, r, id, &in)
-				s.claimHeaders(&d, res.Claims)
-				return d
+			if valid && rp.Realm == realm {
+				if _, ok := q.metBy(rp.Proofs, now, s.duoFallback); ok {
+					d.Kind, d.Reason, d.Method = Allow, "remembered", "remembered"
+					s.identityHeaders(&d, r, id, &in)
+					s.claimHeaders(&d, res.Claims)
+					return d
+				}
 			}
 		}
 	}
-	return s.stepUp(ctx, r, id, d, res.MFA)
+	return s.stepUp(ctx, r, id, d, q)
+}
+
+// routeMaxAge is the MFA freshness the route asks for: the shorter of the
+// client's configured mfa_max_age and the route's context extension
+// "mfa_max_age" (a Go duration). Zero: none.
+func (s *Server) routeMaxAge(r *Request) (time.Duration, error) {
+	age := s.clientMaxAge[r.ClientID]
+	if v, ok := r.ContextExtensions["mfa_max_age"]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return 0, fmt.Errorf("context extension mfa_max_age %.32q: must be a positive duration", v)
+		}
+		age = tighten(age, d)
+	}
+	return age, nil
 }
 
 // AssertionHeader carries the signed identity assertion to the MFA step.
@@ -297,7 +343,7 @@ func (s *Server) stepUp(ctx context.Context, r *Request, id *Identity, d Decisio
 	d.Kind, d.Reason = StepUp, "mfa_required"
 	d.Message = "multi-factor authentication required"
 	if s.sessions != nil {
-		tok, err := s.sessions.NewState(ctx, StepUpState{ReturnURL: r.URL(), User: id.User, ClientID: r.ClientID, Requirement: req})
+		tok, err := s.sessions.NewState(ctx, StepUpState{ReturnURL: r.URL(), User: id.User, ClientID: r.ClientID, Host: r.Host, Requirement: req})
 		if err != nil {
 			return s.storeDown(d, err)
 		}
@@ -314,14 +360,13 @@ func (s *Server) stepUp(ctx context.Context, r *Request, id *Identity, d Decisio
 	return d
 }
 
-func (s *Server) redirect(ctx context.Context, r *Request, id *Identity, d Decision, res PolicyResult) Decision {
-	u, err := url.Parse(res.RedirectURL)
-	if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return s.fault(d, "rule_error", "rule set an invalid context.redirect URL", err)
-	}
+// redirect sends the browser to a rule's redirect u with a state whose
+// completion proves completes.
+func (s *Server) redirect(ctx context.Context, r *Request, id *Identity, d Decision, u *url.URL, completes string, res PolicyResult) Decision {
 	d.Kind, d.Reason, d.Status = Redirect, "redirect", 302
 	if s.sessions != nil {
-		tok, err := s.sessions.NewState(ctx, StepUpState{ReturnURL: r.URL(), User: id.User, ClientID: r.ClientID, Requirement: res.MFA, RedirectURL: res.RedirectURL})
+		tok, err := s.sessions.NewState(ctx, StepUpState{ReturnURL: r.URL(), User: id.User, ClientID: r.ClientID, Host: r.Host,
+			Requirement: res.MFA, RedirectURL: res.RedirectURL, Completes: completes})
 		if err != nil {
 			return s.storeDown(d, err)
 		}

@@ -389,3 +389,6 @@ func TestClientIP(t *testing.T) {
 		})
 	}
 }
+
+// testRealm is the realm of the tests' requests (their host).
+const testRealm = "app.corp.example"

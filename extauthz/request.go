@@ -1,6 +1,8 @@
 package extauthz
 
 import (
+	"github.com/stepup-dev/stepup/session"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -343,18 +345,10 @@ func hasDotSegment(p string) bool {
 	return false
 }
 
-func stripPort(hp string) string {
-	if strings.HasPrefix(hp, "[") {
-		if i := strings.IndexByte(hp, ']'); i > 0 {
-			return strings.ToLower(hp[1:i])
-		}
-		return strings.ToLower(hp)
-	}
-	if i := strings.LastIndexByte(hp, ':'); i >= 0 && strings.IndexByte(hp, ':') == i {
-		hp = hp[:i]
-	}
-	return strings.ToLower(hp)
-}
+// stripPort returns the canonical host of a :authority (see
+// session.CanonicalHost: lower case, no port, no trailing dot), the form
+// every host comparison uses.
+func stripPort(hp string) string { return session.CanonicalHost(hp) }
 
 // socketAddr parses an address as Envoy writes it (no port), unmapping
 // IPv4-mapped IPv6 and dropping a zone.

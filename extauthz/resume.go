@@ -10,13 +10,6 @@ import (
 	"github.com/stepup-dev/stepup/rules"
 )
 
-// RedirectMethod is the MFA session method of a browser that came back
-// from a rule's context.redirect (Auth0's redirect protocol) and whose
-// re-run pipeline succeeded. Such a session satisfies later redirects of
-// the rules, which run on every request (the same name as
-// mfa.MethodRedirect).
-const RedirectMethod = "redirect"
-
 // maxResumeValues bounds the query and body parameters handed to the rules.
 const maxResumeValues = 1000
 
@@ -57,8 +50,10 @@ type ResumeResult struct {
 // redirect, with context.protocol "redirect-callback" and
 // context.request.query / .body holding what came back (Auth0's redirect
 // protocol). A context.redirect set on this pass is ignored (one redirect
-// per transaction), and so is a context.multifactor: the MFA session the
-// step issues for a successful return satisfies both.
+// per transaction), and so is a context.multifactor: a successful return
+// proves only what the state says its completion proves (the redirect's
+// completion, or a declared MFA service's factor), and the next Check runs
+// the rules again and asks for any factor they require.
 func (s *Server) Resume(ctx context.Context, in ResumeInput) ResumeResult {
 	if in.User == "" || !in.ClientIP.IsValid() {
 		return ResumeResult{Err: &PolicyError{Status: http.StatusBadRequest, Reason: "bad_request", Message: "incomplete redirect callback"}}

@@ -58,7 +58,7 @@ func resumeInput(q, body url.Values) ResumeInput {
 
 func mfaCookieWith(t *testing.T, f *sessionFixture, method string) string {
 	t.Helper()
-	c, _, err := f.m.IssueMFASession(context.Background(), "auth0|alice", "", method, "Mozilla/5.0")
+	c, _, err := f.m.IssueMFASession(context.Background(), session.Grant{User: "auth0|alice", SID: "", Realm: testRealm, Factors: []string{method}, UserAgent: "Mozilla/5.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,8 @@ func TestSeedRedirectRoundTrip(t *testing.T) {
 		t.Fatalf("location %q", loc)
 	}
 	st, err := f.m.LoadState(context.Background(), u.Query().Get("state"), "auth0|alice")
-	if err != nil || st.RedirectURL != "https://your_custom_mfa" || st.ClientID != "payroll" {
+	if err != nil || st.RedirectURL != "https://your_custom_mfa" || st.ClientID != "payroll" || st.Host != testRealm ||
+		st.Completes != session.CompletedRedirect("https://your_custom_mfa") {
 		t.Fatalf("state %+v, %v", st, err)
 	}
 
@@ -89,13 +90,14 @@ func TestSeedRedirectRoundTrip(t *testing.T) {
 		t.Fatalf("resume: %+v", res.Err)
 	}
 
-	// Later requests: the redirect MFA session satisfies the redirect;
-	// another method does not.
-	got, resp = run(t, s, checkReq("203.0.113.7", withHeader("cookie", mfaCookieWith(t, f, RedirectMethod))))
-	if got.status != 200 || got.reason != "mfa_session" {
-		t.Fatalf("with the redirect session: %+v", got)
+	// Later requests: a session with the redirect's completion satisfies
+	// the redirect; the service is not declared as an MFA service, so
+	// the completion proves no factor. Another proof does not satisfy it.
+	got, resp = run(t, s, checkReq("203.0.113.7", withHeader("cookie", mfaCookieWith(t, f, st.Completes))))
+	if got.status != 200 || got.reason != "no_mfa_required" {
+		t.Fatalf("with the redirect's completion: %+v", got)
 	}
-	if m, _ := header(resp.GetOkResponse().GetHeaders(), "x-stepup-mfa"); m != RedirectMethod {
+	if m, _ := header(resp.GetOkResponse().GetHeaders(), "x-stepup-mfa"); m != "none" {
 		t.Errorf("x-stepup-mfa %q", m)
 	}
 	if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", mfaCookieWith(t, f, "otp")))); got.status != http.StatusFound {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/stepup-dev/stepup/rules"
 )
@@ -72,7 +73,9 @@ func (p *RulesPolicy) input(in *PolicyInput) rules.Input {
 		methods = append(methods, rules.Method{Name: "pwd"})
 	}
 	if in.MFA != nil {
-		methods = append(methods, rules.Method{Name: "mfa", Timestamp: in.MFA.At.UnixMilli()})
+		if p, ok := newestFactor(in.MFA.Proofs); ok {
+			methods = append(methods, rules.Method{Name: "mfa", Timestamp: p.At.UnixMilli()})
+		}
 	}
 	var query map[string]any
 	if r.RawQuery != "" {
@@ -132,6 +135,16 @@ func mapRulesResult(res *rules.Result) PolicyResult {
 	var out PolicyResult
 	if mf := res.Multifactor; mf != nil && mf.Provider != "none" {
 		out.MFA = Requirement{Provider: mf.Provider, AllowRemember: !mf.ForceMFA()}
+		if mf.RequestedProvider == ProviderGuardian {
+			// Guardian's factors outside Auth0: the authenticator app.
+			out.MFA.Provider = ProviderGuardian
+		}
+		if age, ok := maxAgeOption(mf.Options["maxAge"]); ok {
+			out.MFA.MaxAge = age
+		} else {
+			return PolicyResult{Err: &PolicyError{Status: http.StatusForbidden, Reason: "rule_error",
+				Message: "access policy failed", Rule: res.Rule}}
+		}
 		if len(mf.Options) > 0 || mf.Duo != nil {
 			out.MFA.Options = make(map[string]any, len(mf.Options)+4)
 			for k, v := range mf.Options {
@@ -163,6 +176,26 @@ func mapRulesResult(res *rules.Result) PolicyResult {
 		}
 	}
 	return out
+}
+
+// maxAgeOption reads context.multifactor.maxAge, stepup's extension: the
+// longest time, in seconds, since the factor was proven (as OpenID
+// Connect's max_age). Absent is none; anything but a positive number is
+// refused (ok false), so that a typo fails closed instead of loosening.
+func maxAgeOption(v any) (time.Duration, bool) {
+	switch n := v.(type) {
+	case nil:
+		return 0, true
+	case float64:
+		if n > 0 && n <= 400*24*3600 {
+			return time.Duration(n * float64(time.Second)), true
+		}
+	case int64:
+		if n > 0 && n <= 400*24*3600 {
+			return time.Duration(n) * time.Second, true
+		}
+	}
+	return 0, false
 }
 
 // claimHeaderName turns a custom claim name into a header suffix: Auth0

@@ -25,7 +25,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -33,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/stepup-dev/stepup/cidr"
+	"github.com/stepup-dev/stepup/session"
 )
 
 // Options configure a Server. Zero values get the defaults documented on
@@ -73,6 +73,18 @@ type Options struct {
 	Metrics      *Metrics
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Realms groups hosts that share sessions (nil: each host is its own
+	// realm). The MFA step must use the same groups.
+	Realms *session.Realms
+	// RedirectServices are the custom MFA services rules may redirect to;
+	// a redirect elsewhere proves no factor.
+	RedirectServices []RedirectService
+	// DuoFallback: the MFA step lets the authenticator app stand in for
+	// Duo while Duo is down, so such a step meets a Duo requirement.
+	DuoFallback bool
+	// ClientMaxAge is the longest time since MFA that each client (by
+	// id) accepts; missing or zero: the session's lifetime.
+	ClientMaxAge map[string]time.Duration
 }
 
 // Server answers checks. It is safe for concurrent use.
@@ -95,12 +107,16 @@ type Server struct {
 		user, email, mfa, network, claimPrefix string
 		remove                                 []string
 	}
-	limits  Limits
-	logAll  bool
-	logNone bool
-	log     *slog.Logger
-	metrics *Metrics
-	now     func() time.Time
+	realms           *session.Realms
+	redirectServices []redirectService
+	duoFallback      bool
+	clientMaxAge     map[string]time.Duration
+	limits           Limits
+	logAll           bool
+	logNone          bool
+	log              *slog.Logger
+	metrics          *Metrics
+	now              func() time.Time
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -127,10 +143,15 @@ func New(o Options) (*Server, error) {
 		o.Identity.Now = s.now
 	}
 	s.ident = newIdentifier(o.Identity)
+	s.realms, s.duoFallback, s.clientMaxAge = o.Realms, o.DuoFallback, o.ClientMaxAge
+	var err error
+	if s.redirectServices, err = newRedirectServices(o.RedirectServices); err != nil {
+		return nil, fmt.Errorf("extauthz: %w", err)
+	}
 	s.clientIP = clientIPResolver{trustEnvoyHeader: o.TrustEnvoyExternalAddress, trusted: o.TrustedProxies, hops: o.TrustedHops}
 	s.clients.hosts = make(map[string]string, len(o.ClientHosts))
 	for h, c := range o.ClientHosts {
-		s.clients.hosts[strings.ToLower(h)] = c
+		s.clients.hosts[session.CanonicalHost(h)] = c
 	}
 	s.clients.def = def(o.DefaultClient, "default")
 	s.jwtNamespace = def(o.JWTNamespace, "envoy.filters.http.jwt_authn")

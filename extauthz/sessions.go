@@ -53,21 +53,30 @@ func (s *managerSessions) CheckMFA(ctx context.Context, value, user, sid string)
 		}
 		return MFAProof{}, false, nil
 	}
-	return MFAProof{Method: ms.Method, At: ms.AuthTime, SessionID: ms.ID}, true, nil
+	return MFAProof{SessionID: ms.ID, Realm: ms.Realm, Proofs: proofs(ms.Proofs)}, true, nil
 }
 
-func (s *managerSessions) CheckRemember(ctx context.Context, value, user string) (bool, error) {
-	if _, err := s.m.VerifyRemember(ctx, value, user); err != nil {
+func (s *managerSessions) CheckRemember(ctx context.Context, value, user string) (RememberProof, bool, error) {
+	d, err := s.m.VerifyRemember(ctx, value, user)
+	if err != nil {
 		if errors.Is(err, session.ErrStoreUnavailable) {
-			return false, fmt.Errorf("%w: %v", errStore, err)
+			return RememberProof{}, false, fmt.Errorf("%w: %v", errStore, err)
 		}
-		return false, nil
+		return RememberProof{}, false, nil
 	}
-	return true, nil
+	return RememberProof{Realm: d.Realm, Proofs: proofs(d.Proofs)}, true, nil
+}
+
+func proofs(ps []session.Proof) []Proof {
+	out := make([]Proof, len(ps))
+	for i, p := range ps {
+		out[i] = Proof{Factor: p.Factor, At: p.At}
+	}
+	return out
 }
 
 func (s *managerSessions) NewState(ctx context.Context, st StepUpState) (string, error) {
-	req := session.Requirement{Provider: st.Requirement.Provider, AllowRemember: st.Requirement.AllowRemember}
+	req := session.Requirement{Provider: st.Requirement.Provider, AllowRemember: st.Requirement.AllowRemember, Factors: st.Requirement.Factors}
 	if len(st.Requirement.Options) > 0 {
 		req.Options = make(map[string]string, len(st.Requirement.Options))
 		for k, v := range st.Requirement.Options {
@@ -89,9 +98,11 @@ func (s *managerSessions) NewState(ctx context.Context, st StepUpState) (string,
 	return s.m.NewState(ctx, session.State{
 		User:        st.User,
 		ClientID:    st.ClientID,
+		Host:        st.Host,
 		ReturnURL:   st.ReturnURL,
 		Requirement: req,
 		RedirectURL: st.RedirectURL,
+		Completes:   st.Completes,
 	})
 }
 

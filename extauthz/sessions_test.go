@@ -60,7 +60,7 @@ func newSessionFixture(t *testing.T, store session.Store) *sessionFixture {
 
 func (f *sessionFixture) mfaCookie(t *testing.T, user string) string {
 	t.Helper()
-	c, _, err := f.m.IssueMFASession(context.Background(), user, "", "otp", "Mozilla/5.0")
+	c, _, err := f.m.IssueMFASession(context.Background(), session.Grant{User: user, SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: "Mozilla/5.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func (f *sessionFixture) mfaCookie(t *testing.T, user string) string {
 
 func (f *sessionFixture) rememberCookie(t *testing.T, user string) string {
 	t.Helper()
-	c, _, err := f.m.IssueRemember(context.Background(), user, "Mozilla/5.0")
+	c, _, err := f.m.IssueRemember(context.Background(), session.Grant{User: user, Realm: testRealm, Factors: []string{"otp"}, UserAgent: "Mozilla/5.0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,12 +14,6 @@ import (
 	"github.com/stepup-dev/stepup/session"
 )
 
-// MethodRedirect is the MFA session method after a custom MFA service
-// reached through a rule's context.redirect (Auth0's redirect protocol)
-// sent the browser back and the rules accepted it. Check lets such a
-// session satisfy the rule's redirect on later requests.
-const MethodRedirect = "redirect"
-
 // assertionUserClaim is the assertion claim holding the identity's whole
 // claim set, when Check could fit it (extauthz.AssertionUserClaim).
 const assertionUserClaim = "user"
@@ -144,8 +138,10 @@ func newRedirectSetup(o RedirectOptions) (redirectSetup, error) {
 // browser back from a rule's redirect. The state must be its user's and
 // made by a redirect; it is used up (exactly once) before anything else
 // happens, then the returned token is checked (when configured) and the
-// rules run again. Success is an MFA session with [MethodRedirect] and a
-// 303 to the original URL.
+// rules run again. Success adds to the browser's MFA session what the
+// state says its completion proves (the redirect's completion, or the
+// factor of a declared MFA service; never more) and is a 303 to the
+// original URL.
 func (h *Handler) continueRedirect(w http.ResponseWriter, r *http.Request) {
 	id, ok := h.identify(w, r)
 	if !ok {
@@ -181,7 +177,11 @@ func (h *Handler) continueRedirect(w http.ResponseWriter, r *http.Request) {
 		h.stateError(w, r, id, err, "")
 		return
 	}
-	if st.RedirectURL == "" {
+	if !h.stateHere(w, r, id, st) {
+		h.metrics.redirects.WithLabelValues(redirectResultState).Inc()
+		return
+	}
+	if st.RedirectURL == "" || st.Completes == "" {
 		h.metrics.redirects.WithLabelValues(redirectResultState).Inc()
 		h.redirectRefused(r, id, "not_a_redirect_state")
 		h.message(w, r, http.StatusBadRequest, "invalid_title", "invalid_body", "/", "start_again")
@@ -231,8 +231,8 @@ func (h *Handler) continueRedirect(w http.ResponseWriter, r *http.Request) {
 	}
 	h.metrics.redirects.WithLabelValues(redirectResultSuccess).Inc()
 	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa verification succeeded",
-		slog.String("user", id.User), slog.String("client_ip", id.ClientIP), slog.String("factor", MethodRedirect), requestID(r))
-	h.complete(w, r, transaction{id: id, token: token, bind: bindState(token), st: st}, MethodRedirect, false, nil)
+		slog.String("user", id.User), slog.String("client_ip", id.ClientIP), slog.String("proves", st.Completes), requestID(r))
+	h.complete(w, r, transaction{id: id, token: token, bind: bindState(token), st: st}, []string{st.Completes}, false, nil)
 }
 
 // redirectRefused logs a refused callback; reason is a fixed word.

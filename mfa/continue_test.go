@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +46,7 @@ var hmacSecret = []byte("custom-mfa-shared-secret-of-32-bytes!")
 // redirectState makes the state Check makes for a rule's redirect.
 func (e *env) redirectState(user string) string {
 	e.t.Helper()
-	tok, err := e.m.NewState(context.Background(), session.State{User: user, ClientID: "app", ReturnURL: returnURL, RedirectURL: "https://mfa.example/start"})
+	tok, err := e.m.NewState(context.Background(), session.State{User: user, ClientID: "app", Host: host, ReturnURL: returnURL, RedirectURL: "https://mfa.example/start", Completes: session.RedirectFactor("mfa-example")})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestContinueRoundTrip(t *testing.T) {
 		t.Fatalf("cookies: mfa %v remember %v", mc, cookie(rec, rememberName))
 	}
 	s, err := e.m.VerifyMFASession(context.Background(), mc.Value, alice.user, alice.sid)
-	if err != nil || s.Method != MethodRedirect || s.AuthTime.Unix() != e.clk.Now().Unix() {
+	if err != nil || !slices.Equal(s.Factors(), []string{session.RedirectFactor("mfa-example")}) || s.Realm != host || s.AuthTime.Unix() != e.clk.Now().Unix() {
 		t.Fatalf("session %+v, %v", s, err)
 	}
 	want := []ContinueInput{{

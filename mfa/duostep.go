@@ -1,6 +1,7 @@
 package mfa
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,9 +18,6 @@ import (
 	"github.com/stepup-dev/stepup/mfa/duo"
 	"github.com/stepup-dev/stepup/session"
 )
-
-// MethodDuo is the MFA session method after a Duo Universal Prompt.
-const MethodDuo = "duo"
 
 // Duo fallback policies ([DuoOptions.Fallback]).
 const (
@@ -292,9 +290,17 @@ func (h *Handler) duoStart(w http.ResponseWriter, r *http.Request, tx transactio
 		h.duoMisconfigured(w, r, tx, fmt.Errorf("no duo username: the rule sets none and the identity has none of the claims %q", h.duo.usernameClaims))
 		return
 	}
-	err = client.HealthCheck(ctx)
+	// stepup's own check, bounded by its own deadline: the browser going
+	// away must not pass for Duo being down (that would open the fallback).
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.duoHealthTimeout())
+	err = client.HealthCheck(hctx)
+	cancel()
 	h.metrics.duoRequests.WithLabelValues(duoOpHealth, duoResult(err)).Inc()
 	if err != nil {
+		if ctx.Err() != nil {
+			// Nobody is waiting for the answer; nothing changes.
+			return
+		}
 		h.duoDown(w, r, tx, err)
 		return
 	}
@@ -335,12 +341,35 @@ func (h *Handler) duoDown(w http.ResponseWriter, r *http.Request, tx transaction
 	ctx := r.Context()
 	h.log.LogAttrs(ctx, slog.LevelWarn, "mfa step: duo unavailable, failing closed",
 		slog.String("user", tx.id.User), slog.String("error", err.Error()), slog.String("fallback", h.duo.fallback), requestID(r))
-	if h.duo.fallback == DuoFallbackTOTP && h.openDuoFallback(r, tx) {
+	if h.duo.fallback == DuoFallbackTOTP && duoOutage(err) && h.openDuoFallback(r, tx) {
 		h.message(w, r, http.StatusServiceUnavailable, "duo_down_title", "duo_down_fallback_body",
 			h.prefix+"mfa?state="+url.QueryEscape(tx.token)+"&method="+formTOTP, "use_authenticator")
 		return
 	}
 	h.message(w, r, http.StatusServiceUnavailable, "duo_down_title", "duo_down_body", h.returnURL(r, tx.st.ReturnURL), "try_again")
+}
+
+// duoHealthTimeout bounds stepup's health check of Duo: the configured
+// timeout of a call to Duo, or duo.DefaultTimeout.
+func (h *Handler) duoHealthTimeout() time.Duration {
+	if h.duo.timeout > 0 {
+		return h.duo.timeout
+	}
+	return duo.DefaultTimeout
+}
+
+// duoOutage reports whether a failed health check means Duo is down (no
+// answer, a 5xx or 429) rather than refusing these settings (another
+// 4xx: a wrong client id or secret), which no fallback should paper over.
+func duoOutage(err error) bool {
+	if !errors.Is(err, duo.ErrUnavailable) {
+		return false
+	}
+	var api *duo.APIError
+	if errors.As(err, &api) {
+		return api.HTTPStatus >= 500 || api.HTTPStatus == http.StatusTooManyRequests
+	}
+	return true
 }
 
 // openDuoFallback lets the authenticator app stand in for Duo in this
@@ -441,6 +470,9 @@ func (h *Handler) duoCallback(w http.ResponseWriter, r *http.Request) {
 		h.stateError(w, r, id, err, "")
 		return
 	}
+	if !h.stateHere(w, r, id, st) {
+		return
+	}
 	tx := transaction{id: id, token: txn.State, bind: bindState(txn.State), st: st}
 	again := h.returnURL(r, st.ReturnURL)
 	if perr != nil {
@@ -466,7 +498,7 @@ func (h *Handler) duoCallback(w http.ResponseWriter, r *http.Request) {
 	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa verification succeeded",
 		slog.String("user", id.User), slog.String("client_ip", id.ClientIP), slog.String("factor", factorLabelDuo),
 		slog.String("duo_factor", res.Factor), slog.String("duo_txid", res.TxID), requestID(r))
-	h.complete(w, r, tx, MethodDuo, txn.Remember, nil)
+	h.complete(w, r, tx, []string{session.FactorDuo}, txn.Remember, nil)
 }
 
 // duoFailed renders what went wrong with a Duo answer.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ func TestDuoRoundTrip(t *testing.T) {
 				t.Fatal("no mfa session cookie")
 			}
 			s, err := d.m.VerifyMFASession(context.Background(), mc.Value, alice.user, alice.sid)
-			if err != nil || s.Method != MethodDuo {
+			if err != nil || !slices.Equal(s.Factors(), []string{session.FactorDuo}) {
 				t.Fatalf("mfa session %+v, %v; want method duo", s, err)
 			}
 			if got := cookie(rec, rememberName) != nil; got != tc.wantRememberCk {
@@ -350,7 +351,7 @@ func TestDuoUnavailable(t *testing.T) {
 				t.Fatalf("fallback verification: %d\n%s", ok.Code, ok.Body)
 			}
 			s, err := d.m.VerifyMFASession(context.Background(), cookie(ok, mfaName).Value, alice.user, "")
-			if err != nil || s.Method != MethodOTP {
+			if err != nil || !slices.Equal(s.Factors(), []string{session.FactorOTP, session.FactorDuoFallback}) {
 				t.Fatalf("session %+v %v", s, err)
 			}
 		})

@@ -215,10 +215,13 @@ func (h *Handler) regenerateCodes(w http.ResponseWriter, r *http.Request, id ide
 }
 
 // freshlyVerified reports whether the request carries the user's MFA
-// session from a verification less than ReauthAfter ago, with an
-// authenticator code when totpOnly. If not, it sends the browser through
-// the MFA step (authenticator only, never remembered), back to the
-// factors page, and returns false.
+// session, on this realm, with a proof by one of the user's own enrolled
+// factors less than ReauthAfter old: the authenticator app, a recovery
+// code (not when totpOnly: a recovery code does not mint new ones), a
+// passkey. Duo, a custom MFA service or a completed redirect never
+// qualify: they are not factors the user manages here. If not, it sends
+// the browser through the MFA step (authenticator only, never
+// remembered), back to the factors page, and returns false.
 func (h *Handler) freshlyVerified(w http.ResponseWriter, r *http.Request, id identity, totpOnly bool) bool {
 	ctx := r.Context()
 	mfaName, _, _ := h.m.CookieNames()
@@ -228,8 +231,12 @@ func (h *Handler) freshlyVerified(w http.ResponseWriter, r *http.Request, id ide
 			h.storeDown(w, r, "verify mfa session", err)
 			return false
 		}
-		if err == nil && h.now().Sub(s.AuthTime) < h.reauth && (!totpOnly || s.Method == MethodOTP) {
-			return true
+		if err == nil && s.Realm == h.realms.Of(r.Host) {
+			for _, p := range s.Proofs {
+				if ownFactor(p.Factor, totpOnly) && h.now().Sub(p.At) < h.reauth {
+					return true
+				}
+			}
 		}
 	}
 	self, ok := h.selfURL(r, "factors")
@@ -240,6 +247,7 @@ func (h *Handler) freshlyVerified(w http.ResponseWriter, r *http.Request, id ide
 	tok, err := h.m.NewState(ctx, session.State{
 		User:        id.User,
 		ClientID:    "stepup",
+		Host:        session.CanonicalHost(r.Host),
 		ReturnURL:   self,
 		Requirement: session.Requirement{Provider: "google-authenticator"},
 	})
@@ -260,4 +268,16 @@ func (h *Handler) selfURL(r *http.Request, page string) (string, bool) {
 	}
 	u := scheme + "://" + r.Host + h.prefix + page
 	return safeReturnURL(u, r.Host, h.dev)
+}
+
+// ownFactor reports whether factor is one the user enrolled with stepup
+// and manages on the factors page.
+func ownFactor(factor string, totpOnly bool) bool {
+	switch factor {
+	case session.FactorOTP, session.FactorWebAuthnPlatform, session.FactorWebAuthnRoaming:
+		return true
+	case session.FactorRecoveryCode:
+		return !totpOnly
+	}
+	return false
 }

@@ -84,6 +84,9 @@ type Options struct {
 	// Redirect configures the continue endpoint of Auth0's redirect
 	// protocol (a rule's context.redirect).
 	Redirect RedirectOptions
+	// Realms groups hosts that share sessions; it must be the one Check
+	// uses. Nil: every host is its own realm.
+	Realms *session.Realms
 }
 
 // Handler serves the MFA step under its prefix. It is safe for concurrent
@@ -109,6 +112,7 @@ type Handler struct {
 	dev         bool
 	duo         duoSetup
 	redirect    redirectSetup
+	realms      *session.Realms
 }
 
 // New checks o, fills in defaults and returns a Handler. Every problem is
@@ -127,6 +131,7 @@ func New(o Options) (*Handler, error) {
 		now:         o.Now,
 		log:         o.Logger,
 		dev:         o.Development,
+		realms:      o.Realms,
 	}
 	if h.prefix == "" {
 		h.prefix = DefaultPrefix

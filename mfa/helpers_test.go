@@ -109,7 +109,7 @@ func newEnv(t testing.TB, mod func(*Options)) *env {
 // state makes a transaction state as Check does.
 func (e *env) state(user string, req session.Requirement, ret string) string {
 	e.t.Helper()
-	tok, err := e.m.NewState(context.Background(), session.State{User: user, ClientID: "app", ReturnURL: ret, Requirement: req})
+	tok, err := e.m.NewState(context.Background(), session.State{User: user, ClientID: "app", Host: host, ReturnURL: ret, Requirement: req})
 	if err != nil {
 		e.t.Fatal(err)
 	}

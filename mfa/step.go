@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/stepup-dev/stepup/session"
@@ -17,14 +18,6 @@ const (
 	formEnrol    = "enrol"
 	formTOTP     = "totp"
 	formRecovery = "recovery"
-)
-
-// MFA session methods recorded for the upstream and the rules.
-const (
-	// MethodOTP is the MFA session method after an authenticator code.
-	MethodOTP = "otp"
-	// MethodRecoveryCode is the MFA session method after a recovery code.
-	MethodRecoveryCode = "recovery_code"
 )
 
 // maxFormBytes bounds a POST body.
@@ -132,6 +125,9 @@ func (h *Handler) loadTransaction(w http.ResponseWriter, r *http.Request, id ide
 		h.stateError(w, r, id, err, ret)
 		return transaction{}, false
 	}
+	if !h.stateHere(w, r, id, st) {
+		return transaction{}, false
+	}
 	if st.RedirectURL != "" {
 		// A rule's redirect: the browser comes back to {prefix}continue.
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: a redirect's state presented to the mfa page",
@@ -151,9 +147,24 @@ func (h *Handler) loadTransaction(w http.ResponseWriter, r *http.Request, id ide
 // totpProvider reports whether the authenticator app satisfies provider.
 func totpProvider(p string) bool {
 	switch p {
-	case "", "any", "google-authenticator":
+	case "", "any", "google-authenticator", "guardian":
 		return true
 	}
+	return false
+}
+
+// stateHere reports whether the state was made for this request's host;
+// otherwise it renders the refusal and returns false. A state completes
+// only where it was made: its cookies would prove a factor on another
+// host's realm.
+func (h *Handler) stateHere(w http.ResponseWriter, r *http.Request, id identity, st session.State) bool {
+	if st.Host != "" && st.Host == session.CanonicalHost(r.Host) {
+		return true
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: state refused",
+		slog.String("reason", "wrong_host"), slog.String("user", id.User), slog.String("host", session.CanonicalHost(r.Host)),
+		slog.String("client_ip", id.ClientIP), requestID(r))
+	h.message(w, r, http.StatusForbidden, "wrong_host_title", "wrong_host_body", "", "")
 	return false
 }
 
@@ -347,7 +358,7 @@ func (h *Handler) enrolPost(w http.ResponseWriter, r *http.Request, tx transacti
 	h.metrics.enrolments.Inc()
 	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa authenticator enrolled",
 		slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP), requestID(r))
-	h.finish(w, r, tx, MethodOTP, codes)
+	h.finish(w, r, tx, session.FactorOTP, codes)
 }
 
 // totpPost verifies an authenticator code.
@@ -386,7 +397,7 @@ func (h *Handler) totpPost(w http.ResponseWriter, r *http.Request, tx transactio
 	if !h.consume(w, r, tx) {
 		return
 	}
-	h.finish(w, r, tx, MethodOTP, nil)
+	h.finish(w, r, tx, session.FactorOTP, nil)
 }
 
 // recoveryPost verifies a recovery code.
@@ -408,7 +419,7 @@ func (h *Handler) recoveryPost(w http.ResponseWriter, r *http.Request, tx transa
 	if !h.consume(w, r, tx) {
 		return
 	}
-	h.finish(w, r, tx, MethodRecoveryCode, nil)
+	h.finish(w, r, tx, session.FactorRecoveryCode, nil)
 }
 
 // checkRecovery runs the recovery-code form through the limits. It
@@ -542,24 +553,39 @@ func (h *Handler) consume(w http.ResponseWriter, r *http.Request, tx transaction
 
 // finish sets the cookies the step pays for and sends the browser back:
 // a 303 to the return URL, or the recovery codes page with a link to it.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, tx transaction, method string, codes []string) {
-	h.complete(w, r, tx, method, r.PostForm.Get("remember") == "1", codes)
+// factor is what the user proved with the authenticator app's form (the
+// authenticator or a recovery code); for a Duo requirement, reached only
+// through the fallback, the session also records that it stood in for
+// Duo, and the browser is not remembered.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, tx transaction, factor string, codes []string) {
+	if tx.st.Requirement.Provider == providerDuo {
+		h.complete(w, r, tx, []string{factor, session.FactorDuoFallback}, false, codes)
+		return
+	}
+	h.complete(w, r, tx, []string{factor}, r.PostForm.Get("remember") == "1", codes)
 }
 
-// complete is finish with the user's remember choice given (Duo's comes
-// from before the trip to Duo); it is honoured only when the rule allows
-// remembering.
-func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tx transaction, method string, remember bool, codes []string) {
+// complete is finish with the proofs and the user's remember choice given
+// (Duo's comes from before the trip to Duo); remembering is honoured only
+// when the rule allows it. The new MFA session carries what the browser's
+// current session proves on this realm.
+func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tx transaction, factors []string, remember bool, codes []string) {
 	ctx := contextWithoutCancel(r)
-	c, _, err := h.m.IssueMFASession(ctx, tx.id.User, tx.id.SID, method, r.UserAgent())
+	mfaName, _, _ := h.m.CookieNames()
+	g := session.Grant{User: tx.id.User, SID: tx.id.SID, Realm: h.realms.Of(r.Host), Factors: factors, UserAgent: r.UserAgent()}
+	if old, err := r.Cookie(mfaName); err == nil {
+		g.Carry = old.Value
+	}
+	c, _, err := h.m.IssueMFASession(ctx, g)
 	if err != nil {
 		h.internalError(w, r, "issue mfa session", err)
 		return
 	}
 	http.SetCookie(w, c)
-	// Honoured only when the rule allows it, whatever the form says.
-	if tx.st.Requirement.AllowRemember && remember {
-		c, _, err := h.m.IssueRemember(ctx, tx.id.User, r.UserAgent())
+	// Honoured only when the rule allows it, whatever the form says, and
+	// only for a second factor.
+	if tx.st.Requirement.AllowRemember && remember && slices.ContainsFunc(factors, session.IsFactor) {
+		c, _, err := h.m.IssueRemember(ctx, g)
 		if err != nil {
 			// The step succeeded; the browser will be asked again next time.
 			h.log.LogAttrs(ctx, slog.LevelWarn, "mfa step: cannot remember the browser",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func TestEnrolThenVerify(t *testing.T) {
 		t.Errorf("mfa cookie attributes: %+v", mc)
 	}
 	s, err := e.m.VerifyMFASession(ctx, mc.Value, alice.user, alice.sid)
-	if err != nil || s.Method != MethodOTP {
+	if err != nil || !slices.Equal(s.Factors(), []string{session.FactorOTP}) || s.Realm != host {
 		t.Fatalf("mfa session: %+v, %v", s, err)
 	}
 	if _, err := e.m.VerifyRemember(ctx, rc.Value, alice.user); err != nil {
@@ -286,7 +287,7 @@ func TestRecoveryCodeWorksOnce(t *testing.T) {
 		t.Fatalf("recovery code: %d %q", rec.Code, pageError(rec.Body.String()))
 	}
 	s, err := e.m.VerifyMFASession(context.Background(), cookie(rec, mfaName).Value, alice.user, alice.sid)
-	if err != nil || s.Method != MethodRecoveryCode {
+	if err != nil || !slices.Equal(s.Factors(), []string{session.FactorRecoveryCode}) {
 		t.Fatalf("session %+v, %v", s, err)
 	}
 	// The page now says one fewer is left, and the code is spent.
@@ -607,7 +608,7 @@ func TestUnsupportedRequirement(t *testing.T) {
 		t.Fatalf("sms: %d\n%s", rec.Code, rec.Body)
 	}
 	// A rule redirect's state belongs to {prefix}continue, not to this page.
-	tok, err := e.m.NewState(context.Background(), session.State{User: alice.user, ReturnURL: returnURL, RedirectURL: "https://mfa.example/start", Requirement: anyRemember})
+	tok, err := e.m.NewState(context.Background(), session.State{User: alice.user, Host: host, ReturnURL: returnURL, RedirectURL: "https://mfa.example/start", Completes: session.RedirectFactor("mfa-example"), Requirement: anyRemember})
 	if err != nil {
 		t.Fatal(err)
 	}

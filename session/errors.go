@@ -53,6 +53,11 @@ var (
 	// revoked (or the store lost it).
 	ErrRevoked = errors.New("revoked")
 
+	// ErrOutdated is returned for an MFA session or remembered browser
+	// recorded before records named the factors and realm they prove: it
+	// proves nothing, and the user passes MFA once more.
+	ErrOutdated = errors.New("recorded by an older version: proves nothing")
+
 	// ErrNoCookie is returned by the Verify methods for an empty value.
 	ErrNoCookie = errors.New("no cookie")
 )

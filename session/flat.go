@@ -168,9 +168,10 @@ func (c *claims) decodeFor(b []byte, user string) error {
 
 func (r *mfaRecord) decode(b []byte) error {
 	if decodeFlat(b, []flatField{
+		{name: "v", num: &r.Version},
 		{name: "sid", str: &r.SID},
-		{name: "m", str: &r.Method},
-		{name: "at", num: &r.AuthTime},
+		{name: "r", str: &r.Realm},
+		{name: "p", str: &r.Proofs},
 		{name: "iat", num: &r.Issued},
 		{name: "exp", num: &r.Expiry},
 		{name: "ls", num: &r.LastSeen},
@@ -186,7 +187,10 @@ func (r *mfaRecord) decode(b []byte) error {
 
 func (r *deviceRecord) decode(b []byte) error {
 	if decodeFlat(b, []flatField{
+		{name: "v", num: &r.Version},
 		{name: "h", str: &r.Hash},
+		{name: "r", str: &r.Realm},
+		{name: "p", str: &r.Proofs},
 		{name: "c", num: &r.Created},
 		{name: "lu", num: &r.LastUsed},
 		{name: "exp", num: &r.Expiry},
@@ -211,6 +215,7 @@ func appendStateJSON(b []byte, st *State) ([]byte, bool) {
 	r := &st.Requirement
 	if !plainString(st.ID) || !plainString(st.User) || !plainString(st.ClientID) ||
 		!plainString(st.ReturnURL) || !plainString(r.Provider) || !plainString(st.RedirectURL) ||
+		!plainString(st.Host) || !plainString(st.Completes) || len(r.Factors) > 0 ||
 		!plainTime(st.Created) || !plainTime(st.ExpiresAt) {
 		return b, false
 	}
@@ -232,6 +237,11 @@ func appendStateJSON(b []byte, st *State) ([]byte, bool) {
 	if st.ClientID != "" {
 		b = append(b, `,"client_id":"`...)
 		b = append(b, st.ClientID...)
+		b = append(b, '"')
+	}
+	if st.Host != "" {
+		b = append(b, `,"host":"`...)
+		b = append(b, st.Host...)
 		b = append(b, '"')
 	}
 	if st.ReturnURL != "" {
@@ -261,6 +271,11 @@ func appendStateJSON(b []byte, st *State) ([]byte, bool) {
 	if st.RedirectURL != "" {
 		b = append(b, `,"redirect_url":"`...)
 		b = append(b, st.RedirectURL...)
+		b = append(b, '"')
+	}
+	if st.Completes != "" {
+		b = append(b, `,"completes":"`...)
+		b = append(b, st.Completes...)
 		b = append(b, '"')
 	}
 	b = append(b, `,"created":"`...)

@@ -139,8 +139,10 @@ func FuzzAppendStateJSON(f *testing.F) {
 		f.Add(s.id, s.user, s.client, s.ret, s.provider, s.redirect, s.k1, s.v1, s.k2, s.v2, s.remember, s.created, s.expires)
 	}
 	f.Fuzz(func(t *testing.T, id, user, client, ret, provider, redirect, k1, v1, k2, v2 string, remember bool, created, expires int64) {
+		// The host and what a redirect completes take the values of
+		// other fields, so that every field meets every kind of string.
 		st := State{
-			ID: id, User: user, ClientID: client, ReturnURL: ret, RedirectURL: redirect,
+			ID: id, User: user, ClientID: client, ReturnURL: ret, RedirectURL: redirect, Host: k2, Completes: v2,
 			Requirement: Requirement{Provider: provider, AllowRemember: remember},
 			Created:     time.Unix(created, 0).UTC(),
 			ExpiresAt:   time.Unix(expires, int64(expires%1000)*1e6).UTC(),
@@ -168,10 +170,10 @@ func FuzzAppendStateJSON(f *testing.F) {
 func TestAppendStateJSONTypical(t *testing.T) {
 	now := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
 	for _, st := range []State{
-		{ID: "0123456789abcdef0123456789abcdef", User: "auth0|alice", ClientID: "payroll", ReturnURL: "https://app.example.com/a?b=c",
+		{ID: "0123456789abcdef0123456789abcdef", User: "auth0|alice", ClientID: "payroll", Host: "app.example.com", ReturnURL: "https://app.example.com/a?b=c",
 			Requirement: Requirement{Provider: "any", AllowRemember: true}, Created: now, ExpiresAt: now.Add(15 * time.Minute)},
 		{ID: "id", User: "bob", Requirement: Requirement{Provider: "duo", Options: map[string]string{"ikey": "DIXXXX", "host": "api-1.duosecurity.com", "skey.sealed": "v1.AAAA-_"}},
-			RedirectURL: "https://mfa.example.com/start", Created: now, ExpiresAt: now},
+			RedirectURL: "https://mfa.example.com/start", Completes: "redirect:sms", Host: "app.example.com", Created: now, ExpiresAt: now},
 	} {
 		got, ok := appendStateJSON(nil, &st)
 		if !ok {

@@ -277,14 +277,23 @@ func (m *Manager) ListUser(ctx context.Context, user string) (Sessions, error) {
 		var err error
 		switch r.Kind {
 		case KindMFA:
-			var s MFASession
-			if s, err = decodeMFARecord(user, r.ID, r.Value); err == nil && !m.mfaStale(s, now) {
+			s, rec, derr := m.decodeMFA(user, r.ID, r.Value, now)
+			if errors.Is(derr, ErrOutdated) {
+				// Listed so that it can be revoked; it proves nothing.
+				s, derr = rec.session(user, r.ID), nil
+			}
+			if err = derr; err == nil && !m.mfaStale(s, now) {
 				out.MFA = append(out.MFA, s)
 			}
 		case KindDevice:
 			var d Device
-			if d, _, err = decodeDeviceRecord(user, r.ID, r.Value); err == nil && !m.deviceStale(d, now) {
+			if d, _, err = decodeDeviceRecord(user, r.ID, r.Value); (err == nil || errors.Is(err, ErrOutdated)) && !m.deviceStale(d, now) {
+				// An outdated one is listed so that it can be revoked; it
+				// proves nothing.
 				out.Devices = append(out.Devices, d)
+			}
+			if errors.Is(err, ErrOutdated) {
+				err = nil
 			}
 		}
 		if err != nil {
@@ -317,7 +326,7 @@ func (m *Manager) Revoke(ctx context.Context, user, id string) (int, error) {
 
 // Reason returns a short, stable code for a verification error, for logs
 // and metrics: "no_cookie", "malformed", "unknown_key", "bad_signature",
-// "wrong_purpose", "wrong_user", "wrong_session", "expired", "revoked",
+// "wrong_purpose", "wrong_user", "wrong_session", "expired", "revoked", "outdated",
 // "not_found", "store_unavailable", "invalid_argument", or "error".
 func Reason(err error) string {
 	switch {
@@ -343,6 +352,8 @@ func Reason(err error) string {
 		return "expired"
 	case errors.Is(err, ErrRevoked):
 		return "revoked"
+	case errors.Is(err, ErrOutdated):
+		return "outdated"
 	case errors.Is(err, ErrNotFound):
 		return "not_found"
 	case errors.Is(err, ErrInvalidArgument):
@@ -360,7 +371,7 @@ func (m *Manager) reject(ctx context.Context, purpose, user string, err error) e
 	level := slog.LevelInfo
 	// Routine ends of a cookie's life are not worth a line on every
 	// request; forged, tampered and foreign cookies are.
-	if errors.Is(err, ErrNoCookie) || errors.Is(err, ErrExpired) || errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNoCookie) || errors.Is(err, ErrExpired) || errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrOutdated) {
 		level = slog.LevelDebug
 	}
 	if m.log.Enabled(ctx, level) {

@@ -103,7 +103,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 func issueMFA(t testing.TB, m *session.Manager, user, sid string) (*http.Cookie, session.MFASession) {
 	t.Helper()
-	c, s, err := m.IssueMFASession(context.Background(), user, sid, "otp", chromeUA)
+	c, s, err := m.IssueMFASession(context.Background(), session.Grant{User: user, SID: sid, Realm: testRealm, Factors: []string{"otp"}, UserAgent: chromeUA})
 	if err != nil {
 		t.Fatalf("IssueMFASession: %v", err)
 	}
@@ -112,7 +112,7 @@ func issueMFA(t testing.TB, m *session.Manager, user, sid string) (*http.Cookie,
 
 func issueRemember(t testing.TB, m *session.Manager, user string) (*http.Cookie, session.Device) {
 	t.Helper()
-	c, d, err := m.IssueRemember(context.Background(), user, firefoxUA)
+	c, d, err := m.IssueRemember(context.Background(), session.Grant{User: user, Realm: testRealm, Factors: []string{"otp"}, UserAgent: firefoxUA})
 	if err != nil {
 		t.Fatalf("IssueRemember: %v", err)
 	}
@@ -212,7 +212,7 @@ func TestMFASession(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	c, s := issueMFA(t, e.m, "alice", "idp-sid-1")
-	want := session.MFASession{ID: s.ID, User: "alice", SID: "idp-sid-1", Method: "otp", AuthTime: epoch, IssuedAt: epoch,
+	want := session.MFASession{ID: s.ID, User: "alice", SID: "idp-sid-1", Realm: testRealm, Proofs: []session.Proof{{Factor: "otp", At: epoch}}, AuthTime: epoch, IssuedAt: epoch,
 		ExpiresAt: epoch.Add(12 * time.Hour), LastSeen: epoch, UserAgent: "Chrome on Linux"}
 	if diff := cmp.Diff(want, s); diff != "" {
 		t.Errorf("IssueMFASession (-want +got):\n%s", diff)
@@ -421,7 +421,8 @@ func TestRemember(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	c, d := issueRemember(t, e.m, "alice")
-	want := session.Device{ID: d.ID, User: "alice", Created: epoch, LastUsed: epoch, ExpiresAt: epoch.Add(30 * day), UserAgent: "Firefox on Windows"}
+	want := session.Device{ID: d.ID, User: "alice", Created: epoch, LastUsed: epoch, ExpiresAt: epoch.Add(30 * day), UserAgent: "Firefox on Windows",
+		Realm: testRealm, Proofs: []session.Proof{{Factor: "otp", At: epoch}}}
 	if diff := cmp.Diff(want, d); diff != "" {
 		t.Errorf("IssueRemember (-want +got):\n%s", diff)
 	}
@@ -854,8 +855,8 @@ func TestStoreDown(t *testing.T) {
 		{"LoadState", func() error { _, err := m.LoadState(ctx, st, "alice"); return err }},
 		{"ConsumeState", func() error { _, err := m.ConsumeState(ctx, st, "alice"); return err }},
 		{"ConsumeState (stored)", func() error { _, err := m.ConsumeState(ctx, bigSt, "alice"); return err }},
-		{"IssueMFASession", func() error { _, _, err := m.IssueMFASession(ctx, "alice", "", "otp", ""); return err }},
-		{"IssueRemember", func() error { _, _, err := m.IssueRemember(ctx, "alice", ""); return err }},
+		{"IssueMFASession", func() error { _, _, err := m.IssueMFASession(ctx, session.Grant{User: "alice", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""}); return err }},
+		{"IssueRemember", func() error { _, _, err := m.IssueRemember(ctx, session.Grant{User: "alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""}); return err }},
 		// A state small enough for its token needs no store; a large one does.
 		{"NewState (stored)", func() error { _, err := m.NewState(ctx, bigState); return err }},
 		{"ListUser", func() error { _, err := m.ListUser(ctx, "alice"); return err }},
@@ -880,19 +881,19 @@ func TestStoreDown(t *testing.T) {
 func TestIssueRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
-	if _, _, err := e.m.IssueMFASession(ctx, "", "", "otp", ""); err == nil {
+	if _, _, err := e.m.IssueMFASession(ctx, session.Grant{User: "", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""}); err == nil {
 		t.Error("IssueMFASession without a user: no error")
 	}
-	if _, _, err := e.m.IssueMFASession(ctx, "alice", "", "", ""); err == nil {
+	if _, _, err := e.m.IssueMFASession(ctx, session.Grant{User: "alice", SID: "", Realm: testRealm, Factors: []string{""}, UserAgent: ""}); err == nil {
 		t.Error("IssueMFASession without a method: no error")
 	}
-	if _, _, err := e.m.IssueMFASession(ctx, "alice", strings.Repeat("s", session.MaxSIDLen+1), "otp", ""); err == nil {
+	if _, _, err := e.m.IssueMFASession(ctx, session.Grant{User: "alice", SID: strings.Repeat("s", session.MaxSIDLen+1), Realm: testRealm, Factors: []string{"otp"}}); err == nil {
 		t.Error("IssueMFASession with an oversized sid: no error")
 	}
-	if _, _, err := e.m.IssueRemember(ctx, "", ""); err == nil {
+	if _, _, err := e.m.IssueRemember(ctx, session.Grant{User: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""}); err == nil {
 		t.Error("IssueRemember without a user: no error")
 	}
-	if _, _, err := e.m.IssueMFASession(ctx, "bad\nuser", "", "otp", ""); !errors.Is(err, session.ErrInvalidArgument) {
+	if _, _, err := e.m.IssueMFASession(ctx, session.Grant{User: "bad\nuser", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""}); !errors.Is(err, session.ErrInvalidArgument) {
 		t.Errorf("IssueMFASession with a control character in the user: error = %v, want ErrInvalidArgument", err)
 	}
 }
@@ -1034,3 +1035,6 @@ func TestTouchRace(t *testing.T) {
 		t.Errorf("remember touch failing: error = %v, want ErrStoreUnavailable", err)
 	}
 }
+
+// testRealm is the realm the tests' sessions are proven on.
+const testRealm = "app.example.com"

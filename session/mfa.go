@@ -5,18 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 )
 
-// MaxMethodLen and MaxSIDLen bound the method and IdP session id of an MFA
-// session.
+// MaxSIDLen bounds the IdP session id of an MFA session, and MaxRealmLen
+// its realm.
 const (
-	MaxMethodLen = 64
-	MaxSIDLen    = 512
+	MaxSIDLen   = 512
+	MaxRealmLen = 300
 )
 
-// MFASession is a browser's proof that User passed MFA.
+// recordVersion marks MFA session and device records that name what they
+// prove (factors, realm). Records without it were written before sessions
+// proved anything specific; they prove nothing and fail with
+// [ErrOutdated].
+const recordVersion = 2
+
+// MFASession is a browser's proof that User passed a second factor on a
+// realm: which factors, and when each.
 type MFASession struct {
 	// ID names the session's store record; revoke it with Manager.Revoke.
 	ID string
@@ -24,11 +32,16 @@ type MFASession struct {
 	User string
 	// SID is the identity provider's session id at the time, or "".
 	SID string
-	// Method is the MFA method used, such as "otp" or "duo".
-	Method string
-	// AuthTime is when MFA was passed.
+	// Realm is where the session was proven: a host, or a configured group
+	// of hosts ([Realms.Of]). It proves nothing elsewhere.
+	Realm string
+	// Proofs are the factors (and completed redirects) the session proves,
+	// newest first, each with the time it was proven; only those still
+	// within the session lifetime are listed.
+	Proofs []Proof
+	// AuthTime is when the newest proof was made.
 	AuthTime time.Time
-	// IssuedAt is when the session was created (equal to AuthTime today).
+	// IssuedAt is when the session was created.
 	IssuedAt time.Time
 	// ExpiresAt is the end of the session's lifetime.
 	ExpiresAt time.Time
@@ -38,41 +51,107 @@ type MFASession struct {
 	UserAgent string
 }
 
+// Factors returns the names of the session's proofs, newest first.
+func (s MFASession) Factors() []string {
+	out := make([]string, len(s.Proofs))
+	for i, p := range s.Proofs {
+		out[i] = p.Factor
+	}
+	return out
+}
+
 type mfaRecord struct {
+	Version   int64  `json:"v"`
 	SID       string `json:"sid,omitempty"`
-	Method    string `json:"m"`
-	AuthTime  int64  `json:"at"`
+	Realm     string `json:"r"`
+	Proofs    string `json:"p"`
 	Issued    int64  `json:"iat"`
 	Expiry    int64  `json:"exp"`
 	LastSeen  int64  `json:"ls"`
 	UserAgent string `json:"ua,omitempty"`
 }
 
-// IssueMFASession records that user passed MFA now with method, within the
-// identity provider session sid ("" when the identity has none), and
-// returns the cookie to set. userAgent is the raw User-Agent header; only a
-// summary is kept.
-func (m *Manager) IssueMFASession(ctx context.Context, user, sid, method, userAgent string) (*http.Cookie, MFASession, error) {
+// Grant is what a completed step proves, for [Manager.IssueMFASession] and
+// [Manager.IssueRemember].
+type Grant struct {
+	// User passed the step. Required.
+	User string
+	// SID is the identity provider's session id, or "".
+	SID string
+	// Realm is where the step was completed ([Realms.Of] of its host).
+	// Required.
+	Realm string
+	// Factors are what the step proved now: factor names (see [FactorOTP]
+	// and the others) or a completed redirect ([CompletedRedirect]).
+	// Required.
+	Factors []string
+	// UserAgent is the raw User-Agent header; only a summary is kept.
+	UserAgent string
+	// Carry is the browser's current MFA session cookie, or "". Its proofs
+	// on the same realm, for the same user and IdP session, that are still
+	// within the session lifetime are carried into the new session (a
+	// completed redirect followed by a factor proves both); the old
+	// session is revoked.
+	Carry string
+}
+
+func (g Grant) check(op string) error {
 	switch {
-	case user == "":
-		return nil, MFASession{}, errors.New("issue mfa session: empty user")
-	case method == "" || len(method) > MaxMethodLen:
-		return nil, MFASession{}, fmt.Errorf("issue mfa session: method must be 1-%d bytes", MaxMethodLen)
-	case len(sid) > MaxSIDLen:
-		return nil, MFASession{}, fmt.Errorf("issue mfa session: sid longer than %d bytes", MaxSIDLen)
+	case g.User == "":
+		return fmt.Errorf("%s: empty user", op)
+	case g.Realm == "" || len(g.Realm) > MaxRealmLen:
+		return fmt.Errorf("%s: realm must be 1-%d bytes", op, MaxRealmLen)
+	case len(g.SID) > MaxSIDLen:
+		return fmt.Errorf("%s: sid longer than %d bytes", op, MaxSIDLen)
+	case len(g.Factors) == 0 || len(g.Factors) > 4:
+		return fmt.Errorf("%s: 1-4 factors needed", op)
+	}
+	for _, f := range g.Factors {
+		if !validFactorName(f) {
+			return fmt.Errorf("%s: invalid factor name %q", op, f)
+		}
+	}
+	return nil
+}
+
+// IssueMFASession records that g.User proved g.Factors now on g.Realm,
+// within the identity provider session g.SID ("" when the identity has
+// none), carrying over what g.Carry proved, and returns the cookie to set.
+// The session gets a new id (the carried one is revoked), so a session
+// never changes what it proves under the same id.
+func (m *Manager) IssueMFASession(ctx context.Context, g Grant) (*http.Cookie, MFASession, error) {
+	if err := g.check("issue mfa session"); err != nil {
+		return nil, MFASession{}, err
 	}
 	id, err := newID()
 	if err != nil {
 		return nil, MFASession{}, fmt.Errorf("issue mfa session: %w", err)
 	}
 	now := m.now()
+	add := make([]Proof, len(g.Factors))
+	for i, f := range g.Factors {
+		add[i] = Proof{Factor: f, At: time.Unix(now.Unix(), 0)}
+	}
+	var old []Proof
+	carried := ""
+	if g.Carry != "" {
+		prev, err := m.verifyMFASession(ctx, g.Carry, g.User, g.SID)
+		switch {
+		case err == nil && prev.Realm == g.Realm:
+			old, carried = prev.Proofs, prev.ID
+		case errors.Is(err, ErrStoreUnavailable):
+			return nil, MFASession{}, err
+		}
+	}
+	proofs := mergeProofs(add, old, now, m.mfaTTL)
 	iat, exp := now.Unix(), now.Add(m.mfaTTL).Unix()
-	rec := mfaRecord{SID: sid, Method: method, AuthTime: iat, Issued: iat, Expiry: exp, LastSeen: iat, UserAgent: SummarizeUserAgent(userAgent)}
+	rec := mfaRecord{Version: recordVersion, SID: g.SID, Realm: g.Realm, Proofs: encodeProofs(proofs),
+		Issued: iat, Expiry: exp, LastSeen: iat, UserAgent: SummarizeUserAgent(g.UserAgent)}
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return nil, MFASession{}, fmt.Errorf("issue mfa session: %w", err)
 	}
-	payload, err := json.Marshal(claims{User: user, ID: id, Issued: iat, Expiry: exp})
+	payload, err := json.Marshal(claims{User: g.User, ID: id, Issued: iat, Expiry: exp})
 	if err != nil {
 		return nil, MFASession{}, fmt.Errorf("issue mfa session: %w", err)
 	}
@@ -80,10 +159,20 @@ func (m *Manager) IssueMFASession(ctx context.Context, user, sid, method, userAg
 	if err != nil {
 		return nil, MFASession{}, fmt.Errorf("issue mfa session: %w", err)
 	}
-	if err := m.store.PutUser(ctx, user, KindMFA, id, val, m.mfaTTL); err != nil {
+	if err := m.store.PutUser(ctx, g.User, KindMFA, id, val, m.mfaTTL); err != nil {
 		return nil, MFASession{}, storeErr("issue mfa session", err)
 	}
-	return m.Cookie(m.mfaName, token, m.mfaTTL), rec.session(user, id), nil
+	if carried != "" {
+		if _, err := m.store.DeleteUser(ctx, g.User, KindMFA, carried); err != nil {
+			// The new session is issued; the old one ends on its own.
+			m.log.LogAttrs(ctx, slog.LevelWarn, "cannot revoke the mfa session a new one replaced",
+				slog.String("user", g.User), slog.String("error", err.Error()))
+		}
+	}
+	s := rec.session(g.User, id)
+	s.Proofs = proofs
+	s.AuthTime = proofs[0].At
+	return m.Cookie(m.mfaName, token, m.mfaTTL), s, nil
 }
 
 // VerifyMFASession checks the MFA session cookie value for user and, when
@@ -112,13 +201,12 @@ func (m *Manager) verifyMFASession(ctx context.Context, value, user, sid string)
 	} else if err != nil {
 		return MFASession{}, storeErr("verify mfa session", err)
 	}
-	var rec mfaRecord
-	if err := rec.decode(val); err != nil {
-		return MFASession{}, fmt.Errorf("%w: mfa session record: %w", ErrMalformed, err)
-	}
 	now := m.now()
-	s := rec.session(user, c.ID)
-	if m.mfaStale(s, now) {
+	s, rec, err := m.decodeMFA(user, c.ID, val, now)
+	if err != nil {
+		return MFASession{}, err
+	}
+	if m.mfaStale(s, now) || len(s.Proofs) == 0 {
 		return MFASession{}, ErrExpired
 	}
 	if sid != "" && rec.SID != sid {
@@ -194,8 +282,7 @@ func (r mfaRecord) session(user, id string) MFASession {
 		ID:        id,
 		User:      user,
 		SID:       r.SID,
-		Method:    r.Method,
-		AuthTime:  time.Unix(r.AuthTime, 0),
+		Realm:     r.Realm,
 		IssuedAt:  time.Unix(r.Issued, 0),
 		ExpiresAt: time.Unix(r.Expiry, 0),
 		LastSeen:  time.Unix(r.LastSeen, 0),
@@ -203,10 +290,24 @@ func (r mfaRecord) session(user, id string) MFASession {
 	}
 }
 
-func decodeMFARecord(user, id string, val []byte) (MFASession, error) {
+// decodeMFA reads a stored MFA session record with the proofs still live
+// at now. A record without the current version is [ErrOutdated].
+func (m *Manager) decodeMFA(user, id string, val []byte, now time.Time) (MFASession, mfaRecord, error) {
 	var rec mfaRecord
 	if err := rec.decode(val); err != nil {
-		return MFASession{}, fmt.Errorf("%w: mfa session record: %w", ErrMalformed, err)
+		return MFASession{}, rec, fmt.Errorf("%w: mfa session record: %w", ErrMalformed, err)
 	}
-	return rec.session(user, id), nil
+	if rec.Version != recordVersion {
+		return MFASession{}, rec, ErrOutdated
+	}
+	proofs, err := decodeProofs(rec.Proofs)
+	if err != nil || rec.Realm == "" {
+		return MFASession{}, rec, fmt.Errorf("%w: mfa session record proofs", ErrMalformed)
+	}
+	s := rec.session(user, id)
+	s.Proofs = liveProofs(proofs, now, m.mfaTTL)
+	if len(s.Proofs) > 0 {
+		s.AuthTime = s.Proofs[0].At
+	}
+	return s, rec, nil
 }

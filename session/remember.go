@@ -33,10 +33,18 @@ type Device struct {
 	ExpiresAt time.Time
 	// UserAgent summarises the browser, like "Firefox on Windows".
 	UserAgent string
+	// Realm is where the browser was remembered ([Realms.Of] of the host).
+	Realm string
+	// Proofs are the factors passed when the browser was remembered: it
+	// stands in for those factors only, on its realm only.
+	Proofs []Proof
 }
 
 type deviceRecord struct {
+	Version   int64  `json:"v"`
 	Hash      string `json:"h"` // hex SHA-256 of the device token
+	Realm     string `json:"r"`
+	Proofs    string `json:"p"`
 	Created   int64  `json:"c"`
 	LastUsed  int64  `json:"lu"`
 	Expiry    int64  `json:"exp"`
@@ -45,13 +53,17 @@ type deviceRecord struct {
 
 const deviceTokenLen = 32
 
-// IssueRemember remembers this browser for user: it creates a device with a
+// IssueRemember remembers this browser for g.User on g.Realm as proof of
+// g.Factors (g.SID and g.Carry are not used): it creates a device with a
 // random 32-byte token, stores only the token's SHA-256 with the device's
-// metadata, and returns the cookie carrying the token.
-func (m *Manager) IssueRemember(ctx context.Context, user, userAgent string) (*http.Cookie, Device, error) {
-	if user == "" {
-		return nil, Device{}, errors.New("issue remember: empty user")
+// metadata, and returns the cookie carrying the token. Only second
+// factors are remembered: a completed redirect is not.
+func (m *Manager) IssueRemember(ctx context.Context, g Grant) (*http.Cookie, Device, error) {
+	if err := g.check("issue remember"); err != nil {
+		return nil, Device{}, err
 	}
+	user := g.User
+	var proofs []Proof
 	id, err := newID()
 	if err != nil {
 		return nil, Device{}, fmt.Errorf("issue remember: %w", err)
@@ -62,8 +74,17 @@ func (m *Manager) IssueRemember(ctx context.Context, user, userAgent string) (*h
 	}
 	sum := sha256.Sum256(tok[:])
 	now := m.now()
+	for _, f := range g.Factors {
+		if IsFactor(f) {
+			proofs = append(proofs, Proof{Factor: f, At: time.Unix(now.Unix(), 0)})
+		}
+	}
+	if len(proofs) == 0 {
+		return nil, Device{}, errors.New("issue remember: no second factor to remember")
+	}
 	iat, exp := now.Unix(), now.Add(m.rememberTTL).Unix()
-	rec := deviceRecord{Hash: hex.EncodeToString(sum[:]), Created: iat, LastUsed: iat, Expiry: exp, UserAgent: SummarizeUserAgent(userAgent)}
+	rec := deviceRecord{Version: recordVersion, Hash: hex.EncodeToString(sum[:]), Realm: g.Realm, Proofs: encodeProofs(proofs),
+		Created: iat, LastUsed: iat, Expiry: exp, UserAgent: SummarizeUserAgent(g.UserAgent)}
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return nil, Device{}, fmt.Errorf("issue remember: %w", err)
@@ -80,7 +101,9 @@ func (m *Manager) IssueRemember(ctx context.Context, user, userAgent string) (*h
 		return nil, Device{}, storeErr("issue remember", err)
 	}
 	m.capDevices(ctx, user, id)
-	return m.Cookie(m.rememberName, token, m.rememberTTL), rec.device(user, id), nil
+	d := rec.device(user, id)
+	d.Proofs = proofs
+	return m.Cookie(m.rememberName, token, m.rememberTTL), d, nil
 }
 
 // capDevices forgets the user's oldest remembered browsers beyond
@@ -217,13 +240,26 @@ func (r deviceRecord) device(user, id string) Device {
 		LastUsed:  time.Unix(r.LastUsed, 0),
 		ExpiresAt: time.Unix(r.Expiry, 0),
 		UserAgent: r.UserAgent,
+		Realm:     r.Realm,
 	}
 }
 
+// decodeDeviceRecord reads a stored device record. A record without the
+// current version is [ErrOutdated] (its Device still names it, for
+// listing and capping).
 func decodeDeviceRecord(user, id string, val []byte) (Device, deviceRecord, error) {
 	var rec deviceRecord
 	if err := rec.decode(val); err != nil {
 		return Device{}, rec, fmt.Errorf("%w: device record: %w", ErrMalformed, err)
 	}
-	return rec.device(user, id), rec, nil
+	d := rec.device(user, id)
+	if rec.Version != recordVersion {
+		return d, rec, ErrOutdated
+	}
+	proofs, err := decodeProofs(rec.Proofs)
+	if err != nil || rec.Realm == "" || len(proofs) == 0 {
+		return Device{}, rec, fmt.Errorf("%w: device record proofs", ErrMalformed)
+	}
+	d.Proofs = proofs
+	return d, rec, nil
 }

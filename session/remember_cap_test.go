@@ -124,7 +124,7 @@ func TestRememberCapStoreErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, _, err := m.IssueRemember(ctx, "alice", chromeUA)
+			c, _, err := m.IssueRemember(ctx, session.Grant{User: "alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: chromeUA})
 			if err != nil {
 				t.Fatalf("IssueRemember with a failing %s: %v", failOn, err)
 			}

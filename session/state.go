@@ -26,6 +26,9 @@ type Requirement struct {
 	// AllowRemember is false when the rule set allowRememberBrowser: false
 	// or ignoreCookie: true.
 	AllowRemember bool `json:"allow_remember"`
+	// Factors, when set, are the only factors the step may accept (an
+	// Action's challengeWith); empty means those Provider allows.
+	Factors []string `json:"factors,omitempty"`
 	// Options carries provider options by name. The state token carries
 	// them encrypted, but a large state is kept in the store as is: never
 	// copy a secret here in plain; seal it with [Sealer.SealOption] (a Duo
@@ -44,6 +47,9 @@ type State struct {
 	User string `json:"user"`
 	// ClientID is the application (client) id of the original request.
 	ClientID string `json:"client_id,omitempty"`
+	// Host is the canonical host of the original request ([CanonicalHost]):
+	// the state completes on that host only.
+	Host string `json:"host,omitempty"`
 	// ReturnURL is where to send the browser afterwards.
 	ReturnURL string `json:"return_url,omitempty"`
 	// Requirement is what the rules asked for.
@@ -52,6 +58,10 @@ type State struct {
 	// transaction (Auth0's redirect protocol); the browser comes back to
 	// the MFA step's continue endpoint with the state.
 	RedirectURL string `json:"redirect_url,omitempty"`
+	// Completes is what completing a redirect's state proves: a declared
+	// MFA service's factor ([RedirectFactor]) or the completion of a
+	// redirect that is not an MFA service ([CompletedRedirect]).
+	Completes string `json:"completes,omitempty"`
 	// Created is when the state was made; set by NewState.
 	Created time.Time `json:"created"`
 	// ExpiresAt is when the state stops working; set by NewState.

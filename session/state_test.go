@@ -322,7 +322,7 @@ func TestStateTokenRejected(t *testing.T) {
 			bobs.User = "bob"
 			bobTok := newState(t, e.m, bobs)
 			kr := e.m.Keyring()
-			mc, _, err := e.m.IssueMFASession(ctx, "alice", "", "otp", "")
+			mc, _, err := e.m.IssueMFASession(ctx, session.Grant{User: "alice", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 			if err != nil {
 				t.Fatal(err)
 			}

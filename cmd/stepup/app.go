@@ -17,6 +17,7 @@ import (
 	"github.com/stepup-dev/stepup/cidr"
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
+	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
 	"github.com/stepup-dev/stepup/session/memstore"
 )
@@ -41,6 +42,9 @@ type app struct {
 	// sealer encrypts secrets at rest: TOTP seeds, and the Duo secret in
 	// transaction states.
 	sealer *session.Sealer
+	// realms groups hosts that share sessions; Check and the MFA step use
+	// the same.
+	realms *session.Realms
 }
 
 func (a *app) Close() {
@@ -122,6 +126,10 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 		a.Close()
 		return nil, err
 	}
+	if a.realms, err = session.NewRealms(cfg.Sessions.Realms); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("sessions.realms: %w", err)
+	}
 
 	idOpts := extauthz.IdentityOptions{
 		JWTAuthn:    cfg.Identity.JWTAuthn.On(),
@@ -189,9 +197,13 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 			MaxHeadersBytes: cfg.Limits.MaxHeadersBytes,
 			MaxPathBytes:    cfg.Limits.MaxPathBytes,
 		},
-		LogDecisions: cfg.Log.Decisions,
-		Logger:       log,
-		Metrics:      extauthz.NewMetrics(a.reg),
+		LogDecisions:     cfg.Log.Decisions,
+		Logger:           log,
+		Metrics:          extauthz.NewMetrics(a.reg),
+		Realms:           a.realms,
+		RedirectServices: redirectServices(cfg),
+		DuoFallback:      cfg.MFA.Duo.Fallback == mfa.DuoFallbackTOTP,
+		ClientMaxAge:     clientMaxAge(cfg),
 	})
 	if err != nil {
 		a.Close()
@@ -262,4 +274,22 @@ func mustDataDir(cfg *config.Config) string {
 		return cfg.DataDir
 	}
 	return d
+}
+
+// redirectServices are the declared custom MFA services.
+func redirectServices(cfg *config.Config) []extauthz.RedirectService {
+	out := make([]extauthz.RedirectService, len(cfg.MFA.Redirect.Services))
+	for i, svc := range cfg.MFA.Redirect.Services {
+		out[i] = extauthz.RedirectService{Name: svc.Name, URL: svc.URL}
+	}
+	return out
+}
+
+// clientMaxAge is clients.mfa_max_age as durations.
+func clientMaxAge(cfg *config.Config) map[string]time.Duration {
+	out := make(map[string]time.Duration, len(cfg.Clients.MFAMaxAge))
+	for c, d := range cfg.Clients.MFAMaxAge {
+		out[c] = d.D()
+	}
+	return out
 }

@@ -47,7 +47,7 @@ func seedFactors(t *testing.T, store session.Store, m *session.Manager, user str
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := m.IssueMFASession(ctx, user, "", "otp", ""); err != nil {
+	if _, _, err := m.IssueMFASession(ctx, session.Grant{User: user, SID: "", Realm: "app.example.com", Factors: []string{"otp"}, UserAgent: ""}); err != nil {
 		t.Fatal(err)
 	}
 }

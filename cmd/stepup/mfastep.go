@@ -48,5 +48,6 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 		Development: cfg.Development,
 		Duo:         duo,
 		Redirect:    redirect,
+		Realms:      a.realms,
 	})
 }

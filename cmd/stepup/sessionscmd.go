@@ -141,18 +141,43 @@ func printSessions(w io.Writer, user string, s session.Sessions, asJSON bool) er
 		return enc.Encode(s)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "KIND\tID\tCREATED\tLAST USED\tEXPIRES\tBROWSER\n")
+	fmt.Fprintf(tw, "KIND\tID\tREALM\tPROVES\tCREATED\tLAST USED\tEXPIRES\tBROWSER\n")
 	for _, m := range s.MFA {
-		fmt.Fprintf(tw, "mfa-session\t%s\t%s\t%s\t%s\t%s\n", m.ID, ts(m.AuthTime), ts(m.LastSeen), ts(m.ExpiresAt), m.UserAgent)
+		fmt.Fprintf(tw, "mfa-session\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(m.Realm), proofList(m.Proofs), ts(m.IssuedAt), ts(m.LastSeen), ts(m.ExpiresAt), m.UserAgent)
 	}
 	for _, d := range s.Devices {
-		fmt.Fprintf(tw, "remembered\t%s\t%s\t%s\t%s\t%s\n", d.ID, ts(d.Created), ts(d.LastUsed), ts(d.ExpiresAt), d.UserAgent)
+		fmt.Fprintf(tw, "remembered\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, orDash(d.Realm), proofList(d.Proofs), ts(d.Created), ts(d.LastUsed), ts(d.ExpiresAt), d.UserAgent)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%d MFA session(s), %d remembered browser(s) for %s\n", len(s.MFA), len(s.Devices), user)
 	return nil
+}
+
+// proofList shows what a session proves: each factor with the time it
+// was proven; a completed redirect that is no factor shows as such. A
+// session recorded before sessions named their factors proves nothing.
+func proofList(ps []session.Proof) string {
+	if len(ps) == 0 {
+		return "nothing (outdated)"
+	}
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		name := p.Factor
+		if strings.HasPrefix(name, session.CompletedPrefix) {
+			name = "redirect-completed"
+		}
+		parts[i] = name + "@" + ts(p.At)
+	}
+	return strings.Join(parts, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func ts(t time.Time) string {

@@ -28,15 +28,15 @@ func TestManagerRestart(t *testing.T) {
 	}
 
 	m, s := start()
-	mfa, _, err := m.IssueMFASession(ctx, "alice", "sid", "otp", "")
+	mfa, _, err := m.IssueMFASession(ctx, session.Grant{User: "alice", SID: "sid", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rem, _, err := m.IssueRemember(ctx, "alice", "")
+	rem, _, err := m.IssueRemember(ctx, session.Grant{User: "alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rem2, dev2, err := m.IssueRemember(ctx, "alice", "")
+	rem2, dev2, err := m.IssueRemember(ctx, session.Grant{User: "alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,3 +58,6 @@ func TestManagerRestart(t *testing.T) {
 		t.Error("a browser revoked before the restart is remembered again")
 	}
 }
+
+// testRealm is the realm the tests' sessions are proven on.
+const testRealm = "app.example.com"

@@ -27,11 +27,11 @@ func TestManagersShareRedis(t *testing.T) {
 	}
 	a, b := replica(), replica()
 
-	mfa, _, err := a.IssueMFASession(ctx, "alice", "sid", "otp", "")
+	mfa, _, err := a.IssueMFASession(ctx, session.Grant{User: "alice", SID: "sid", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rem, _, err := a.IssueRemember(ctx, "alice", "")
+	rem, _, err := a.IssueRemember(ctx, session.Grant{User: "alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestManagerRedisDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mfa, _, err := m.IssueMFASession(ctx, "alice", "", "otp", "")
+	mfa, _, err := m.IssueMFASession(ctx, session.Grant{User: "alice", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,3 +97,6 @@ func TestManagerRedisDown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// testRealm is the realm the tests' sessions are proven on.
+const testRealm = "app.example.com"

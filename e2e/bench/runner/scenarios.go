@@ -54,6 +54,11 @@ type Expectation struct {
 }
 
 // String is a short human form ("allow (network)", "302 mfa_required").
+
+// benchRealm is the realm of the harness's requests: their host
+// (envoyreq's authority).
+const benchRealm = "app.corp.example"
+
 func (e Expectation) String() string {
 	if e.Allowed {
 		return "allow (" + e.Reason + ")"
@@ -188,7 +193,7 @@ func Scenarios() []Scenario {
 			prepare: func(ctx context.Context, env *scenarioEnv) error {
 				c := benchConfig{rules: []ruleRef{env.seed("003_extranet.js")}}
 				cookie, err := env.mintBolt(ctx, c, func(m *session.Manager) (string, error) {
-					ck, _, err := m.IssueMFASession(ctx, user, "", "otp", userAgent)
+					ck, _, err := m.IssueMFASession(ctx, session.Grant{User: user, SID: "", Realm: benchRealm, Factors: []string{"otp"}, UserAgent: userAgent})
 					if err != nil {
 						return "", err
 					}
@@ -313,7 +318,7 @@ func browser(ip, stepupCookie string) *authv3.CheckRequest {
 
 func rememberCookie(ctx context.Context) func(*session.Manager) (string, error) {
 	return func(m *session.Manager) (string, error) {
-		ck, _, err := m.IssueRemember(ctx, user, userAgent)
+		ck, _, err := m.IssueRemember(ctx, session.Grant{User: user, Realm: benchRealm, Factors: []string{"otp"}, UserAgent: userAgent})
 		if err != nil {
 			return "", err
 		}
