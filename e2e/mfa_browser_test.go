@@ -236,7 +236,7 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.Screenshot(alice, t, "recovery-code-form")
 	browser.Fill(alice, t, "input#code", codes[0])
 	browser.ClickAndWait(alice, t, "button[type=submit]")
-	s.requireOnApp(alice, t, orig, "auth0|alice", "recovery_code")
+	s.requireOnApp(alice, t, orig, "auth0|alice", "recovery-code")
 	browser.Screenshot(alice, t, "recovery-code-accepted")
 
 	t.Log("day 29: asked again, and a crafted return path stays on this host")
@@ -276,7 +276,7 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	s.clock.Advance(t, 2*time.Minute) // past the one-minute pause
 	browser.Fill(alice, t, "input#code", fresh[0])
 	browser.ClickAndWait(alice, t, "button[type=submit]")
-	s.requireOnApp(alice, t, orig, "auth0|alice", "recovery_code")
+	s.requireOnApp(alice, t, orig, "auth0|alice", "recovery-code")
 	browser.Screenshot(alice, t, "new-recovery-code-accepted")
 }
 

@@ -121,7 +121,8 @@ func TestRedirectSeedRoundTrip(t *testing.T) {
 	secret := []byte("custom-mfa-hs256-shared-secret-0123456789")
 	st := startExtStack(t, extConfig{
 		Rules: []string{writeFile(t, dir, "condition.js", []byte(conditionRule)), seedRulePath(t, "003_redirect.js")},
-		MFA:   "  redirect:\n    verify:\n      secret: {file: " + writeFile(t, dir, "secret", secret) + "}\n",
+		MFA: "  redirect:\n    verify:\n      secret: {file: " + writeFile(t, dir, "secret", secret) + "}\n" +
+			"    services:\n      - name: custom\n        url: https://" + customHost + "\n",
 	})
 	svc := newCustomMFA(t, st.front.URL, secret, "token")
 	newBrowser := func(sub string) *webClient {
@@ -144,14 +145,14 @@ func TestRedirectSeedRoundTrip(t *testing.T) {
 		done := expectPage(t, "continue", alice.get(b.location), http.StatusSeeOther, report)
 		expectPage(t, "the application afterwards", alice.get(done.location), http.StatusOK, "application")
 		h, ok := st.app.last("/payroll/report")
-		if !ok || h.Get("X-Stepup-User") != "auth0|alice" || h.Get("X-Stepup-Mfa") != "redirect" {
+		if !ok || h.Get("X-Stepup-User") != "auth0|alice" || h.Get("X-Stepup-Mfa") != "redirect:custom" {
 			t.Fatalf("upstream headers %v", h)
 		}
 		if strings.Contains(strings.Join(h.Values("Cookie"), ";"), "stepup_") {
 			t.Error("stepup's cookies reached the application")
 		}
-		// The rules still set context.redirect on every request: the MFA
-		// session satisfies it.
+		// The rules still set context.redirect on every request: the
+		// service's factor in the MFA session satisfies it.
 		expectPage(t, "another page", alice.get(st.appURL("/payroll/other")), http.StatusOK, "application")
 		// The continue link works once.
 		expectPage(t, "continue again", alice.get(b.location), http.StatusGone, "already used")
@@ -251,6 +252,7 @@ func TestRedirectRuleVerifiesToken(t *testing.T) {
 	st := startExtStack(t, extConfig{
 		Rules:         []string{writeFile(t, dir, "sms.js", []byte(smsRule))},
 		Configuration: map[string]string{"CUSTOM_MFA_SECRET": base64.StdEncoding.EncodeToString(secret)},
+		MFA:           "  redirect:\n    services:\n      - name: sms\n        url: https://" + customHost + "/sms\n        verified_by_rule: true\n",
 	})
 	svc := newCustomMFA(t, st.front.URL, secret, "id_token")
 	report := st.appURL("/payroll/report?month=11")
@@ -268,7 +270,7 @@ func TestRedirectRuleVerifiesToken(t *testing.T) {
 		alice := newBrowser()
 		done := expectPage(t, "continue", alice.get(start(alice).location), http.StatusSeeOther, report)
 		expectPage(t, "the application afterwards", alice.get(done.location), http.StatusOK, "application")
-		if h, _ := st.app.last("/payroll/report"); h.Get("X-Stepup-Mfa") != "redirect" {
+		if h, _ := st.app.last("/payroll/report"); h.Get("X-Stepup-Mfa") != "redirect:sms" {
 			t.Errorf("x-stepup-mfa %q", h.Get("X-Stepup-Mfa"))
 		}
 	})

@@ -30,6 +30,17 @@ func rulesServer(t *testing.T, f *sessionFixture, conf map[string]string, srcs .
 	})
 }
 
+// rulesEngine runs srcs with the tests' budgets.
+func rulesEngine(t *testing.T, srcs ...rules.Source) *rules.Engine {
+	t.Helper()
+	e, err := rules.New(rules.Options{Rules: srcs, RuleTimeout: 50 * time.Millisecond, PipelineTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
 func seed(t *testing.T, file string) rules.Source {
 	t.Helper()
 	src, err := rules.LoadFile("../rules/testdata/seeds/" + file)

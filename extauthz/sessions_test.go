@@ -30,6 +30,7 @@ func (downStore) Put(context.Context, string, []byte, time.Duration) error {
 
 type sessionFixture struct {
 	m      *session.Manager
+	st     session.Store
 	srv    *Server
 	now    time.Time
 	policy *NetworkPolicy
@@ -45,6 +46,7 @@ func newSessionFixture(t *testing.T, store session.Store) *sessionFixture {
 	if store == nil {
 		store = memstore.New(memstore.Options{Now: func() time.Time { return f.now }})
 	}
+	f.st = store
 	f.m, err = session.NewManager(session.Config{Keys: []session.Key{key}, Store: store, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)

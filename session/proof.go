@@ -214,7 +214,7 @@ func NewRealms(groups map[string][]string) (*Realms, error) {
 		for _, p := range groups[name] {
 			host, wild := strings.CutPrefix(p, "*.")
 			h := CanonicalHost(host)
-			if h == "" || strings.ContainsAny(h, "*:/") || strings.ContainsAny(p[min(2, len(p)):], "*") {
+			if h == "" || h != strings.ToLower(strings.TrimSuffix(host, ".")) || !hostChars(h) {
 				errs = append(errs, fmt.Errorf("realm %q: %q is not a host name or *.domain", name, p))
 				continue
 			}
@@ -257,6 +257,16 @@ func (r *Realms) Of(host string) string {
 		}
 	}
 	return h
+}
+
+// hostChars reports whether h is made of DNS name characters only.
+func hostChars(h string) bool {
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // CanonicalHost returns host as stepup compares hosts: lower case,
