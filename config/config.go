@@ -435,7 +435,7 @@ type Sessions struct {
 	// browser to carry them (one host name, or a parent-domain cookie
 	// set by a proxy): most deployments leave this empty.
 	Realms map[string][]string `yaml:"realms"`
-	Store    Store    `yaml:"store"`
+	Store  Store               `yaml:"store"`
 }
 
 // SigningKey is one key in a key list.

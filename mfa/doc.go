@@ -56,15 +56,20 @@
 // remembered devices are Duo's business); otherwise the step goes
 // straight to Duo. Before each redirect Duo's health check runs: when it
 // fails the user gets a clear page and cannot go on (fail closed), unless
+// Duo is down (no answer, 5xx or 429: not a refusal of the settings),
 // [DuoOptions.Fallback] is [DuoFallbackTOTP] and the user has an
-// authenticator app, which may then stand in for this transaction only.
+// authenticator app, which may then stand in for this transaction only;
+// the session then proves the authenticator and the "duo-fallback" marker,
+// and the browser is not remembered. The health check is stepup's own,
+// bounded by the Duo timeout and independent of the browser's request: a
+// browser that goes away during it changes nothing.
 // The redirect carries a fresh random Duo state and nonce, kept in the
 // store with our state token, the user and the Duo username (the rule's
 // username, else the first of [DuoOptions.UsernameClaims]). The callback
 // must come from the same user; it uses up that record and our state
 // (exactly once), then redeems the code and checks the id_token
 // (audience, issuer, username, nonce, expiry, auth_result) before issuing
-// the MFA session with [MethodDuo].
+// the MFA session proving "duo".
 //
 // # Custom MFA services (Auth0's redirect protocol)
 //
@@ -77,13 +82,19 @@
 // before. Then [Continuer] re-runs the whole pipeline with
 // context.protocol "redirect-callback" and the query and form as
 // context.request.query and .body: an error denies with the rule's
-// message; success issues an MFA session with [MethodRedirect], which
-// Check accepts for the rule's redirect on later requests. A callback is
+// message; success adds to the browser's MFA session exactly what the
+// state says its completion proves: the factor of a declared custom MFA
+// service ("redirect:<name>"), or for any other redirect only its
+// completion, which satisfies that redirect on later requests and meets
+// no MFA requirement. A callback is
 // cross-site by nature: it carries no CSRF token; the user binding, the
 // single use of the state and the token are its defences.
 //
-// On success the step consumes the state (exactly once), sets the MFA
-// session cookie, sets the remember-browser cookie when the user ticked the
+// A state completes only on the host it was made for (its canonical host
+// is sealed in it): elsewhere the step refuses it with a clear page and
+// sets nothing. On success the step consumes the state (exactly once),
+// sets the MFA session cookie (a new session id, carrying what the
+// browser's current session proves on the same realm), sets the remember-browser cookie when the user ticked the
 // box and the rule allows it (the box is offered only then, and a forged
 // field is ignored otherwise), and answers 303 to the state's return URL,
 // when [SafeReturnURL] accepts it for the request's host, else to "/".

@@ -35,7 +35,12 @@
 // # The MFA session
 //
 // [Manager.IssueMFASession] records that user U (and IdP session S when the
-// identity token carries sid) passed MFA at time T with method M. The cookie
+// identity token carries sid) proved factors F1, F2… on realm R, each at
+// its own time ([Grant], [Proof]); a factor counts only while its proof is
+// younger than the session lifetime. Carrying the browser's current
+// session ([Grant.Carry]) keeps what it proved on the same realm. Records
+// written before sessions named their factors fail with [ErrOutdated]:
+// they prove nothing. The cookie
 // names a store record of kind [KindMFA], so sessions can be listed and
 // revoked. It expires after [Config.MFASessionTTL] (default 12 h) and after
 // [Config.MFASessionIdle] without use (default 1 h). The record's last-seen
@@ -47,7 +52,8 @@
 // [Manager.IssueRemember] creates a device: a random 32-byte token goes into
 // the signed cookie together with the user and the device id; the store keeps
 // only SHA-256 of the token plus its metadata (created, last used, a user
-// agent summary such as "Chrome on Linux", expiry) under kind [KindDevice].
+// agent summary such as "Chrome on Linux", expiry, and the realm and
+// second factors it stands in for) under kind [KindDevice].
 // Devices live [Config.RememberTTL] (default 30 days) and, like Auth0's
 // remember-browser cookie, expire after [Config.RememberIdle] (default 7 days)
 // without use; a negative RememberIdle turns the inactivity expiry off.

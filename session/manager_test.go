@@ -855,8 +855,14 @@ func TestStoreDown(t *testing.T) {
 		{"LoadState", func() error { _, err := m.LoadState(ctx, st, "alice"); return err }},
 		{"ConsumeState", func() error { _, err := m.ConsumeState(ctx, st, "alice"); return err }},
 		{"ConsumeState (stored)", func() error { _, err := m.ConsumeState(ctx, bigSt, "alice"); return err }},
-		{"IssueMFASession", func() error { _, _, err := m.IssueMFASession(ctx, session.Grant{User: "alice", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""}); return err }},
-		{"IssueRemember", func() error { _, _, err := m.IssueRemember(ctx, session.Grant{User: "alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""}); return err }},
+		{"IssueMFASession", func() error {
+			_, _, err := m.IssueMFASession(ctx, session.Grant{User: "alice", SID: "", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
+			return err
+		}},
+		{"IssueRemember", func() error {
+			_, _, err := m.IssueRemember(ctx, session.Grant{User: "alice", Realm: testRealm, Factors: []string{"otp"}, UserAgent: ""})
+			return err
+		}},
 		// A state small enough for its token needs no store; a large one does.
 		{"NewState (stored)", func() error { _, err := m.NewState(ctx, bigState); return err }},
 		{"ListUser", func() error { _, err := m.ListUser(ctx, "alice"); return err }},
