@@ -358,6 +358,25 @@ func TestDuoUnavailable(t *testing.T) {
 	}
 }
 
+// TestDuoRefusalOpensNoFallback: Duo answering the health check with a
+// 4xx (a client id it does not know) is a configuration error, not an
+// outage: the fallback stays closed although the policy allows it and
+// the user has an authenticator.
+func TestDuoRefusalOpensNoFallback(t *testing.T) {
+	d := newDuoEnv(t, func(o *Options) { o.Duo.Fallback = DuoFallbackTOTP })
+	d.enrol(alice, anyRemember, false)
+	d.clk.Advance(30 * time.Second)
+	req := d.duoReq(alice.user, false, map[string]string{"ikey": "DIUNKNOWNCLIENT00000"})
+	st := d.state(alice.user, req, returnURL)
+	rec := d.get(mfaURL(st), alice)
+	if rec.Code != http.StatusServiceUnavailable || strings.Contains(rec.Body.String(), "/.stepup/mfa?state=") {
+		t.Fatalf("%d\n%s", rec.Code, rec.Body)
+	}
+	if rec := d.get(mfaURL(st)+"&method=totp", alice); rec.Code != http.StatusForbidden {
+		t.Errorf("the authenticator was offered for Duo refusing the settings: %d", rec.Code)
+	}
+}
+
 func TestDuoMisconfigured(t *testing.T) {
 	d := newDuoEnv(t, nil)
 	good := d.duoReq(alice.user, false, nil)
