@@ -295,7 +295,7 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 	}
 	now := s.now()
 	if in.MFA != nil {
-		if p, ok := q.metBy(in.MFA.Proofs, now, s.duoFallback); ok {
+		if p, ok := s.metBy(q, in.MFA.Proofs, now); ok {
 			d.Kind, d.Reason, d.Method = Allow, "mfa_session", p.Factor
 			s.identityHeaders(&d, r, id, &in)
 			s.claimHeaders(&d, res.Claims)
@@ -309,7 +309,7 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 				return s.storeDown(d, err)
 			}
 			if valid && rp.Realm == realm {
-				if _, ok := q.metBy(rp.Proofs, now, s.duoFallback); ok {
+				if _, ok := s.metBy(q, rp.Proofs, now); ok {
 					d.Kind, d.Reason, d.Method = Allow, "remembered", "remembered"
 					s.identityHeaders(&d, r, id, &in)
 					s.claimHeaders(&d, res.Claims)

@@ -88,10 +88,14 @@ func FactorMeets(provider string, allowed []string, factor string, duoFallback b
 }
 
 // metBy returns the newest proof in ps that meets q at now: the table of
-// [FactorMeets], and no older than q.MaxAge when that is set.
-func (q Requirement) metBy(ps []Proof, now time.Time, duoFallback bool) (Proof, bool) {
+// [FactorMeets], and no older than q.MaxAge when that is set. A custom MFA
+// service's factor counts only while the service is declared.
+func (s *Server) metBy(q Requirement, ps []Proof, now time.Time) (Proof, bool) {
 	for _, p := range ps {
-		if !FactorMeets(q.Provider, q.Factors, p.Factor, duoFallback) {
+		if !FactorMeets(q.Provider, q.Factors, p.Factor, s.duoFallback) {
+			continue
+		}
+		if name, ok := strings.CutPrefix(p.Factor, session.RedirectFactorPrefix); ok && !s.declaredService(name) {
 			continue
 		}
 		if q.MaxAge > 0 && now.Sub(p.At) > q.MaxAge {
@@ -167,6 +171,16 @@ func (s *Server) redirectCompletion(u *url.URL) string {
 		}
 	}
 	return session.CompletedRedirect(u.Scheme + "://" + host + path)
+}
+
+// declaredService reports whether name is a declared custom MFA service.
+func (s *Server) declaredService(name string) bool {
+	for _, svc := range s.redirectServices {
+		if svc.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // hasProof reports whether ps holds a proof named factor.

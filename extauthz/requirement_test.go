@@ -68,6 +68,7 @@ func TestRequirementTable(t *testing.T) {
 					o.Sessions = NewSessions(f.m)
 					o.Now = func() time.Time { return f.now }
 					o.DuoFallback = fallback
+					o.RedirectServices = []RedirectService{{Name: "sms", URL: "https://sms.example/"}}
 					o.Policy = fixedPolicy{PolicyResult{MFA: Requirement{Provider: provider, AllowRemember: true}}}
 				})
 				ok := false
@@ -332,6 +333,7 @@ func TestRedirectThenMFA(t *testing.T) {
 		{"declared service: its factor meets any", declared, "payroll", []string{"redirect:sms"}, 200, "mfa_session", "redirect:sms"},
 		{"declared service: not google-authenticator", declared, "finance", []string{"redirect:sms"}, http.StatusFound, "mfa_required", ""},
 		{"declared service: a plain completion is not its factor", declared, "payroll", []string{completion}, http.StatusFound, "redirect", ""},
+		{"a service no longer declared proves nothing", mk([]RedirectService{{Name: "other", URL: "https://sms.example/"}}), "payroll", []string{"redirect:sms"}, http.StatusFound, "redirect", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := []reqOpt{withExtension("client_id", tc.client)}
@@ -376,3 +378,20 @@ func TestOutdatedSessionProvesNothing(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestUndeclaredServiceProvesNothing: the factor of a custom MFA service
+// that the configuration no longer declares meets no requirement.
+func TestUndeclaredServiceProvesNothing(t *testing.T) {
+	f := newSessionFixture(t, nil)
+	s := newTestServer(t, func(o *Options) {
+		o.Sessions = NewSessions(f.m)
+		o.Now = func() time.Time { return f.now }
+		o.RedirectServices = []RedirectService{{Name: "sms", URL: "https://sms.example/"}}
+		o.Policy = fixedPolicy{PolicyResult{MFA: Requirement{Provider: "any"}}}
+	})
+	for factor, want := range map[string]int{"redirect:sms": 200, "redirect:gone": http.StatusFound} {
+		if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", f.proofCookie(t, testRealm, 0, factor)))); got.status != want {
+			t.Errorf("%s: %+v, want %d", factor, got, want)
+		}
+	}
+}
