@@ -13,10 +13,7 @@ import (
 // Proof is one thing a session proves: a factor (or a completed redirect)
 // and when it was proven. Factor names are session's (session.FactorOTP
 // and the others).
-type Proof struct {
-	Factor string
-	At     time.Time
-}
+type Proof = session.Proof
 
 // MFAProof is what the request's MFA session cookie proves, on which
 // realm.

@@ -53,7 +53,7 @@ func (s *managerSessions) CheckMFA(ctx context.Context, value, user, sid string)
 		}
 		return MFAProof{}, false, nil
 	}
-	return MFAProof{SessionID: ms.ID, Realm: ms.Realm, Proofs: proofs(ms.Proofs)}, true, nil
+	return MFAProof{SessionID: ms.ID, Realm: ms.Realm, Proofs: ms.Proofs}, true, nil
 }
 
 func (s *managerSessions) CheckRemember(ctx context.Context, value, user string) (RememberProof, bool, error) {
@@ -64,15 +64,7 @@ func (s *managerSessions) CheckRemember(ctx context.Context, value, user string)
 		}
 		return RememberProof{}, false, nil
 	}
-	return RememberProof{Realm: d.Realm, Proofs: proofs(d.Proofs)}, true, nil
-}
-
-func proofs(ps []session.Proof) []Proof {
-	out := make([]Proof, len(ps))
-	for i, p := range ps {
-		out[i] = Proof{Factor: p.Factor, At: p.At}
-	}
-	return out
+	return RememberProof{Realm: d.Realm, Proofs: d.Proofs}, true, nil
 }
 
 func (s *managerSessions) NewState(ctx context.Context, st StepUpState) (string, error) {

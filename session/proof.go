@@ -168,9 +168,10 @@ func mergeProofs(add, old []Proof, now time.Time, ttl time.Duration) []Proof {
 	return out
 }
 
-// liveProofs returns the proofs still within ttl at now.
+// liveProofs returns the proofs still within ttl at now, in ps's own
+// array (ps is changed).
 func liveProofs(ps []Proof, now time.Time, ttl time.Duration) []Proof {
-	out := ps[:0:0]
+	out := ps[:0]
 	for _, p := range ps {
 		if now.Before(p.At.Add(ttl)) {
 			out = append(out, p)
