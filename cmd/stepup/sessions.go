@@ -77,6 +77,10 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 			KeyPrefix:  st.Redis.KeyPrefix,
 			Timeout:    st.Redis.Timeout.D(),
 			Logger:     log,
+
+			DeadlineFraction: st.Redis.DeadlineFraction,
+			BreakerFailures:  st.Redis.Breaker.Failures,
+			BreakerCooldown:  st.Redis.Breaker.Cooldown.D(),
 		}
 		if st.Redis.CacheTTL != nil {
 			o.CacheTTL = st.Redis.CacheTTL.D()
