@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,4 +98,59 @@ func TestFaultStoreCheck(t *testing.T) {
 	redis.Resume()
 	redis.Kill()
 	phase("redis killed (refused)", killed)
+}
+
+// unsafeSettingMsg is the message of stepup's start-up warning about a
+// Redis setting that can lose sessions.
+const unsafeSettingMsg = "redis session store: unsafe redis setting"
+
+// TestRedisSettingsWarning starts stepup on a Redis that keeps nothing on
+// disk and evicts keys under memory pressure: a restart would lose every
+// session and an eviction could drop rate-limit counters. stepup must say
+// so at start-up, in its JSON log, once per unsafe setting; on a Redis
+// with AOF and noeviction it must not.
+func TestRedisSettingsWarning(t *testing.T) {
+	t.Parallel()
+	key, err := session.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// warnings starts stepup on addr and returns the settings its start-up
+	// log warned about, waiting until the log shows the check ran.
+	warnings := func(addr string) []string {
+		t.Helper()
+		srv := startStepup(t, serverConfig{Extra: sessionsYAML(key,
+			fmt.Sprintf("    type: redis\n    redis:\n      addrs: [%q]\n", addr))})
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(srv.Stderr(), "redis session store: checked redis settings") {
+			if time.Now().After(deadline) {
+				t.Fatalf("stepup did not log that it checked the Redis settings:\n%s", srv.Stderr())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		var out []string
+		for _, line := range strings.Split(srv.Stderr(), "\n") {
+			var rec struct{ Level, Msg, Setting, Value string }
+			if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != unsafeSettingMsg {
+				continue
+			}
+			if rec.Level != "WARN" {
+				t.Errorf("level %q for %q, want WARN", rec.Level, line)
+			}
+			out = append(out, rec.Setting+"="+rec.Value)
+		}
+		slices.Sort(out)
+		return out
+	}
+	unsafe := redistest.NewWithArgs(t, "--maxmemory-policy", "allkeys-lru")
+	got := warnings(unsafe.Addr())
+	t.Logf("warnings on an unsafe Redis: %q", got)
+	want := []string{`maxmemory-policy=allkeys-lru`, `persistence=appendonly no, save ""`}
+	if !slices.Equal(got, want) {
+		t.Errorf("unsafe Redis: warnings %q, want %q", got, want)
+	}
+	safe := redistest.NewWithArgs(t, "--appendonly", "yes")
+	if got := warnings(safe.Addr()); len(got) != 0 {
+		t.Errorf("Redis with AOF and noeviction: warnings %q, want none", got)
+	}
 }

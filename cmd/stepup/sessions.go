@@ -104,6 +104,14 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 	}
 }
 
+// checkStoreSettings warns (in the store's log) about store server
+// settings that can lose sessions; only the Redis store has any.
+func checkStoreSettings(ctx context.Context, store session.Store) {
+	if rs, ok := store.(*redisstore.Store); ok {
+		_, _ = rs.CheckSettings(ctx)
+	}
+}
+
 // newManager builds the session manager over store.
 func newManager(cfg *config.Config, store session.Store, log *slog.Logger) (*session.Manager, error) {
 	return newManagerAt(cfg, store, log, nil)
