@@ -69,7 +69,11 @@
 // Options.BreakerCooldown; then one call probes Redis while the others
 // keep failing at once, and the breaker closes on the first answer. Ping
 // always asks Redis, and its answer closes the breaker too. A call whose
-// caller gave up first counts neither way.
+// caller gave up first counts neither way. In a Cluster each master has
+// its own breaker (one master down fails only its slots), and a failed
+// call makes go-redis reload the slot map, so that the store follows a
+// replica promoted in a failover within a second or so, rather than when
+// go-redis's periodic reload comes round.
 package redisstore
 
 import (
@@ -177,7 +181,9 @@ type Store struct {
 	prefix   string
 	timeout  time.Duration
 	fraction float64
-	breaker  *breaker
+	breaker  *breaker             // the one breaker, or the fallback in a Cluster
+	cluster  *redis.ClusterClient // s.c in Cluster mode, else nil
+	breakers sync.Map             // master address → *breaker, in a Cluster
 	now      func() time.Time
 	log      *slog.Logger
 	channel  string // invalidation channel
@@ -278,6 +284,7 @@ func NewWithClient(c redis.UniversalClient, opts Options) (*Store, error) {
 		breaker:  &breaker{threshold: threshold, cooldown: cmp.Or(opts.BreakerCooldown, DefaultBreakerCooldown), log: log},
 		now:      now, log: log, channel: invalidationChannel(prefix), sender: newSenderID(),
 	}
+	s.cluster, _ = c.(*redis.ClusterClient)
 	if opts.CacheTTL > 0 {
 		s.cache = newCache(opts.CacheTTL, cmp.Or(opts.CacheSize, DefaultCacheSize))
 		s.subCtx, s.subCancel = context.WithCancel(context.Background())
@@ -298,20 +305,51 @@ func (s *Store) budget(ctx context.Context) time.Duration {
 	return d
 }
 
-// begin starts a call named op under ctx: it returns the call's context,
-// bounded by its budget, and end, which releases it and reports the
-// call's error to the breaker. With the breaker open it returns an error
-// instead, at once.
-func (s *Store) begin(ctx context.Context, op string) (context.Context, func(error), error) {
-	ok, probe := s.breaker.allow()
+// begin starts a call named op on key (any key of the call: they share a
+// slot) under ctx: it returns the call's context, bounded by its budget,
+// and end, which releases it and reports the call's error to the breaker.
+// With the breaker open it returns an error instead, at once.
+func (s *Store) begin(ctx context.Context, op, key string) (context.Context, func(error), error) {
+	cctx, cancel := context.WithTimeout(ctx, s.budget(ctx))
+	b := s.breakerFor(cctx, key)
+	ok, probe := b.allow()
 	if !ok {
+		cancel()
 		return nil, nil, unavailable(op, ErrCircuitOpen)
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.budget(ctx))
 	return cctx, func(err error) {
 		cancel()
-		s.breaker.done(probe, classify(ctx, err))
+		o := classify(ctx, err)
+		b.done(probe, o)
+		if o == failed && s.cluster != nil {
+			// go-redis learns of a failover from MOVED replies, which a
+			// dead master never sends, or else only every minute: ask for
+			// the slot map now (in the background, once however many ask).
+			s.cluster.ReloadState(ctx)
+		}
 	}, nil
+}
+
+// breakerFor returns the breaker of the master that serves key: in a
+// Cluster each master has its own, so that one master down does not fail
+// the slots of the others; otherwise (and while the Cluster's slot map is
+// unknown) the store's one breaker.
+func (s *Store) breakerFor(ctx context.Context, key string) *breaker {
+	if s.cluster == nil {
+		return s.breaker
+	}
+	c, err := s.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return s.breaker
+	}
+	addr := c.Options().Addr
+	if b, ok := s.breakers.Load(addr); ok {
+		return b.(*breaker)
+	}
+	b, _ := s.breakers.LoadOrStore(addr, &breaker{
+		threshold: s.breaker.threshold, cooldown: s.breaker.cooldown, log: s.log.With("node", addr),
+	})
+	return b.(*breaker)
 }
 
 func unavailable(op string, err error) error {
@@ -375,7 +413,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := session.ValidateKey(key); err != nil {
 		return nil, err
 	}
-	ctx, end, err := s.begin(ctx, "get")
+	ctx, end, err := s.begin(ctx, "get", s.plainKey(key))
 	if err != nil {
 		return nil, err
 	}
@@ -394,7 +432,7 @@ func (s *Store) Put(ctx context.Context, key string, val []byte, ttl time.Durati
 	if err := validKV(key, ttl); err != nil {
 		return err
 	}
-	ctx, end, err := s.begin(ctx, "set")
+	ctx, end, err := s.begin(ctx, "set", s.plainKey(key))
 	if err != nil {
 		return err
 	}
@@ -411,7 +449,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, val []byte, ttl tim
 	if err := validKV(key, ttl); err != nil {
 		return false, err
 	}
-	ctx, end, err := s.begin(ctx, "set nx")
+	ctx, end, err := s.begin(ctx, "set nx", s.plainKey(key))
 	if err != nil {
 		return false, err
 	}
@@ -430,7 +468,7 @@ func (s *Store) Consume(ctx context.Context, key string) ([]byte, error) {
 	if err := session.ValidateKey(key); err != nil {
 		return nil, err
 	}
-	ctx, end, err := s.begin(ctx, "getdel")
+	ctx, end, err := s.begin(ctx, "getdel", s.plainKey(key))
 	if err != nil {
 		return nil, err
 	}
@@ -449,7 +487,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := session.ValidateKey(key); err != nil {
 		return err
 	}
-	ctx, end, err := s.begin(ctx, "del")
+	ctx, end, err := s.begin(ctx, "del", s.plainKey(key))
 	if err != nil {
 		return err
 	}
@@ -466,7 +504,7 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 	if err := validKV(key, window); err != nil {
 		return 0, err
 	}
-	ctx, end, err := s.begin(ctx, "incr")
+	ctx, end, err := s.begin(ctx, "incr", s.plainKey(key))
 	if err != nil {
 		return 0, err
 	}
@@ -483,7 +521,7 @@ func (s *Store) PutUser(ctx context.Context, user, kind, id string, val []byte, 
 	if err := validRec(user, kind, id, ttl); err != nil {
 		return err
 	}
-	ctx, end, err := s.begin(ctx, "put user record")
+	ctx, end, err := s.begin(ctx, "put user record", s.indexKey(user))
 	if err != nil {
 		return err
 	}
@@ -503,7 +541,7 @@ func (s *Store) UpdateUser(ctx context.Context, user, kind, id string, val []byt
 	if err := validRec(user, kind, id, ttl); err != nil {
 		return err
 	}
-	ctx, end, err := s.begin(ctx, "update user record")
+	ctx, end, err := s.begin(ctx, "update user record", s.indexKey(user))
 	if err != nil {
 		return err
 	}
@@ -537,7 +575,7 @@ func (s *Store) GetUser(ctx context.Context, user, kind, id string) ([]byte, err
 			return s.getUserCaching(ctx, c, user, kind, id)
 		}
 	}
-	ctx, end, err := s.begin(ctx, "get user record")
+	ctx, end, err := s.begin(ctx, "get user record", s.indexKey(user))
 	if err != nil {
 		return nil, err
 	}
@@ -557,7 +595,7 @@ func (s *Store) GetUser(ctx context.Context, user, kind, id string) ([]byte, err
 func (s *Store) getUserCaching(ctx context.Context, c *cache, user, kind, id string) ([]byte, error) {
 	gen := c.generation(user)
 	start := c.now()
-	ctx, end, err := s.begin(ctx, "get user record")
+	ctx, end, err := s.begin(ctx, "get user record", s.indexKey(user))
 	if err != nil {
 		return nil, err
 	}
@@ -609,7 +647,7 @@ func (s *Store) ListUser(ctx context.Context, user, kind string) ([]session.Reco
 	if err := session.ValidateUserSelector(user, kind, ""); err != nil {
 		return nil, err
 	}
-	ctx, end, err := s.begin(ctx, "list user records")
+	ctx, end, err := s.begin(ctx, "list user records", s.indexKey(user))
 	if err != nil {
 		return nil, err
 	}
@@ -674,7 +712,7 @@ func (s *Store) DeleteUser(ctx context.Context, user, kind, id string) (int, err
 	if err := session.ValidateUserSelector(user, kind, id); err != nil {
 		return 0, err
 	}
-	ctx, end, err := s.begin(ctx, "delete user records")
+	ctx, end, err := s.begin(ctx, "delete user records", s.indexKey(user))
 	if err != nil {
 		// Nothing was deleted; the local copies go all the same, as the
 		// caller means to revoke them.
