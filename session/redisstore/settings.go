@@ -13,8 +13,8 @@ import (
 // An UnsafeSetting is a Redis server setting under which the store can
 // lose what it keeps, as [Store.CheckSettings] found it.
 type UnsafeSetting struct {
-	// Node is the address of the server ("" for the one a single-node or
-	// Sentinel client talks to).
+	// Node is the address of the server, or "FailoverClient" for the
+	// master a Sentinel client talks to.
 	Node string
 	// Setting is "persistence" (appendonly and save) or
 	// "maxmemory-policy".
@@ -61,7 +61,11 @@ func (s *Store) CheckSettings(ctx context.Context) ([]UnsafeSetting, error) {
 			return check(ctx, c, c.Options().Addr)
 		})
 	} else {
-		err = check(ctx, s.c, "")
+		node := "redis"
+		if c, ok := s.c.(*redis.Client); ok {
+			node = c.Options().Addr // "FailoverClient" with Sentinels
+		}
+		err = check(ctx, s.c, node)
 	}
 	for _, u := range unsafe {
 		s.log.Warn("redis session store: unsafe redis setting",
@@ -79,21 +83,21 @@ func (s *Store) CheckSettings(ctx context.Context) ([]UnsafeSetting, error) {
 func checkNode(ctx context.Context, c redis.Cmdable, node string) ([]UnsafeSetting, error) {
 	got, err := c.ConfigGet(ctx, "appendonly").Result()
 	if err != nil {
-		return nil, fmt.Errorf("config get on %s: %w", cmpNode(node), err)
+		return nil, fmt.Errorf("config get on %s: %w", node, err)
 	}
 	more, err := c.ConfigGet(ctx, "save").Result()
 	if err != nil {
-		return nil, fmt.Errorf("config get on %s: %w", cmpNode(node), err)
+		return nil, fmt.Errorf("config get on %s: %w", node, err)
 	}
 	policy, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
 	if err != nil {
-		return nil, fmt.Errorf("config get on %s: %w", cmpNode(node), err)
+		return nil, fmt.Errorf("config get on %s: %w", node, err)
 	}
 	aof, aofOK := got["appendonly"]
 	save, saveOK := more["save"]
 	pol, polOK := policy["maxmemory-policy"]
 	if !aofOK || !saveOK || !polOK {
-		return nil, errors.New("config get on " + cmpNode(node) + ": settings missing from the reply")
+		return nil, errors.New("config get on " + node + ": settings missing from the reply")
 	}
 	var out []UnsafeSetting
 	if !strings.EqualFold(aof, "yes") && strings.TrimSpace(save) == "" {
@@ -110,11 +114,4 @@ func checkNode(ctx context.Context, c redis.Cmdable, node string) ([]UnsafeSetti
 		})
 	}
 	return out, nil
-}
-
-func cmpNode(node string) string {
-	if node == "" {
-		return "redis"
-	}
-	return node
 }

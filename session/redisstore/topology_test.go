@@ -288,6 +288,9 @@ func TestFaultSentinelFailover(t *testing.T) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	if unsafe, err := s.CheckSettings(context.Background()); err != nil || len(unsafe) != 1 || unsafe[0].Setting != "persistence" {
+		t.Errorf("CheckSettings through the Sentinels = %+v, %v; want the master's missing persistence", unsafe, err)
+	}
 	raw := redis.NewClient(&redis.Options{Addr: master.Addr()})
 	defer raw.Close()
 	w := seed(t, s, 20, func() { waitReplicated(t, context.Background(), raw, master.Addr()) })
