@@ -471,11 +471,29 @@ type RedisStore struct {
 	KeyPrefix  string   `yaml:"key_prefix"`
 	// Timeout bounds every call. Default 200ms.
 	Timeout Duration `yaml:"timeout"`
+	// DeadlineFraction is the share of the time left before a request's
+	// deadline (a Check's is Envoy's timeout) that one call may use, when
+	// that is less than Timeout: the rest is kept to send the fail-closed
+	// answer in time. Default 0.5, between 0.1 and 0.9.
+	DeadlineFraction float64 `yaml:"deadline_fraction"`
+	// Breaker fails calls at once while Redis is down.
+	Breaker RedisBreaker `yaml:"breaker"`
 	// CacheTTL is how long a replica keeps a remember-browser or MFA
 	// session record it read from Redis in a local cache, dropped at once
 	// when any replica (or the CLI) changes or revokes it. Default 2s, at
 	// most 10s; "0s" turns the cache off.
 	CacheTTL *Duration `yaml:"cache_ttl"`
+}
+
+// RedisBreaker configures the Redis store's circuit breaker: after
+// Failures consecutive failed calls, calls fail closed at once (503
+// store_unavailable) for Cooldown, then one call probes Redis and its
+// answer closes the breaker again.
+type RedisBreaker struct {
+	// Failures default 3, between 1 and 1000.
+	Failures int `yaml:"failures"`
+	// Cooldown default 500ms, between 10ms and 1m.
+	Cooldown Duration `yaml:"cooldown"`
 }
 
 // RequestLimits bound what stepup accepts from a CheckRequest.
@@ -657,6 +675,13 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.Sessions.Store.Type, "bolt")
 	defDur(&c.Sessions.Store.Redis.Timeout, 200*time.Millisecond)
+	if c.Sessions.Store.Redis.DeadlineFraction == 0 {
+		c.Sessions.Store.Redis.DeadlineFraction = 0.5
+	}
+	if c.Sessions.Store.Redis.Breaker.Failures == 0 {
+		c.Sessions.Store.Redis.Breaker.Failures = 3
+	}
+	defDur(&c.Sessions.Store.Redis.Breaker.Cooldown, 500*time.Millisecond)
 	def(&c.Sessions.Store.Redis.KeyPrefix, "stepup:")
 	if c.Sessions.Store.Redis.CacheTTL == nil {
 		d := Duration(2 * time.Second)
@@ -940,6 +965,18 @@ func (c *Config) Validate() error {
 		s.Store.Redis.Password.check(&v, "sessions.store.redis.password")
 		if ttl := s.Store.Redis.CacheTTL; ttl != nil && *ttl > Duration(10*time.Second) {
 			v.add("sessions.store.redis.cache_ttl", "must be at most 10s (0s turns the cache off), not %v", *ttl)
+		}
+		if to := s.Store.Redis.Timeout; to < Duration(time.Millisecond) || to > Duration(time.Minute) {
+			v.add("sessions.store.redis.timeout", "must be between 1ms and 1m, not %v", to)
+		}
+		if f := s.Store.Redis.DeadlineFraction; !(f >= 0.1 && f <= 0.9) {
+			v.add("sessions.store.redis.deadline_fraction", "must be between 0.1 and 0.9 (the rest of a Check's time is kept to answer), not %v", f)
+		}
+		if n := s.Store.Redis.Breaker.Failures; n < 1 || n > 1000 {
+			v.add("sessions.store.redis.breaker.failures", "must be between 1 and 1000, not %d", n)
+		}
+		if d := s.Store.Redis.Breaker.Cooldown; d < Duration(10*time.Millisecond) || d > Duration(time.Minute) {
+			v.add("sessions.store.redis.breaker.cooldown", "must be between 10ms and 1m, not %v", d)
 		}
 	default:
 		v.add("sessions.store.type", "must be bolt, redis or memory, not %q", s.Store.Type)

@@ -185,3 +185,43 @@ func FuzzParse(f *testing.F) {
 		_ = c.Validate() // must not panic
 	})
 }
+
+// TestRedisStoreBudget: the Redis store's budget and breaker keys have
+// defaults that keep headroom before Envoy's deadline, and values that
+// would spend all of it (or never open the breaker) are refused.
+func TestRedisStoreBudget(t *testing.T) {
+	base := "networks:\n  corporate: [10.0.0.0/8]\nsessions:\n  store:\n    type: redis\n    redis:\n      addrs: [127.0.0.1:6379]\n"
+	c, err := Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	r := c.Sessions.Store.Redis
+	if r.Timeout.D() != 200*time.Millisecond || r.DeadlineFraction != 0.5 || r.Breaker.Failures != 3 || r.Breaker.Cooldown.D() != 500*time.Millisecond {
+		t.Errorf("defaults = timeout %v, deadline_fraction %v, breaker %+v", r.Timeout, r.DeadlineFraction, r.Breaker)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"      deadline_fraction: 1\n", "sessions.store.redis.deadline_fraction:"},
+		{"      deadline_fraction: 0.05\n", "sessions.store.redis.deadline_fraction:"},
+		{"      breaker:\n        failures: -1\n", "sessions.store.redis.breaker.failures:"},
+		{"      breaker:\n        cooldown: 1ms\n", "sessions.store.redis.breaker.cooldown:"},
+		{"      breaker:\n        cooldown: 2m\n", "sessions.store.redis.breaker.cooldown:"},
+		{"      timeout: 2m\n", "sessions.store.redis.timeout:"},
+		{"      deadline_fraction: 0.9\n      breaker:\n        failures: 1\n        cooldown: 10ms\n", ""},
+	} {
+		c, err := Parse([]byte(base + tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		err = c.Validate()
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%q: %v", tc.yaml, err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: Validate = %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

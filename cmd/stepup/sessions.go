@@ -77,6 +77,10 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 			KeyPrefix:  st.Redis.KeyPrefix,
 			Timeout:    st.Redis.Timeout.D(),
 			Logger:     log,
+
+			DeadlineFraction: st.Redis.DeadlineFraction,
+			BreakerFailures:  st.Redis.Breaker.Failures,
+			BreakerCooldown:  st.Redis.Breaker.Cooldown.D(),
 		}
 		if st.Redis.CacheTTL != nil {
 			o.CacheTTL = st.Redis.CacheTTL.D()
@@ -97,6 +101,14 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 			path = cfg.Resolve(path)
 		}
 		return boltstore.Open(path, boltstore.Options{Logger: log})
+	}
+}
+
+// checkStoreSettings warns (in the store's log) about store server
+// settings that can lose sessions; only the Redis store has any.
+func checkStoreSettings(ctx context.Context, store session.Store) {
+	if rs, ok := store.(*redisstore.Store); ok {
+		_, _ = rs.CheckSettings(ctx)
 	}
 }
 

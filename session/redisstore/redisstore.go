@@ -50,9 +50,30 @@
 //
 // # Failures
 //
-// Every call is bounded by Options.Timeout. Every error other than a
-// missing key is wrapped with [session.ErrStoreUnavailable]. go-redis
-// reconnects by itself, so a store outlives a Redis restart.
+// Every error other than a missing key is wrapped with
+// [session.ErrStoreUnavailable], and the store never answers from Redis
+// what it did not read there. go-redis reconnects by itself, so a store
+// outlives a Redis restart.
+//
+// A call may use Options.Timeout, and, when its context has a deadline
+// (a Check's carries Envoy's), at most Options.DeadlineFraction of the
+// time left before it, so that a fail-closed answer still reaches the
+// caller in time. Commands are not retried (a retry would only spend the
+// caller's time); in Cluster mode go-redis still follows MOVED and ASK
+// redirections within that budget.
+//
+// A circuit breaker answers for Redis while it is down: after
+// Options.BreakerFailures consecutive calls failed (no answer, a refused
+// connection, or a reply saying the node cannot serve, such as LOADING or
+// READONLY), every call fails at once with [ErrCircuitOpen] for
+// Options.BreakerCooldown; then one call probes Redis while the others
+// keep failing at once, and the breaker closes on the first answer. Ping
+// always asks Redis, and its answer closes the breaker too. A call whose
+// caller gave up first counts neither way. In a Cluster each master has
+// its own breaker (one master down fails only its slots), and a failed
+// call makes go-redis reload the slot map, so that the store follows a
+// replica promoted in a failover within a second or so, rather than when
+// go-redis's periodic reload comes round.
 package redisstore
 
 import (
@@ -77,6 +98,16 @@ import (
 const (
 	DefaultKeyPrefix = "stepup:"
 	DefaultTimeout   = time.Second
+	// DefaultDeadlineFraction is the share of the time left before the
+	// caller's deadline that one call may use, when Options.DeadlineFraction
+	// is 0.
+	DefaultDeadlineFraction = 0.5
+	// DefaultBreakerFailures is the number of consecutive failures that
+	// open the circuit breaker, when Options.BreakerFailures is 0.
+	DefaultBreakerFailures = 3
+	// DefaultBreakerCooldown is how long the breaker stays open before a
+	// call probes Redis again, when Options.BreakerCooldown is 0.
+	DefaultBreakerCooldown = 500 * time.Millisecond
 	// DefaultCacheTTL is the cache TTL stepup's configuration defaults to
 	// (Options.CacheTTL itself defaults to no cache).
 	DefaultCacheTTL = 2 * time.Second
@@ -114,8 +145,20 @@ type Options struct {
 	// KeyPrefix starts every key (default "stepup:"), so that several
 	// deployments can share a Redis.
 	KeyPrefix string
-	// Timeout bounds every call, including retries (default 1 s).
+	// Timeout bounds every call (default 1 s).
 	Timeout time.Duration
+	// DeadlineFraction is the share, in (0, 1], of the time left before
+	// the caller's deadline that one call may use, when that is shorter
+	// than Timeout (default DefaultDeadlineFraction). The rest is the
+	// caller's to answer with.
+	DeadlineFraction float64
+	// BreakerFailures is the number of consecutive failed calls that open
+	// the circuit breaker (default DefaultBreakerFailures); negative turns
+	// the breaker off.
+	BreakerFailures int
+	// BreakerCooldown is how long the open breaker fails calls at once
+	// before one call probes Redis (default DefaultBreakerCooldown).
+	BreakerCooldown time.Duration
 	// Now returns the current time, used only to turn TTLs into expiry
 	// times in ListUser; nil means time.Now.
 	Now func() time.Time
@@ -134,13 +177,17 @@ type Options struct {
 
 // Store is a session.Store on Redis. Use New or NewWithClient.
 type Store struct {
-	c       redis.UniversalClient
-	prefix  string
-	timeout time.Duration
-	now     func() time.Time
-	log     *slog.Logger
-	channel string // invalidation channel
-	sender  string // random id in this store's invalidation messages
+	c        redis.UniversalClient
+	prefix   string
+	timeout  time.Duration
+	fraction float64
+	breaker  *breaker             // the one breaker, or the fallback in a Cluster
+	cluster  *redis.ClusterClient // s.c in Cluster mode, else nil
+	breakers sync.Map             // master address → *breaker, in a Cluster
+	now      func() time.Time
+	log      *slog.Logger
+	channel  string // invalidation channel
+	sender   string // random id in this store's invalidation messages
 
 	cache     *cache // nil without a cache
 	startOnce sync.Once
@@ -176,7 +223,8 @@ func New(opts Options) (*Store, error) {
 		TLSConfig:             opts.TLS,
 		PoolSize:              opts.PoolSize,
 		DialTimeout:           timeout,
-		DialerRetries:         1, // the command itself is retried; fail fast when Redis is down
+		DialerRetries:         1,  // fail fast when Redis is down
+		MaxRetries:            -1, // no retries: each call has its caller's budget
 		ReadTimeout:           timeout,
 		WriteTimeout:          timeout,
 		PoolTimeout:           timeout,
@@ -192,8 +240,9 @@ func New(opts Options) (*Store, error) {
 }
 
 // NewWithClient returns a store on an existing client; only KeyPrefix,
-// Timeout, Now, CacheTTL, CacheSize and Logger of opts are used. The store
-// owns the client: Close closes it.
+// Timeout, DeadlineFraction, the Breaker settings, Now, CacheTTL,
+// CacheSize and Logger of opts are used. The store owns the client: Close
+// closes it.
 func NewWithClient(c redis.UniversalClient, opts Options) (*Store, error) {
 	if c == nil {
 		return nil, errors.New("redis store: nil client")
@@ -211,6 +260,12 @@ func NewWithClient(c redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.CacheSize < 0 {
 		return nil, fmt.Errorf("redis store: negative cache size %d", opts.CacheSize)
 	}
+	if opts.DeadlineFraction < 0 || opts.DeadlineFraction > 1 {
+		return nil, fmt.Errorf("redis store: deadline fraction %v must be in (0, 1] (0 for the default)", opts.DeadlineFraction)
+	}
+	if opts.BreakerCooldown < 0 {
+		return nil, fmt.Errorf("redis store: negative breaker cooldown %v", opts.BreakerCooldown)
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -219,10 +274,17 @@ func NewWithClient(c redis.UniversalClient, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Store{
-		c: c, prefix: prefix, timeout: cmp.Or(opts.Timeout, DefaultTimeout), now: now,
-		log: log, channel: invalidationChannel(prefix), sender: newSenderID(),
+	threshold := cmp.Or(opts.BreakerFailures, DefaultBreakerFailures)
+	if threshold < 0 {
+		threshold = 0
 	}
+	s := &Store{
+		c: c, prefix: prefix, timeout: cmp.Or(opts.Timeout, DefaultTimeout),
+		fraction: cmp.Or(opts.DeadlineFraction, DefaultDeadlineFraction),
+		breaker:  &breaker{threshold: threshold, cooldown: cmp.Or(opts.BreakerCooldown, DefaultBreakerCooldown), log: log},
+		now:      now, log: log, channel: invalidationChannel(prefix), sender: newSenderID(),
+	}
+	s.cluster, _ = c.(*redis.ClusterClient)
 	if opts.CacheTTL > 0 {
 		s.cache = newCache(opts.CacheTTL, cmp.Or(opts.CacheSize, DefaultCacheSize))
 		s.subCtx, s.subCancel = context.WithCancel(context.Background())
@@ -233,9 +295,61 @@ func NewWithClient(c redis.UniversalClient, opts Options) (*Store, error) {
 // Client returns the underlying client, for health checks and metrics.
 func (s *Store) Client() redis.UniversalClient { return s.c }
 
-// bound returns ctx limited to the store's timeout.
-func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.timeout)
+// budget returns how long a call under ctx may take: the store's timeout,
+// or less when ctx's deadline is near.
+func (s *Store) budget(ctx context.Context) time.Duration {
+	d := s.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Duration(float64(time.Until(dl))*s.fraction))
+	}
+	return d
+}
+
+// begin starts a call named op on key (any key of the call: they share a
+// slot) under ctx: it returns the call's context, bounded by its budget,
+// and end, which releases it and reports the call's error to the breaker.
+// With the breaker open it returns an error instead, at once.
+func (s *Store) begin(ctx context.Context, op, key string) (context.Context, func(error), error) {
+	cctx, cancel := context.WithTimeout(ctx, s.budget(ctx))
+	b := s.breakerFor(cctx, key)
+	ok, probe := b.allow()
+	if !ok {
+		cancel()
+		return nil, nil, unavailable(op, ErrCircuitOpen)
+	}
+	return cctx, func(err error) {
+		cancel()
+		o := classify(ctx, err)
+		b.done(probe, o)
+		if o == failed && s.cluster != nil {
+			// go-redis learns of a failover from MOVED replies, which a
+			// dead master never sends, or else only every minute: ask for
+			// the slot map now (in the background, once however many ask).
+			s.cluster.ReloadState(ctx)
+		}
+	}, nil
+}
+
+// breakerFor returns the breaker of the master that serves key: in a
+// Cluster each master has its own, so that one master down does not fail
+// the slots of the others; otherwise (and while the Cluster's slot map is
+// unknown) the store's one breaker.
+func (s *Store) breakerFor(ctx context.Context, key string) *breaker {
+	if s.cluster == nil {
+		return s.breaker
+	}
+	c, err := s.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return s.breaker
+	}
+	addr := c.Options().Addr
+	if b, ok := s.breakers.Load(addr); ok {
+		return b.(*breaker)
+	}
+	b, _ := s.breakers.LoadOrStore(addr, &breaker{
+		threshold: s.breaker.threshold, cooldown: s.breaker.cooldown, log: s.log.With("node", addr),
+	})
+	return b.(*breaker)
 }
 
 func unavailable(op string, err error) error {
@@ -299,9 +413,12 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := session.ValidateKey(key); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "get", s.plainKey(key))
+	if err != nil {
+		return nil, err
+	}
 	v, err := s.c.Get(ctx, s.plainKey(key)).Bytes()
+	end(err)
 	if errors.Is(err, redis.Nil) {
 		return nil, session.ErrNotFound
 	} else if err != nil {
@@ -315,9 +432,13 @@ func (s *Store) Put(ctx context.Context, key string, val []byte, ttl time.Durati
 	if err := validKV(key, ttl); err != nil {
 		return err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	if err := s.c.Set(ctx, s.plainKey(key), val, time.Duration(ms(ttl))*time.Millisecond).Err(); err != nil {
+	ctx, end, err := s.begin(ctx, "set", s.plainKey(key))
+	if err != nil {
+		return err
+	}
+	err = s.c.Set(ctx, s.plainKey(key), val, time.Duration(ms(ttl))*time.Millisecond).Err()
+	end(err)
+	if err != nil {
 		return unavailable("set", err)
 	}
 	return nil
@@ -328,9 +449,12 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, val []byte, ttl tim
 	if err := validKV(key, ttl); err != nil {
 		return false, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	err := s.c.SetArgs(ctx, s.plainKey(key), val, redis.SetArgs{Mode: "NX", TTL: time.Duration(ms(ttl)) * time.Millisecond}).Err()
+	ctx, end, err := s.begin(ctx, "set nx", s.plainKey(key))
+	if err != nil {
+		return false, err
+	}
+	err = s.c.SetArgs(ctx, s.plainKey(key), val, redis.SetArgs{Mode: "NX", TTL: time.Duration(ms(ttl)) * time.Millisecond}).Err()
+	end(err)
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	} else if err != nil {
@@ -344,9 +468,12 @@ func (s *Store) Consume(ctx context.Context, key string) ([]byte, error) {
 	if err := session.ValidateKey(key); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "getdel", s.plainKey(key))
+	if err != nil {
+		return nil, err
+	}
 	v, err := s.c.GetDel(ctx, s.plainKey(key)).Bytes()
+	end(err)
 	if errors.Is(err, redis.Nil) {
 		return nil, session.ErrNotFound
 	} else if err != nil {
@@ -360,9 +487,13 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := session.ValidateKey(key); err != nil {
 		return err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	if err := s.c.Del(ctx, s.plainKey(key)).Err(); err != nil {
+	ctx, end, err := s.begin(ctx, "del", s.plainKey(key))
+	if err != nil {
+		return err
+	}
+	err = s.c.Del(ctx, s.plainKey(key)).Err()
+	end(err)
+	if err != nil {
 		return unavailable("del", err)
 	}
 	return nil
@@ -373,9 +504,12 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 	if err := validKV(key, window); err != nil {
 		return 0, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "incr", s.plainKey(key))
+	if err != nil {
+		return 0, err
+	}
 	n, err := incrScript.Run(ctx, s.c, []string{s.plainKey(key)}, ms(window)).Int64()
+	end(err)
 	if err != nil {
 		return 0, unavailable("incr", err)
 	}
@@ -387,10 +521,13 @@ func (s *Store) PutUser(ctx context.Context, user, kind, id string, val []byte, 
 	if err := validRec(user, kind, id, ttl); err != nil {
 		return err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "put user record", s.indexKey(user))
+	if err != nil {
+		return err
+	}
 	keys := []string{s.recordKey(user, kind, id), s.indexKey(user)}
-	err := putUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Err()
+	err = putUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Err()
+	end(err)
 	if err != nil {
 		s.dropLocal(user, kind, id) // the write may have happened
 		return unavailable("put user record", err)
@@ -404,10 +541,13 @@ func (s *Store) UpdateUser(ctx context.Context, user, kind, id string, val []byt
 	if err := validRec(user, kind, id, ttl); err != nil {
 		return err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "update user record", s.indexKey(user))
+	if err != nil {
+		return err
+	}
 	keys := []string{s.recordKey(user, kind, id), s.indexKey(user)}
 	n, err := updateUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Int64()
+	end(err)
 	if err != nil {
 		s.dropLocal(user, kind, id) // the write may have happened
 		return unavailable("update user record", err)
@@ -435,9 +575,12 @@ func (s *Store) GetUser(ctx context.Context, user, kind, id string) ([]byte, err
 			return s.getUserCaching(ctx, c, user, kind, id)
 		}
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "get user record", s.indexKey(user))
+	if err != nil {
+		return nil, err
+	}
 	v, err := s.c.Get(ctx, s.recordKey(user, kind, id)).Bytes()
+	end(err)
 	if errors.Is(err, redis.Nil) {
 		return nil, session.ErrNotFound
 	} else if err != nil {
@@ -452,8 +595,10 @@ func (s *Store) GetUser(ctx context.Context, user, kind, id string) ([]byte, err
 func (s *Store) getUserCaching(ctx context.Context, c *cache, user, kind, id string) ([]byte, error) {
 	gen := c.generation(user)
 	start := c.now()
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "get user record", s.indexKey(user))
+	if err != nil {
+		return nil, err
+	}
 	key := s.recordKey(user, kind, id)
 	var get *redis.StringCmd
 	var pttl *redis.DurationCmd
@@ -463,6 +608,7 @@ func (s *Store) getUserCaching(ctx context.Context, c *cache, user, kind, id str
 		return nil
 	})
 	v, err := get.Bytes()
+	end(err)
 	if errors.Is(err, redis.Nil) {
 		return nil, session.ErrNotFound
 	} else if err != nil {
@@ -501,8 +647,16 @@ func (s *Store) ListUser(ctx context.Context, user, kind string) ([]session.Reco
 	if err := session.ValidateUserSelector(user, kind, ""); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "list user records", s.indexKey(user))
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.listUser(ctx, user, kind)
+	end(err)
+	return out, err
+}
+
+func (s *Store) listUser(ctx context.Context, user, kind string) ([]session.Record, error) {
 	entries, err := s.members(ctx, user, kind)
 	if err != nil || len(entries) == 0 {
 		return nil, err
@@ -558,8 +712,19 @@ func (s *Store) DeleteUser(ctx context.Context, user, kind, id string) (int, err
 	if err := session.ValidateUserSelector(user, kind, id); err != nil {
 		return 0, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
+	ctx, end, err := s.begin(ctx, "delete user records", s.indexKey(user))
+	if err != nil {
+		// Nothing was deleted; the local copies go all the same, as the
+		// caller means to revoke them.
+		s.dropLocal(user, kind, id)
+		return 0, err
+	}
+	n, err := s.deleteUser(ctx, user, kind, id)
+	end(err)
+	return n, err
+}
+
+func (s *Store) deleteUser(ctx context.Context, user, kind, id string) (int, error) {
 	var entries [][2]string
 	if id != "" {
 		entries = [][2]string{{kind, id}}
@@ -601,9 +766,15 @@ func (s *Store) DeleteUser(ctx context.Context, user, kind, id string) (int, err
 
 // Ping implements session.Store.
 func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := s.bound(ctx)
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, s.budget(ctx))
 	defer cancel()
-	if err := s.c.Ping(ctx).Err(); err != nil {
+	err := s.c.Ping(ctx).Err()
+	if o := classify(parent, err); o == succeeded {
+		// An answer closes the breaker, open or not.
+		s.breaker.done(true, o)
+	}
+	if err != nil {
 		return unavailable("ping", err)
 	}
 	return nil
