@@ -72,12 +72,12 @@ func seed(t *testing.T, s *redisstore.Store, n int, wait func()) *world {
 	w := &world{m: m, store: s, counter: "failover-counter"}
 	for i := range n {
 		user := "user" + strconv.Itoa(i)
-		c, _, err := m.IssueMFASession(ctx, user, "", "otp", "")
+		c, _, err := m.IssueMFASession(ctx, session.Grant{User: user, Realm: testRealm, Factors: []string{"otp"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		w.valid = append(w.valid, issued{user, c.Value})
-		c, ms, err := m.IssueMFASession(ctx, user, "", "otp", "")
+		c, ms, err := m.IssueMFASession(ctx, session.Grant{User: user, Realm: testRealm, Factors: []string{"otp"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,7 +328,7 @@ func TestClusterAcrossSlots(t *testing.T) {
 		if _, err := w.m.VerifyMFASession(ctx, v.value, v.user, ""); err != nil {
 			t.Errorf("session of %s: %v", v.user, err)
 		}
-		rem, _, err := w.m.IssueRemember(ctx, v.user, "")
+		rem, _, err := w.m.IssueRemember(ctx, session.Grant{User: v.user, Realm: testRealm, Factors: []string{"otp"}})
 		if err != nil {
 			t.Fatal(err)
 		}
