@@ -80,6 +80,25 @@
 // A runtime that timed out or faulted is discarded. goja does not bound
 // memory: a rule can still allocate large strings within its time budget.
 //
+// Built-ins are frozen when a runtime is created, after stepup's globals
+// are defined and before any rule is instantiated: the standard library's
+// constructors, prototypes and namespaces (Object.prototype,
+// Array.prototype, Function.prototype, JSON, Math, the iterator and
+// generator prototypes, ...), stepup's globals (Buffer, console, URL,
+// UnauthorizedError, require, ...) and the modules require() returns. The
+// global bindings of the standard library and stepup cannot be replaced
+// or deleted. So every run starts from the same built-ins: prototype
+// pollution (a deep merge of request JSON walking `__proto__` into
+// Object.prototype, say) fails instead of reaching later runs or later
+// rules. A write to a frozen built-in follows JavaScript: ignored in
+// sloppy mode, a TypeError in strict mode. Objects that inherit from a
+// built-in prototype may still get their own constructor, toString,
+// valueOf and toLocaleString (and, for errors, name and message) by
+// assignment, as custom error classes and ES5-style classes do; those
+// properties are accessors on the prototypes, and assigning one on the
+// prototype itself throws a TypeError in both modes. Helpers that rules
+// used to add to built-in prototypes belong on `global`.
+//
 // Because `global` is shared per runtime, a rule that stores request data
 // on it (or assigns an undeclared variable in sloppy mode) lets a later run
 // on the same runtime see it — exactly as in Auth0. Request data otherwise

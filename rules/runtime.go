@@ -17,10 +17,18 @@ import (
 //go:embed prelude.js
 var preludeSource string
 
+//go:embed lockdown.js
+var lockdownSource string
+
 // preludeProgram is compiled once per process; a *goja.Program is immutable
 // and may be shared by runtimes.
 var preludeProgram = sync.OnceValues(func() (*goja.Program, error) {
 	return goja.Compile("stepup:prelude.js", preludeSource, true)
+})
+
+// lockdownProgram is compiled once per process, like preludeProgram.
+var lockdownProgram = sync.OnceValues(func() (*goja.Program, error) {
+	return goja.Compile("stepup:lockdown.js", lockdownSource, true)
 })
 
 // Limits of the per-run event loop.
@@ -65,6 +73,9 @@ type jsRuntime struct {
 	jsonStringify goja.Callable
 	jsonParse     goja.Callable
 	ip            *ipaddrProtos
+	// harden freezes built-ins that a module adds after the lockdown
+	// (lockdown.js).
+	harden goja.Callable
 
 	st runState
 }
@@ -182,6 +193,9 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 	define("URL", urlObj.Get("URL"))
 	define("URLSearchParams", urlObj.Get("URLSearchParams"))
 	rt.guardPrototypes()
+	if err := rt.lockdown(); err != nil {
+		return nil, err
+	}
 
 	rt.callback = vm.ToValue(rt.cb)
 	rt.fns = make([]goja.Callable, len(e.rules))
@@ -198,6 +212,36 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 	}
 	e.runtimesCreated.Add(1)
 	return rt, nil
+}
+
+// lockdown freezes the built-ins (lockdown.js): every run on the runtime
+// starts from the same standard library, globals and modules, whatever an
+// earlier run tried to change.
+func (rt *jsRuntime) lockdown() error {
+	prg, err := lockdownProgram()
+	if err != nil {
+		return fmt.Errorf("compile lockdown: %w", err)
+	}
+	lv, err := rt.vm.RunProgram(prg)
+	if err != nil {
+		return fmt.Errorf("run lockdown: %w", err)
+	}
+	lf, ok := goja.AssertFunction(lv)
+	if !ok {
+		return errors.New("lockdown is not a function")
+	}
+	extra := []any{rt.jwtError, rt.tokenExpired, rt.notBefore}
+	for _, m := range rt.modules {
+		extra = append(extra, m)
+	}
+	hv, err := lf(goja.Undefined(), rt.vm.GlobalObject(), rt.vm.NewArray(extra...))
+	if err != nil {
+		return fmt.Errorf("run lockdown: %w", err)
+	}
+	if rt.harden, ok = goja.AssertFunction(hv); !ok {
+		return errors.New("lockdown did not return harden")
+	}
+	return nil
 }
 
 // close stops the runtime's timers.
