@@ -76,9 +76,24 @@
 // and buffer; "name@version" ignores the version. Budgets: each rule gets
 // Options.RuleTimeout and the run Options.PipelineTimeout, both capped by
 // the context deadline; goja's Interrupt stops runaway code (an infinite
-// loop costs at most its budget). Call depth and input sizes are bounded.
-// A runtime that timed out or faulted is discarded. goja does not bound
-// memory: a rule can still allocate large strings within its time budget.
+// loop costs at most its budget). One stretch of synchronous JavaScript
+// (a rule's body, a timer callback) runs at most 100 ms whatever the
+// budget: a longer budget buys waiting time. Regular expressions that goja
+// runs on regexp2 (lookaround, backreferences) stop after 100 ms too (to
+// about 200 ms: regexp2's clock ticks every 100 ms); a stretch that ran
+// that long fails the rule, so a match cut short can never steer it.
+// Options.MaxRuntimeMemory bounds what one stretch allocates (checked
+// every 10 ms; String.prototype.repeat, padStart and padEnd refuse
+// results past half of it). Call depth and input sizes are bounded. A
+// runtime that timed out, ran out of memory or faulted is discarded. A
+// single call of a built-in other than those (Array.prototype.fill on a
+// huge array, say) runs to its end before any check.
+//
+// Options.PoolSize runs execute JavaScript at once; a run waiting for a
+// timer gives its place back and keeps its runtime (at most
+// Options.MaxWaitingRuns of them), so slow rules do not hold the places
+// others need. A run whose expected wait for a place passes its deadline
+// fails at once.
 //
 // Built-ins are frozen when a runtime is created, after stepup's globals
 // are defined and before any rule is instantiated: the standard library's

@@ -4,8 +4,10 @@
 // change what a later run on the same runtime sees. The global object
 // itself stays open: rules cache values on `global`, as in Auth0. extra
 // are built-ins no global names (the jsonwebtoken error classes). It
-// returns harden, which freezes what a module adds later.
-(function (global, extra) {
+// returns harden, which freezes what a module adds later. maxString
+// (> 0) bounds the strings String.prototype.repeat, padStart and padEnd
+// make: one such call allocates before any check can stop it.
+(function (global, extra, maxString) {
   'use strict';
 
   var freeze = Object.freeze;
@@ -67,6 +69,33 @@
       overridable(E.prototype, n);
     });
   });
+
+  if (maxString > 0) {
+    var proto = String.prototype;
+    var repeat = proto.repeat, padStart = proto.padStart, padEnd = proto.padEnd;
+    var tooLong = function (n) {
+      if (n > maxString) {
+        throw new RangeError('Invalid string length: more than ' + maxString + ' characters');
+      }
+    };
+    var bounded = {
+      repeat(count) {
+        tooLong(String(this).length * Math.floor(Number(count)));
+        return repeat.call(this, count);
+      },
+      padStart(maxLength) {
+        tooLong(Number(maxLength));
+        return padStart.call(this, maxLength, arguments[1]);
+      },
+      padEnd(maxLength) {
+        tooLong(Number(maxLength));
+        return padEnd.call(this, maxLength, arguments[1]);
+      }
+    };
+    ['repeat', 'padStart', 'padEnd'].forEach(function (n) {
+      defineProperty(proto, n, { value: bounded[n], writable: true, enumerable: false, configurable: true });
+    });
+  }
 
   // The intrinsics that no global names.
   var hidden = [
