@@ -154,7 +154,7 @@ type Engine struct {
 	queued    atomic.Int64
 	holdNanos atomic.Int64
 	queueObs  QueueObserver
-	closed  atomic.Bool
+	closed    atomic.Bool
 
 	compiles          atomic.Int64
 	runtimesCreated   atomic.Int64
