@@ -387,6 +387,14 @@ type Rules struct {
 	PipelineTimeout Duration `yaml:"pipeline_timeout"`
 	// Watch reloads rules when their files change. Default true.
 	Watch *bool `yaml:"watch"`
+	// MaxRuntimeMemory bounds what one stretch of a rule's JavaScript may
+	// allocate; past it the rule fails and its runtime is discarded.
+	// Default 64MiB; at least 1MiB.
+	MaxRuntimeMemory ByteSize `yaml:"max_runtime_memory"`
+	// MaxWaitingRuns bounds the runs parked in a setTimeout or promise
+	// wait, which do not count against the runs executing JavaScript
+	// (2×GOMAXPROCS). Default 4× that; at most 10000.
+	MaxWaitingRuns int `yaml:"max_waiting_runs"`
 }
 
 // WatchOn reports the effective Watch.
@@ -665,6 +673,9 @@ func (c *Config) setDefaults() {
 	def(&c.Policy.Provider, "any")
 	defDur(&c.Rules.RuleTimeout, 100*time.Millisecond)
 	defDur(&c.Rules.PipelineTimeout, 300*time.Millisecond)
+	if c.Rules.MaxRuntimeMemory == 0 {
+		c.Rules.MaxRuntimeMemory = 64 << 20
+	}
 	def(&c.Sessions.CookiePrefix, "stepup")
 	defDur(&c.Sessions.MFASessionTTL, 12*time.Hour)
 	defDur(&c.Sessions.MFASessionIdle, time.Hour)
@@ -894,6 +905,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Rules.RuleTimeout > c.Rules.PipelineTimeout {
 		v.add("rules.rule_timeout", "must not exceed pipeline_timeout")
+	}
+	if c.Rules.MaxRuntimeMemory < 1<<20 {
+		v.add("rules.max_runtime_memory", "must be at least 1MiB")
+	}
+	if c.Rules.MaxWaitingRuns < 0 || c.Rules.MaxWaitingRuns > 10000 {
+		v.add("rules.max_waiting_runs", "must be between 0 (the default) and 10000")
 	}
 	s := c.Sessions
 	for i, k := range s.Keys {

@@ -61,3 +61,38 @@ func TestByteSizeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestRulesLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		mem        ByteSize
+		waiting    int
+		wantErr    string
+	}{
+		{"defaults", "", 64 << 20, 0, ""},
+		{"set", "rules: {max_runtime_memory: 128MiB, max_waiting_runs: 32}\n", 128 << 20, 32, ""},
+		{"too small", "rules: {max_runtime_memory: 1KiB}\n", 0, 0, "rules.max_runtime_memory: must be at least 1MiB"},
+		{"not a size", "rules: {max_runtime_memory: lots}\n", 0, 0, "invalid size"},
+		{"negative waiting", "rules: {max_waiting_runs: -1}\n", 0, 0, "rules.max_waiting_runs"},
+		{"too many waiting", "rules: {max_waiting_runs: 10001}\n", 0, 0, "rules.max_waiting_runs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte("networks: {corporate: [10.0.0.0/8]}\n" + tc.yaml))
+			if err == nil {
+				err = c.Validate()
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Rules.MaxRuntimeMemory != tc.mem || c.Rules.MaxWaitingRuns != tc.waiting {
+				t.Errorf("rules = %v, %d; want %v, %d", c.Rules.MaxRuntimeMemory, c.Rules.MaxWaitingRuns, tc.mem, tc.waiting)
+			}
+		})
+	}
+}

@@ -185,6 +185,26 @@ func (b *ByteSizeOrAuto) UnmarshalYAML(v *yaml.Node) error {
 // MarshalYAML writes the value as UnmarshalYAML reads it.
 func (b ByteSizeOrAuto) MarshalYAML() (any, error) { return b.String(), nil }
 
+// ByteSize is a size in bytes written as an integer with an optional
+// unit, as in [ByteSizeOrAuto] ("64MiB").
+type ByteSize int64
+
+// UnmarshalYAML parses the size.
+func (b *ByteSize) UnmarshalYAML(v *yaml.Node) error {
+	if v.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: expected a size like \"64MiB\"", v.Line)
+	}
+	n, err := ParseByteSize(v.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", v.Line, err)
+	}
+	*b = ByteSize(n)
+	return nil
+}
+
+// MarshalYAML writes the size as UnmarshalYAML reads it.
+func (b ByteSize) MarshalYAML() (any, error) { return FormatByteSize(int64(b)), nil }
+
 var byteUnits = []struct {
 	suffix string
 	mult   int64

@@ -50,7 +50,7 @@ func TestFaultStoreCheck(t *testing.T) {
 	// A fresh MFA session per phase, never checked while Redis was up, so
 	// that no replica can have it cached.
 	cookie := func() string {
-		mfa, _, err := m.IssueMFASession(context.Background(), "auth0|alice", "", "otp", "")
+		mfa, _, err := m.IssueMFASession(context.Background(), session.Grant{User: "auth0|alice", Realm: testRealm, Factors: []string{"otp"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -95,6 +95,7 @@ func displayName(src Source, idx int) string {
 // in which case configuration presence is not checked. The returned rule is
 // nil when any error-severity finding was produced.
 func analyze(src Source, idx int, configuration map[string]string) (*compiledRule, []Finding) {
+	setRegexpTimeout()
 	r := &compiledRule{name: displayName(src, idx), path: src.Path}
 	var findings []Finding
 	add := func(sev, format string, args ...any) {

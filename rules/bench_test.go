@@ -111,3 +111,21 @@ func BenchmarkParallelExtranet(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRuntimeCreation builds a runtime with every seed rule: the
+// cost of a cold start, of replacing a discarded runtime, and of a reload.
+func BenchmarkRuntimeCreation(b *testing.B) {
+	e, err := New(Options{Rules: allSeedRules(b), Configuration: duoConfig})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		rt, err := e.newRuntime()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rt.close()
+	}
+}

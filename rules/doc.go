@@ -76,9 +76,43 @@
 // and buffer; "name@version" ignores the version. Budgets: each rule gets
 // Options.RuleTimeout and the run Options.PipelineTimeout, both capped by
 // the context deadline; goja's Interrupt stops runaway code (an infinite
-// loop costs at most its budget). Call depth and input sizes are bounded.
-// A runtime that timed out or faulted is discarded. goja does not bound
-// memory: a rule can still allocate large strings within its time budget.
+// loop costs at most its budget). One stretch of synchronous JavaScript
+// (a rule's body, a timer callback) runs at most 100 ms whatever the
+// budget: a longer budget buys waiting time. Regular expressions that goja
+// runs on regexp2 (lookaround, backreferences) stop after 100 ms too (to
+// about 200 ms: regexp2's clock ticks every 100 ms); a stretch that ran
+// that long fails the rule, so a match cut short can never steer it.
+// Options.MaxRuntimeMemory bounds what one stretch allocates (checked
+// every 10 ms; String.prototype.repeat, padStart and padEnd refuse
+// results past half of it). Call depth and input sizes are bounded. A
+// runtime that timed out, ran out of memory or faulted is discarded. A
+// single call of a built-in other than those (Array.prototype.fill on a
+// huge array, say) runs to its end before any check.
+//
+// Options.PoolSize runs execute JavaScript at once; a run waiting for a
+// timer gives its place back and keeps its runtime (at most
+// Options.MaxWaitingRuns of them), so slow rules do not hold the places
+// others need. A run whose expected wait for a place passes its deadline
+// fails at once.
+//
+// Built-ins are frozen when a runtime is created, after stepup's globals
+// are defined and before any rule is instantiated: the standard library's
+// constructors, prototypes and namespaces (Object.prototype,
+// Array.prototype, Function.prototype, JSON, Math, the iterator and
+// generator prototypes, ...), stepup's globals (Buffer, console, URL,
+// UnauthorizedError, require, ...) and the modules require() returns. The
+// global bindings of the standard library and stepup cannot be replaced
+// or deleted. So every run starts from the same built-ins: prototype
+// pollution (a deep merge of request JSON walking `__proto__` into
+// Object.prototype, say) fails instead of reaching later runs or later
+// rules. A write to a frozen built-in follows JavaScript: ignored in
+// sloppy mode, a TypeError in strict mode. Objects that inherit from a
+// built-in prototype may still get their own constructor, toString,
+// valueOf and toLocaleString (and, for errors, name and message) by
+// assignment, as custom error classes and ES5-style classes do; those
+// properties are accessors on the prototypes, and assigning one on the
+// prototype itself throws a TypeError in both modes. Helpers that rules
+// used to add to built-in prototypes belong on `global`.
 //
 // Because `global` is shared per runtime, a rule that stores request data
 // on it (or assigns an undeclared variable in sloppy mode) lets a later run

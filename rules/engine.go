@@ -19,6 +19,7 @@ const (
 	DefaultPipelineTimeout  = 300 * time.Millisecond
 	DefaultMaxCallStackSize = 1024
 	DefaultMaxInputBytes    = 64 << 10
+	DefaultMaxRuntimeMemory = 64 << 20
 )
 
 // ErrClosed is the message of the KindInternal error Run returns after
@@ -43,10 +44,29 @@ type Options struct {
 	// entering JS, counted as string bytes plus a few bytes per value
 	// (default DefaultMaxInputBytes). Larger inputs fail with KindInternal.
 	MaxInputBytes int
-	// PoolSize is the number of runtimes kept warm and the maximum number
-	// of concurrent runs (default 2×GOMAXPROCS). Further runs wait for a
-	// runtime until their deadline.
+	// MaxRuntimeMemory bounds what one slice of synchronous JavaScript (a
+	// rule's body, a timer callback) may allocate, in bytes (default
+	// DefaultMaxRuntimeMemory; negative: no bound). It is checked every
+	// 10 ms while a slice runs, against the process's allocations during
+	// the slice, and bounds the results of String.prototype.repeat,
+	// padStart and padEnd. A rule past it fails with KindException
+	// (RangeError) and its runtime is discarded.
+	MaxRuntimeMemory int64
+	// PoolSize is the maximum number of runs executing JavaScript at once
+	// (default 2×GOMAXPROCS). A run holds one of these places while its
+	// JavaScript runs, not while it waits for a timer (setTimeout & co,
+	// and the promises they resolve): then it parks, keeping its runtime,
+	// and takes a place again, in line, when the timer is due. Runs wait
+	// in line for a place until their deadline; one whose expected wait
+	// (the line ahead of it times the recent average hold, divided by
+	// PoolSize) would end past its deadline fails at once (KindTimeout,
+	// "overloaded").
 	PoolSize int
+	// MaxWaitingRuns bounds the runs parked in a wait, beyond PoolSize
+	// (default 4×PoolSize; negative: none): there are at most
+	// PoolSize+MaxWaitingRuns runtimes, and a run finding all of them in
+	// use waits for one.
+	MaxWaitingRuns int
 	// Logger receives console.* output (tagged rule=<name>) and engine
 	// warnings. Nil discards.
 	Logger *slog.Logger
@@ -63,6 +83,14 @@ type Observer interface {
 	// ObserveRule is called once per executed rule with outcome "ok",
 	// "error", "timeout" or "exception" and the rule's wall time.
 	ObserveRule(rule string, outcome string, d time.Duration)
+}
+
+// QueueObserver, implemented by an Options.Observer, is also told how
+// long each run waited for a place to run (see Options.PoolSize) and a
+// runtime, with outcome "ok", "timeout" (the deadline or the context
+// ended the wait) or "rejected" (the expected wait passed the deadline).
+type QueueObserver interface {
+	ObserveQueueWait(outcome string, d time.Duration)
 }
 
 // Stats are engine counters, mainly for tests and metrics.
@@ -89,6 +117,9 @@ type Engine struct {
 	configKeys []string
 	logger     *slog.Logger
 	now        func() time.Time
+	// maxSlice is the longest stretch of synchronous JavaScript (the
+	// package's maxSlice; tests that are not about it raise it).
+	maxSlice time.Duration
 	// nativeInput makes runs build user and context as native objects
 	// instead of lazy ones (lazy.go): set when a rule mentions an
 	// operation lazy objects do not support.
@@ -112,7 +143,18 @@ type Engine struct {
 	handoff chan *jsRuntime
 	mu      sync.Mutex
 	slots   int // runtimes in existence (idle, handed over or in use); guarded by mu
-	closed  atomic.Bool
+	// capacity is the most runtimes there may be: PoolSize running plus
+	// MaxWaitingRuns parked.
+	capacity int
+	// cpu holds a token per run executing JavaScript (PoolSize at most);
+	// blocked senders are served in order.
+	cpu chan struct{}
+	// queued counts the runs waiting for a cpu token; holdNanos is the
+	// moving average of how long a token is held.
+	queued    atomic.Int64
+	holdNanos atomic.Int64
+	queueObs  QueueObserver
+	closed    atomic.Bool
 
 	compiles          atomic.Int64
 	runtimesCreated   atomic.Int64
@@ -130,7 +172,11 @@ func New(opts Options) (*Engine, error) {
 	if err := normalize(&opts); err != nil {
 		return nil, err
 	}
+	setRegexpTimeout()
+	qo, _ := opts.Observer.(QueueObserver)
 	e := &Engine{
+		queueObs:   qo,
+		maxSlice:   maxSlice,
 		opts:       opts,
 		logger:     opts.Logger,
 		now:        opts.Now,
@@ -175,8 +221,10 @@ func New(opts Options) (*Engine, error) {
 	for _, f := range warnings {
 		e.logger.Warn("rule warning (see `stepup rules lint`)", "rule", f.Rule, "warning", f.Message)
 	}
-	e.idle = make([]*jsRuntime, 0, opts.PoolSize)
-	e.handoff = make(chan *jsRuntime, opts.PoolSize)
+	e.capacity = opts.PoolSize + opts.MaxWaitingRuns
+	e.idle = make([]*jsRuntime, 0, e.capacity)
+	e.handoff = make(chan *jsRuntime, e.capacity)
+	e.cpu = make(chan struct{}, opts.PoolSize)
 	return e, nil
 }
 
@@ -194,11 +242,20 @@ func normalize(o *Options) error {
 	if o.MaxCallStackSize == 0 {
 		o.MaxCallStackSize = DefaultMaxCallStackSize
 	}
+	if o.MaxRuntimeMemory == 0 {
+		o.MaxRuntimeMemory = DefaultMaxRuntimeMemory
+	}
 	if o.MaxInputBytes == 0 {
 		o.MaxInputBytes = DefaultMaxInputBytes
 	}
 	if o.PoolSize == 0 {
 		o.PoolSize = 2 * runtime.GOMAXPROCS(0)
+	}
+	switch {
+	case o.MaxWaitingRuns == 0:
+		o.MaxWaitingRuns = 4 * o.PoolSize
+	case o.MaxWaitingRuns < 0:
+		o.MaxWaitingRuns = 0
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -250,7 +307,7 @@ func (e *Engine) Warm(n int) error {
 			e.release(rt, false)
 		}
 	}()
-	for range min(n, e.opts.PoolSize) {
+	for range min(n, e.capacity) {
 		if !e.reserve() {
 			return nil
 		}
@@ -267,7 +324,7 @@ func (e *Engine) Warm(n int) error {
 func (e *Engine) reserve() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.slots >= e.opts.PoolSize {
+	if e.slots >= e.capacity {
 		return false
 	}
 	e.slots++
@@ -296,7 +353,7 @@ func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, e
 			e.mu.Unlock()
 			return rt, nil
 		}
-		if e.slots < e.opts.PoolSize {
+		if e.slots < e.capacity {
 			e.slots++
 			e.mu.Unlock()
 			rt, err := e.newRuntime()
@@ -448,18 +505,33 @@ func (e *Engine) run(ctx context.Context, in Input, debug bool) (res Result) {
 	if len(e.rules) == 0 && !debug {
 		return Result{}
 	}
-	// Waiting for (or building) a runtime and running the pipeline each
-	// get PipelineTimeout; the context deadline caps both.
+	// Waiting for a place and a runtime (or building one) and running
+	// the pipeline each get PipelineTimeout; the context deadline caps
+	// both.
+	start := time.Now()
+	queueDeadline := e.deadline(ctx)
+	if err := e.takeCPU(ctx, queueDeadline); err != nil {
+		return Result{Err: err}
+	}
 	rt := e.pop()
 	if rt == nil {
 		var err error
-		if rt, err = e.acquire(ctx, e.deadline(ctx)); err != nil {
+		if rt, err = e.acquire(ctx, queueDeadline); err != nil {
+			e.releaseCPU(start)
+			e.observeQueue("timeout", time.Since(start))
 			return Result{Err: &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "no runtime: " + err.Error()}}
 		}
 	}
+	e.observeQueue("ok", time.Since(start))
 	deadline := e.deadline(ctx)
 	discard := false
+	rt.cpuSince = time.Now()
+	rt.hasCPU = true
 	defer func() {
+		if rt.hasCPU {
+			rt.hasCPU = false
+			e.releaseCPU(rt.cpuSince)
+		}
 		if p := recover(); p != nil {
 			rule := rt.st.rule
 			e.logger.LogAttrs(ctx, slog.LevelError, "rules: internal fault", slog.String("rule", rule), slog.String("panic", fmt.Sprint(p)))
@@ -471,6 +543,59 @@ func (e *Engine) run(ctx context.Context, in Input, debug bool) (res Result) {
 	}()
 	res, discard = rt.runPipeline(ctx, in, deadline, debug)
 	return res
+}
+
+// takeCPU takes a place to run JavaScript, waiting in line until
+// deadline, or fails at once when the expected wait would pass it.
+func (e *Engine) takeCPU(ctx context.Context, deadline time.Time) *Error {
+	select {
+	case e.cpu <- struct{}{}:
+		return nil
+	default:
+	}
+	start := time.Now()
+	ahead := e.queued.Add(1)
+	defer e.queued.Add(-1)
+	expected := time.Duration(ahead * e.holdNanos.Load() / int64(e.opts.PoolSize))
+	if start.Add(expected).After(deadline) {
+		e.observeQueue("rejected", 0)
+		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: fmt.Sprintf("overloaded: %d runs waiting to run, the expected wait %v passes the deadline", ahead, expected.Round(time.Millisecond))}
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case e.cpu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		e.observeQueue("timeout", time.Since(start))
+		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "request cancelled while waiting to run: " + context.Cause(ctx).Error()}
+	case <-timer.C:
+		e.observeQueue("timeout", time.Since(start))
+		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "no place to run before the deadline"}
+	}
+}
+
+// releaseCPU gives back a place taken at since, and folds the hold time
+// into the average (weight 1/8).
+func (e *Engine) releaseCPU(since time.Time) {
+	<-e.cpu
+	held := int64(time.Since(since))
+	for {
+		old := e.holdNanos.Load()
+		avg := held
+		if old != 0 {
+			avg = old + (held-old)/8
+		}
+		if e.holdNanos.CompareAndSwap(old, avg) {
+			return
+		}
+	}
+}
+
+func (e *Engine) observeQueue(outcome string, d time.Duration) {
+	if e.queueObs != nil {
+		e.queueObs.ObserveQueueWait(outcome, d)
+	}
 }
 
 // deadline is PipelineTimeout from now, capped by the context deadline.

@@ -42,6 +42,9 @@ func newEngine(t testing.TB, opts Options) *Engine {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(e.Close)
+	// Nor can a descheduled slice of JavaScript: the slice bound is tested
+	// on its own (budget_test.go).
+	e.maxSlice = max(maxSlice, opts.RuleTimeout)
 	return e
 }
 

@@ -23,7 +23,7 @@ func (rt *jsRuntime) guard(deadline time.Time, f func()) (err error, discard boo
 	if floor := time.Now().Add(readBackGrace); deadline.Before(floor) {
 		deadline = floor
 	}
-	rt.arm(deadline)
+	rt.armSlice(deadline)
 	defer rt.disarm()
 	defer func() {
 		if p := recover(); p != nil {

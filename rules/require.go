@@ -62,6 +62,13 @@ func (rt *jsRuntime) requireModule(name string) (goja.Value, error) {
 		return nil, fmt.Errorf("module %q is not available", name)
 	}
 	v := load(rt)
+	if rt.harden != nil {
+		// Built before the lockdown (url) or on first use: frozen like
+		// every other built-in.
+		if _, err := rt.harden(goja.Undefined(), rt.vm.NewArray(v)); err != nil {
+			return nil, fmt.Errorf("module %q: %w", name, err)
+		}
+	}
 	rt.modules[n] = v
 	return v, nil
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/metrics"
 	"sync"
 	"time"
 
+	"github.com/dlclark/regexp2/v2"
 	"github.com/dop251/goja"
 	gojaurl "github.com/dop251/goja_nodejs/url"
 )
@@ -17,10 +19,18 @@ import (
 //go:embed prelude.js
 var preludeSource string
 
+//go:embed lockdown.js
+var lockdownSource string
+
 // preludeProgram is compiled once per process; a *goja.Program is immutable
 // and may be shared by runtimes.
 var preludeProgram = sync.OnceValues(func() (*goja.Program, error) {
 	return goja.Compile("stepup:prelude.js", preludeSource, true)
+})
+
+// lockdownProgram is compiled once per process, like preludeProgram.
+var lockdownProgram = sync.OnceValues(func() (*goja.Program, error) {
+	return goja.Compile("stepup:lockdown.js", lockdownSource, true)
 })
 
 // Limits of the per-run event loop.
@@ -29,8 +39,31 @@ const (
 	maxMessageLen = 1024
 )
 
-// errBudget is the value runtimes are interrupted with.
-var errBudget = errors.New("time budget exceeded")
+// Values runtimes are interrupted with.
+var (
+	errBudget = errors.New("time budget exceeded")
+	errSlice  = errors.New("synchronous JavaScript ran too long")
+	errMemory = errors.New("memory budget exceeded")
+)
+
+// maxSlice bounds one stretch of synchronous JavaScript (a rule's body, a
+// timer callback, with the promise jobs that follow it), whatever the
+// rule budget: a budget beyond it buys waiting time. It is also
+// regexp2's match timeout, which goja reads when it compiles a pattern
+// and offers no per-runtime setting for; a match cut short by it reports
+// "no match" to the rule, so every slice that may contain one (one that
+// ran maxSlice or longer) fails the rule instead.
+const maxSlice = DefaultRuleTimeout
+
+// memCheckInterval is how often a running slice's allocations are
+// checked against Options.MaxRuntimeMemory.
+const memCheckInterval = 10 * time.Millisecond
+
+// setRegexpTimeout gives every regexp2 pattern compiled from now on (goja
+// uses regexp2 for lookaround and backreferences) a match timeout of
+// maxSlice. It is process-wide and written once, before this package
+// compiles any JavaScript.
+var setRegexpTimeout = sync.OnceFunc(func() { regexp2.DefaultMatchTimeout = maxSlice })
 
 // jsRuntime is one goja runtime with every rule instantiated. It serves one
 // run at a time.
@@ -51,9 +84,21 @@ type jsRuntime struct {
 	fireAt    time.Time
 	itimer    *time.Timer
 	sleep     *time.Timer
+	// sliceCap says deadline is the end of the slice (maxSlice), not the
+	// rule's budget.
+	sliceCap bool
+	// slice numbers the slices armed; memSlice is the one memBase was
+	// read in (the allocation counter at the slice's first check).
+	slice, memSlice uint64
+	memBase         uint64
+	memSample       []metrics.Sample
 
 	modules     map[string]goja.Value
 	nextTimerID int64
+	// hasCPU says the run holds a place to run JavaScript (Engine.cpu),
+	// taken at cpuSince.
+	hasCPU   bool
+	cpuSince time.Time
 
 	unauthorized  *goja.Object
 	jwtError      *goja.Object
@@ -65,6 +110,9 @@ type jsRuntime struct {
 	jsonStringify goja.Callable
 	jsonParse     goja.Callable
 	ip            *ipaddrProtos
+	// harden freezes built-ins that a module adds after the lockdown
+	// (lockdown.js).
+	harden goja.Callable
 
 	st runState
 }
@@ -182,6 +230,9 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 	define("URL", urlObj.Get("URL"))
 	define("URLSearchParams", urlObj.Get("URLSearchParams"))
 	rt.guardPrototypes()
+	if err := rt.lockdown(); err != nil {
+		return nil, err
+	}
 
 	rt.callback = vm.ToValue(rt.cb)
 	rt.fns = make([]goja.Callable, len(e.rules))
@@ -198,6 +249,36 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 	}
 	e.runtimesCreated.Add(1)
 	return rt, nil
+}
+
+// lockdown freezes the built-ins (lockdown.js): every run on the runtime
+// starts from the same standard library, globals and modules, whatever an
+// earlier run tried to change.
+func (rt *jsRuntime) lockdown() error {
+	prg, err := lockdownProgram()
+	if err != nil {
+		return fmt.Errorf("compile lockdown: %w", err)
+	}
+	lv, err := rt.vm.RunProgram(prg)
+	if err != nil {
+		return fmt.Errorf("run lockdown: %w", err)
+	}
+	lf, ok := goja.AssertFunction(lv)
+	if !ok {
+		return errors.New("lockdown is not a function")
+	}
+	extra := []any{rt.jwtError, rt.tokenExpired, rt.notBefore}
+	for _, m := range rt.modules {
+		extra = append(extra, m)
+	}
+	hv, err := lf(goja.Undefined(), rt.vm.GlobalObject(), rt.vm.NewArray(extra...), rt.vm.ToValue(rt.e.opts.MaxRuntimeMemory/2))
+	if err != nil {
+		return fmt.Errorf("run lockdown: %w", err)
+	}
+	if rt.harden, ok = goja.AssertFunction(hv); !ok {
+		return errors.New("lockdown did not return harden")
+	}
+	return nil
 }
 
 // close stops the runtime's timers.
@@ -225,24 +306,36 @@ func (rt *jsRuntime) configurationObject() *goja.Object {
 	return obj
 }
 
-// arm schedules an interrupt of the runtime at deadline. The timer is one
-// per runtime and is only reset when it would fire after deadline: a
-// firing before the current deadline re-schedules itself (fire), so a run
-// of several rules usually costs no timer operation at all.
-func (rt *jsRuntime) arm(deadline time.Time) {
+// arm schedules an interrupt of the runtime at deadline, the end of a
+// slice of synchronous JavaScript (sliceCap: the slice, not the rule's
+// budget, ends there), and a check of its allocations every
+// memCheckInterval until then. The timer is one per runtime and is only
+// reset when it would fire later than needed: a firing before the
+// deadline re-schedules itself (fire), so a run of several rules usually
+// costs no timer operation at all.
+func (rt *jsRuntime) arm(deadline time.Time, sliceCap bool) {
 	rt.imu.Lock()
 	rt.armed = true
 	rt.deadline = deadline
-	if !rt.scheduled || deadline.Before(rt.fireAt) {
-		rt.scheduled, rt.fireAt = true, deadline
-		rt.itimer.Reset(time.Until(deadline))
+	rt.sliceCap = sliceCap
+	rt.slice++
+	at := deadline
+	if rt.e.opts.MaxRuntimeMemory > 0 {
+		if next := time.Now().Add(memCheckInterval); next.Before(at) {
+			at = next
+		}
+	}
+	if !rt.scheduled || at.Before(rt.fireAt) {
+		rt.scheduled, rt.fireAt = true, at
+		rt.itimer.Reset(time.Until(at))
 	}
 	rt.imu.Unlock()
 }
 
-// fire runs on the timer goroutine. It interrupts the runtime when armed
-// and the deadline has passed; armed with a later deadline (a later rule
-// or run), it re-schedules itself; disarmed, it does nothing.
+// fire runs on the timer goroutine. Armed, it interrupts the runtime once
+// the deadline has passed, or when the slice has allocated more than
+// MaxRuntimeMemory since its first check, and otherwise re-schedules
+// itself; disarmed, it does nothing.
 func (rt *jsRuntime) fire() {
 	rt.imu.Lock()
 	defer rt.imu.Unlock()
@@ -250,12 +343,42 @@ func (rt *jsRuntime) fire() {
 	if !rt.armed {
 		return
 	}
-	if d := time.Until(rt.deadline); d > 0 {
-		rt.scheduled, rt.fireAt = true, rt.deadline
-		rt.itimer.Reset(d)
+	d := time.Until(rt.deadline)
+	if d <= 0 {
+		if rt.sliceCap {
+			rt.vm.Interrupt(errSlice)
+		} else {
+			rt.vm.Interrupt(errBudget)
+		}
 		return
 	}
-	rt.vm.Interrupt(errBudget)
+	if limit := rt.e.opts.MaxRuntimeMemory; limit > 0 {
+		allocs := rt.allocated()
+		if rt.memSlice != rt.slice {
+			rt.memSlice, rt.memBase = rt.slice, allocs
+		} else if allocs-rt.memBase > uint64(limit) {
+			rt.vm.Interrupt(errMemory)
+			return
+		}
+		d = min(d, memCheckInterval)
+	}
+	rt.scheduled, rt.fireAt = true, time.Now().Add(d)
+	rt.itimer.Reset(d)
+}
+
+// allocated reads the process's cumulative heap allocations: a runtime
+// cannot measure its own, and a slice is the only JavaScript running on
+// its goroutine, so what the process allocates during a long slice is an
+// upper bound of what the slice did. Called with imu held.
+func (rt *jsRuntime) allocated() uint64 {
+	if rt.memSample == nil {
+		rt.memSample = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	}
+	metrics.Read(rt.memSample)
+	if rt.memSample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return rt.memSample[0].Value.Uint64()
 }
 
 // disarm cancels the interrupt; after it returns no interrupt is pending.
@@ -267,16 +390,26 @@ func (rt *jsRuntime) disarm() {
 	rt.vm.ClearInterrupt()
 }
 
-// wait sleeps for d unless ctx ends first.
-func (rt *jsRuntime) wait(ctx context.Context, d time.Duration) bool {
+// wait parks the run for d unless ctx ends first: it gives back its
+// place to run JavaScript while it sleeps and takes one again, in line,
+// before deadline.
+func (rt *jsRuntime) wait(ctx context.Context, d time.Duration, deadline time.Time) *Error {
+	if rt.hasCPU {
+		rt.hasCPU = false
+		rt.e.releaseCPU(rt.cpuSince)
+	}
 	rt.sleep.Reset(d)
 	select {
 	case <-rt.sleep.C:
-		return true
 	case <-ctx.Done():
 		rt.sleep.Stop()
-		return false
+		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "request cancelled: " + context.Cause(ctx).Error()}
 	}
+	if err := rt.e.takeCPU(ctx, deadline); err != nil {
+		return err
+	}
+	rt.hasCPU, rt.cpuSince = true, time.Now()
+	return nil
 }
 
 // cb is the callback given to rules: callback(err, user, context).
@@ -440,7 +573,7 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 		}
 	}()
 
-	rt.arm(deadline)
+	slice := rt.armSlice(deadline)
 	defer rt.disarm()
 
 	rt.args[0], rt.args[1], rt.args[2] = st.user, st.context, rt.callback
@@ -448,6 +581,9 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 	rt.args = [3]goja.Value{}
 	if err != nil {
 		return rt.classify(err, name)
+	}
+	if rerr := rt.overran(slice, name); rerr != nil {
+		return rerr, false
 	}
 	for !st.called {
 		idx := st.nextTimer()
@@ -459,8 +595,11 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 			if t.due.After(deadline) {
 				return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule did not call back within its time budget", Rule: name}, false
 			}
-			if d := time.Until(t.due); d > 0 && !rt.wait(ctx, d) {
-				return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "request cancelled: " + context.Cause(ctx).Error(), Rule: name}, false
+			if d := time.Until(t.due); d > 0 {
+				if werr := rt.wait(ctx, d, deadline); werr != nil {
+					werr.Rule = name
+					return werr, false
+				}
 			}
 		}
 		if t.interval > 0 {
@@ -468,8 +607,12 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 		} else {
 			st.removeTimer(idx)
 		}
+		slice := rt.armSlice(deadline)
 		if _, err := t.fn(goja.Undefined(), t.args...); err != nil {
 			return rt.classify(err, name)
+		}
+		if rerr := rt.overran(slice, name); rerr != nil {
+			return rerr, false
 		}
 	}
 	if len(st.rejections) > 0 {
@@ -501,6 +644,29 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 	return nil, false
 }
 
+// armSlice arms the interrupt for a slice of synchronous JavaScript
+// starting now and returns its end: the rule's deadline, or maxSlice
+// from now if that comes first.
+func (rt *jsRuntime) armSlice(deadline time.Time) time.Time {
+	end := time.Now().Add(rt.e.maxSlice)
+	if !end.Before(deadline) {
+		rt.arm(deadline, false)
+		return deadline
+	}
+	rt.arm(end, true)
+	return end
+}
+
+// overran fails a slice that returned at or after its end: the interrupt
+// may not have landed yet, and a regular-expression match cut short by
+// its timeout (which reports no match) may have steered it.
+func (rt *jsRuntime) overran(end time.Time, rule string) *Error {
+	if time.Now().Before(end) {
+		return nil
+	}
+	return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule exceeded its time budget", Rule: rule}
+}
+
 // sameValue is SameValue with Go nil (missing property) as its own value.
 func sameValue(a, b goja.Value) bool {
 	if a == nil || b == nil {
@@ -517,6 +683,10 @@ func (rt *jsRuntime) classify(err error, rule string) (*Error, bool) {
 	switch {
 	case errors.As(err, &ie) && ie.Value() == errProtoCycle:
 		return &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: rule}, true
+	case errors.As(err, &ie) && ie.Value() == errMemory:
+		return &Error{Kind: KindException, Name: "RangeError", Message: "rule exceeded its memory budget", Rule: rule}, true
+	case errors.As(err, &ie) && ie.Value() == errSlice:
+		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: fmt.Sprintf("rule ran JavaScript for %v without waiting", rt.e.maxSlice), Rule: rule}, true
 	case errors.As(err, &ie):
 		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule exceeded its time budget", Rule: rule}, true
 	case errors.As(err, &so):

@@ -313,7 +313,7 @@ func TestPoolExhaustion(t *testing.T) {
   if (user.slow) { console.log('started'); setTimeout(function () { callback(null, user, context); }, 300); return; }
   callback(null, user, context);
 }`)
-	e := newEngine(t, Options{Rules: []Source{rule}, PoolSize: 1, RuleTimeout: 5 * time.Second, PipelineTimeout: 5 * time.Second, Logger: slog.New(logs)})
+	e := newEngine(t, Options{Rules: []Source{rule}, PoolSize: 1, MaxWaitingRuns: -1, RuleTimeout: 5 * time.Second, PipelineTimeout: 5 * time.Second, Logger: slog.New(logs)})
 	done := make(chan Result)
 	go func() { done <- e.Run(context.Background(), Input{User: map[string]any{"slow": true}}) }()
 	<-started

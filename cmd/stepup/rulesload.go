@@ -44,6 +44,10 @@ type ruleMetrics struct {
 	duration *prometheus.HistogramVec
 	reloads  *prometheus.CounterVec
 	loaded   prometheus.Gauge
+	// queueWait is how long runs waited to start, by outcome (ok,
+	// timeout, rejected); its children are made once.
+	queueWait     *prometheus.HistogramVec
+	queueWaitByOc map[string]prometheus.Observer
 
 	// children caches each rule's metric children: ObserveRule runs for
 	// every rule of every Check, and a label lookup hashes the values.
@@ -78,8 +82,17 @@ func newRuleMetrics(reg prometheus.Registerer) *ruleMetrics {
 			Help: "1 when the last rules reload succeeded, 0 when the running rules are older than the files.",
 		}),
 	}
+	m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "stepup_rules_queue_wait_seconds",
+		Help:    "Time a rules run waited for a place to run JavaScript and a runtime, by outcome (ok, timeout, rejected: the expected wait passed the deadline).",
+		Buckets: []float64{.00001, .0001, .001, .005, .01, .025, .05, .1, .25, .5},
+	}, []string{"outcome"})
+	m.queueWaitByOc = map[string]prometheus.Observer{}
+	for _, oc := range []string{"ok", "timeout", "rejected"} {
+		m.queueWaitByOc[oc] = m.queueWait.WithLabelValues(oc)
+	}
 	m.children = map[string]*ruleChildren{}
-	reg.MustRegister(m.runs, m.duration, m.reloads, m.loaded)
+	reg.MustRegister(m.runs, m.duration, m.reloads, m.loaded, m.queueWait)
 	m.loaded.Set(1)
 	return m
 }
@@ -98,6 +111,15 @@ func (m *ruleMetrics) ObserveRule(rule, outcome string, d time.Duration) {
 		c.mu.Unlock()
 	}
 	runs.Inc()
+}
+
+var _ rules.QueueObserver = (*ruleMetrics)(nil)
+
+// ObserveQueueWait implements rules.QueueObserver.
+func (m *ruleMetrics) ObserveQueueWait(outcome string, d time.Duration) {
+	if o, ok := m.queueWaitByOc[outcome]; ok {
+		o.Observe(d.Seconds())
+	}
 }
 
 // rule returns the cached children of a rule. Rule names are bounded by
@@ -168,12 +190,14 @@ func newRulesEngine(cfg *config.Config, log *slog.Logger, obs rules.Observer) (*
 		return nil, err
 	}
 	e, err := rules.New(rules.Options{
-		Rules:           srcs,
-		Configuration:   conf,
-		RuleTimeout:     cfg.Rules.RuleTimeout.D(),
-		PipelineTimeout: cfg.Rules.PipelineTimeout.D(),
-		Logger:          log,
-		Observer:        obs,
+		Rules:            srcs,
+		Configuration:    conf,
+		RuleTimeout:      cfg.Rules.RuleTimeout.D(),
+		PipelineTimeout:  cfg.Rules.PipelineTimeout.D(),
+		MaxRuntimeMemory: int64(cfg.Rules.MaxRuntimeMemory),
+		MaxWaitingRuns:   cfg.Rules.MaxWaitingRuns,
+		Logger:           log,
+		Observer:         obs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)

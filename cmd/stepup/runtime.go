@@ -46,6 +46,11 @@ type runtimeTuner struct {
 	// container reads the cgroup's memory limit (0: none); replaced in
 	// tests.
 	container func() uint64
+	// cycles reads the number of completed collections; reclaim collects,
+	// returns what it can to the OS and reads the live heap. Replaced in
+	// tests.
+	cycles  func() uint64
+	reclaim func() uint64
 
 	mu  sync.Mutex
 	cfg config.Runtime
@@ -53,6 +58,8 @@ type runtimeTuner struct {
 	limit int64
 	// cgroup is the container's memory limit read by the last apply.
 	cgroup uint64
+	// lastCycles is cycles() at the last retune.
+	lastCycles uint64
 }
 
 func newRuntimeTuner(log *slog.Logger) *runtimeTuner {
@@ -64,6 +71,8 @@ func newRuntimeTuner(log *slog.Logger) *runtimeTuner {
 		liveHeap:  measureLiveHeap,
 		lastLive:  readLiveHeap,
 		container: cgroupLimit,
+		cycles:    gcCycles,
+		reclaim:   reclaimHeap,
 	}
 }
 
@@ -110,7 +119,10 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 const retuneInterval = 15 * time.Second
 
 // retune moves the auto memory limit to twice the live heap of the last
-// collection (never below its floor) when that differs from the limit in
+// collection (never below its floor; when no collection ran since the
+// last retune and the limit is above the floor, it collects and returns
+// free memory to the OS first, so that the limit and the process's
+// memory come back down after a spike) when that differs from the limit in
 // force by an eighth or more. Sized once at start-up, the limit
 // would stay put while the live heap grows (sessions in the memory store,
 // a longer network list after a reload): with a high gc_percent the
@@ -123,6 +135,13 @@ func (t *runtimeTuner) retune() {
 		return
 	}
 	live := t.lastLive()
+	if c := t.cycles(); c == t.lastCycles && t.limit > minAutoMemoryLimit {
+		// No collection since the last retune: an idle process (no
+		// allocation, so no collection for up to two minutes) would keep
+		// the limit a spike raised, and the memory with it. Measure now.
+		live = t.reclaim()
+	}
+	t.lastCycles = t.cycles()
 	if live == 0 {
 		return
 	}
@@ -183,6 +202,23 @@ func cgroupLimit() uint64 {
 // measureLiveHeap runs a collection and reads the live heap it found.
 func measureLiveHeap() uint64 {
 	runtime.GC()
+	return readLiveHeap()
+}
+
+// gcCycles returns the number of completed collections.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// reclaimHeap collects, returns free memory to the OS and reads the live
+// heap the collection found.
+func reclaimHeap() uint64 {
+	debug.FreeOSMemory()
 	return readLiveHeap()
 }
 

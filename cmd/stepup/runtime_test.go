@@ -129,7 +129,11 @@ func TestRuntimeTunerRetune(t *testing.T) {
 	tu.setGC = func(int) int { return 100 }
 	tu.liveHeap = func() uint64 { return 50 << 20 }
 	tu.container = func() uint64 { return 0 }
+	var cycles uint64
+	tu.cycles = func() uint64 { return cycles }
+	tu.reclaim = func() uint64 { t.Error("reclaimed although collections ran"); return 0 }
 	for _, st := range steps {
+		cycles++
 		gotLimit := int64(-1)
 		tu.getenv = func(k string) (string, bool) { v, ok := st.env[k]; return v, ok }
 		tu.setLimit = func(l int64) int64 { gotLimit = l; return math.MaxInt64 }
@@ -142,5 +146,41 @@ func TestRuntimeTunerRetune(t *testing.T) {
 		if gotLimit != st.wantLimit {
 			t.Errorf("%s: limit set to %d, want %d", st.name, gotLimit, st.wantLimit)
 		}
+	}
+}
+
+// TestRuntimeTunerComesBackDown: after a spike raised the auto limit, an
+// idle process (no collection since) still gets its limit, and its
+// memory, back down: retune collects and measures.
+func TestRuntimeTunerComesBackDown(t *testing.T) {
+	auto := config.Runtime{GCPercent: 1000, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitAuto}}
+	tu := newRuntimeTuner(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	tu.getenv = func(string) (string, bool) { return "", false }
+	tu.setGC = func(int) int { return 100 }
+	tu.container = func() uint64 { return 0 }
+	tu.liveHeap = func() uint64 { return 10 << 20 }
+	var limit int64
+	tu.setLimit = func(l int64) int64 { limit = l; return math.MaxInt64 }
+	cycles, last, reclaimed := uint64(1), uint64(0), 0
+	tu.cycles = func() uint64 { return cycles }
+	tu.lastLive = func() uint64 { return last }
+	tu.reclaim = func() uint64 { reclaimed++; cycles++; last = 12 << 20; return last }
+	tu.apply(auto)
+
+	// A rule's spike: the last collection saw 1 GiB live.
+	cycles, last = 2, 1<<30
+	tu.retune()
+	if limit != 2<<30 {
+		t.Fatalf("after the spike: limit %d, want 2GiB", limit)
+	}
+	// Idle: no collection since; the spike's memory is garbage by now.
+	tu.retune()
+	if reclaimed != 1 || limit != minAutoMemoryLimit {
+		t.Errorf("idle after the spike: %d reclaims, limit %d; want 1 and the floor %d", reclaimed, limit, minAutoMemoryLimit)
+	}
+	// At the floor, an idle process is left alone.
+	tu.retune()
+	if reclaimed != 1 {
+		t.Errorf("at the floor: %d reclaims, want still 1", reclaimed)
 	}
 }
