@@ -309,10 +309,15 @@ type RedirectService struct {
 	// URL is the service's address; a redirect whose scheme and host are
 	// the same and whose path is at or below URL's path goes to it.
 	URL string `yaml:"url"`
+	// Verify is the key and claims of the token this service returns,
+	// checked by stepup before the rules run. It is the service's own: a
+	// page that holds mfa.redirect.verify's key (a terms page, another
+	// service) cannot mint it.
+	Verify *RedirectVerify `yaml:"verify"`
 	// VerifiedByRule says that the rules verify what the service sends
 	// back (a signed token checked with require('jsonwebtoken') on the
-	// redirect-callback pass). Without it, mfa.redirect.verify must be
-	// set: an unverified return must never count as a factor.
+	// redirect-callback pass) instead. One of Verify and VerifiedByRule
+	// is required: an unverified return must never count as a factor.
 	VerifiedByRule bool `yaml:"verified_by_rule"`
 }
 
@@ -658,9 +663,15 @@ func (c *Config) setDefaults() {
 	defDur(&c.MFA.RateLimits.Window, 24*time.Hour)
 	def(&c.MFA.Duo.Fallback, "none")
 	defDur(&c.MFA.Duo.Timeout, 10*time.Second)
-	if v := c.MFA.Redirect.Verify; v != nil {
-		def(&v.SecretEncoding, "raw")
-		defDur(&v.Leeway, 30*time.Second)
+	verifies := []*RedirectVerify{c.MFA.Redirect.Verify}
+	for i := range c.MFA.Redirect.Services {
+		verifies = append(verifies, c.MFA.Redirect.Services[i].Verify)
+	}
+	for _, v := range verifies {
+		if v != nil {
+			def(&v.SecretEncoding, "raw")
+			defDur(&v.Leeway, 30*time.Second)
+		}
 	}
 	def(&c.Upstream.UserHeader, "x-stepup-user")
 	def(&c.Upstream.EmailHeader, "x-stepup-email")
@@ -1148,22 +1159,30 @@ func (c *Config) validateExternalMFA(v *validator) {
 		if u, err := url.Parse(svc.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 			v.add(path+".url", "must be an http(s) URL without query or fragment, not %q", svc.URL)
 		}
-		if !svc.VerifiedByRule && c.MFA.Redirect.Verify == nil {
-			v.add(path, "a service counts as a second factor only when its return is verified: set mfa.redirect.verify, or verified_by_rule: true when the rules verify it")
+		switch {
+		case svc.Verify != nil && svc.VerifiedByRule:
+			v.add(path, "set verify or verified_by_rule, not both")
+		case svc.Verify == nil && !svc.VerifiedByRule:
+			v.add(path, "a service counts as a second factor only when its return is verified: give it its own verify, or verified_by_rule: true when the rules verify it")
+		case svc.Verify != nil:
+			c.validateVerify(v, path+".verify", svc.Verify)
 		}
 	}
-	rv := c.MFA.Redirect.Verify
-	if rv == nil {
-		return
+	if rv := c.MFA.Redirect.Verify; rv != nil {
+		c.validateVerify(v, "mfa.redirect.verify", rv)
 	}
+}
+
+// validateVerify checks a token verification at path.
+func (c *Config) validateVerify(v *validator, path string, rv *RedirectVerify) {
 	n := 0
 	if !rv.Secret.IsZero() {
 		n++
-		rv.Secret.check(v, "mfa.redirect.verify.secret")
+		rv.Secret.check(v, path+".secret")
 	}
 	for _, f := range []struct{ path, file string }{
-		{"mfa.redirect.verify.public_key_file", rv.PublicKeyFile},
-		{"mfa.redirect.verify.jwks_file", rv.JWKSFile},
+		{path + ".public_key_file", rv.PublicKeyFile},
+		{path + ".jwks_file", rv.JWKSFile},
 	} {
 		if f.file == "" {
 			continue
@@ -1174,15 +1193,15 @@ func (c *Config) validateExternalMFA(v *validator) {
 		}
 	}
 	if n != 1 {
-		v.add("mfa.redirect.verify", "set exactly one of secret, public_key_file and jwks_file")
+		v.add(path, "set exactly one of secret, public_key_file and jwks_file")
 	}
 	switch rv.SecretEncoding {
 	case "raw", "base64":
 	default:
-		v.add("mfa.redirect.verify.secret_encoding", "must be raw or base64, not %q", rv.SecretEncoding)
+		v.add(path+".secret_encoding", "must be raw or base64, not %q", rv.SecretEncoding)
 	}
 	if rv.Leeway < 0 || rv.Leeway > Duration(5*time.Minute) {
-		v.add("mfa.redirect.verify.leeway", "must be between 0s and 5m")
+		v.add(path+".leeway", "must be between 0s and 5m")
 	}
 }
 

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/stepup-dev/stepup/rules"
 	"github.com/stepup-dev/stepup/session"
 )
 
@@ -46,16 +47,13 @@ func (k Kind) String() string {
 }
 
 // Decision is the outcome of a check, independent of the protocol that
-// carries it. Reasons are short fixed strings fit for a metric label.
+// carries it.
 type Decision struct {
 	Kind Kind
 	// Status is the HTTP status the client gets for non-allow decisions.
 	Status int
-	// Reason is machine-readable: corporate_network, mfa_session,
-	// remembered, no_mfa_required, mfa_required, no_identity,
-	// invalid_identity, rule_error, bad_request, internal, store_unavailable,
-	// stepup_prefix, redirect.
-	Reason string
+	// Reason says why, from the fixed list [Reasons].
+	Reason Reason
 	// Message is a short human text for the denial body and the log.
 	Message string
 	// Location is the target of a 302.
@@ -84,130 +82,15 @@ type Decision struct {
 // HeaderKV is one header.
 type HeaderKV struct{ Key, Value string }
 
-// Requirement is what the policy asks of a request.
-type Requirement struct {
-	// Provider is "" or "none" for no MFA; otherwise any,
-	// google-authenticator, duo, ...
-	Provider string
-	// AllowRemember: a remember-browser cookie may satisfy the requirement.
-	AllowRemember bool
-	// Options carries provider options (Duo keys etc.) for the MFA step.
-	Options map[string]any
-	// Factors, when not empty, are the only factors that meet the
-	// requirement (on top of the provider's table, [FactorMeets]).
-	Factors []string
-	// MaxAge, when positive, is how long ago the factor may have been
-	// proven at most; an older proof steps up again.
-	MaxAge time.Duration
-}
-
-// NeedsMFA reports whether the requirement asks for a second factor.
-func (q Requirement) NeedsMFA() bool { return q.Provider != "" && q.Provider != "none" }
-
-// PolicyInput is what a policy sees.
-type PolicyInput struct {
-	Req      *Request
-	Identity *Identity
-	// Networks are the names of configured networks containing the
-	// client IP, sorted.
-	Networks []string
-	// MFA is the MFA session proven by the request's cookie, if any.
-	MFA *MFAProof
-	// Protocol is "" for a normal request and "redirect-callback" when
-	// resuming from a rule's redirect.
-	Protocol string
-	// Body is context.request.body: the form the custom MFA service posted
-	// back when resuming from a redirect (see [Server.Resume]), else nil.
-	Body map[string]any
-}
-
-// PolicyResult is a policy's answer.
-type PolicyResult struct {
-	// Err, when set, denies (403 with Err.Message for rule errors, 503 for
-	// faults).
-	Err *PolicyError
-	// MFA is the requirement (zero: none).
-	MFA Requirement
-	// RedirectURL is a rule's context.redirect.
-	RedirectURL string
-	// Claims are custom claims the upstream receives as headers.
-	Claims map[string]string
-}
-
-// PolicyError is a policy's denial.
-type PolicyError struct {
-	// Status is 403 for rule decisions, 5xx for faults.
-	Status  int
-	Reason  string
-	Message string
-	Rule    string
-}
-
-// Policy decides what a request needs. Implementations must be safe for
-// concurrent use and must honour ctx's deadline.
-type Policy interface {
-	Evaluate(ctx context.Context, in *PolicyInput) PolicyResult
-}
-
-// NetworkPolicy is the built-in stand-in policy: MFA outside the exempt
-// networks, nothing inside them.
-type NetworkPolicy struct {
-	Exempt        []string
-	Provider      string
-	AllowRemember bool
-}
-
-// Evaluate implements Policy.
-func (p *NetworkPolicy) Evaluate(_ context.Context, in *PolicyInput) PolicyResult {
-	for _, n := range in.Networks {
-		for _, e := range p.Exempt {
-			if n == e {
-				return PolicyResult{}
-			}
-		}
-	}
-	return PolicyResult{MFA: Requirement{Provider: p.Provider, AllowRemember: p.AllowRemember}}
-}
-
-// Sessions is what the core needs from the session layer. ok=false with a
-// nil error means the cookie counts for nothing (forged, expired, other
-// user...); a non-nil error means the store could not answer, and the
-// check fails closed.
-type Sessions interface {
-	MFACookieName() string
-	RememberCookieName() string
-	CheckMFA(ctx context.Context, value, user, sid string) (MFAProof, bool, error)
-	CheckRemember(ctx context.Context, value, user string) (RememberProof, bool, error)
-	// NewState makes a single-use transaction for the MFA step or a
-	// redirect and returns its token (encrypted and signed; the store is
-	// written only when the transaction is used).
-	NewState(ctx context.Context, st StepUpState) (string, error)
-	// Assertion signs a short-lived statement of who the user is, for the
-	// MFA step, with the client's address and the networks containing it
-	// (the step's enrolment policy uses them).
-	Assertion(id *Identity, clientIP netip.Addr, networks []string) (string, error)
-}
-
-// StepUpState is the transaction a step-up starts.
-type StepUpState struct {
-	ReturnURL string
-	User      string
-	ClientID  string
-	// Host is the canonical host of the request: the state completes
-	// there only.
-	Host        string
-	Requirement Requirement
-	// RedirectURL is set for a rule redirect (the custom MFA service).
-	RedirectURL string
-	// Completes is what completing the redirect proves (a declared
-	// service's factor, or the redirect's completion).
-	Completes string
-}
-
 // errStore marks a session-store failure.
 var errStore = errors.New("session store unavailable")
 
-// decide runs the whole decision for a normalized request.
+// AssertionHeader carries the signed identity assertion to the MFA step.
+const AssertionHeader = session.AssertionHeader
+
+// decide runs the whole decision for a normalized request: identity, the
+// MFA step's own prefix, the policy, then the policy's redirect and its
+// MFA requirement, in that order (docs/security-model.md).
 func (s *Server) decide(ctx context.Context, r *Request) Decision {
 	d := Decision{Browser: r.WantsHTML()}
 	id, err := s.ident.identify(ctx, r)
@@ -215,110 +98,150 @@ func (s *Server) decide(ctx context.Context, r *Request) Decision {
 		return s.loginRequired(r, d, err)
 	}
 	d.User = id.User
-
 	if strings.HasPrefix(r.Path, s.prefix) {
-		// The MFA step itself: never stepped up (that would loop); it gets
-		// a signed assertion of who the user is.
-		d.Kind, d.Reason = Allow, "stepup_prefix"
-		s.identityHeaders(&d, r, id, nil)
-		if s.sessions != nil {
-			a, err := s.sessions.Assertion(id, r.ClientIP, s.nets.Load().Lookup(r.ClientIP))
-			if err != nil {
-				return s.fault(d, "internal", "cannot sign identity assertion", err)
-			}
-			d.setHeader(AssertionHeader, a)
-		}
-		return d
+		return s.allowStep(r, id, d)
 	}
 
-	set := s.nets.Load()
-	in := PolicyInput{Req: r, Identity: id, Networks: set.Lookup(r.ClientIP)}
+	in := PolicyInput{Req: r, Identity: id, Networks: s.nets.Load().Lookup(r.ClientIP)}
 	realm := s.realms.Of(r.Host)
-	if s.sessions != nil {
-		if v, ok := r.Cookie(s.sessions.MFACookieName()); ok {
-			proof, valid, err := s.sessions.CheckMFA(ctx, v, id.User, id.SID)
-			if err != nil {
-				return s.storeDown(d, err)
-			}
-			// A session proves nothing outside the realm it was proven on.
-			if valid && proof.Realm == realm {
-				in.MFA = &proof
-			}
-		}
+	if err := s.readMFASession(ctx, r, id, realm, &in); err != nil {
+		return s.storeDown(d, err)
 	}
-
 	res := s.policy.Evaluate(ctx, &in)
 	if res.Err != nil {
-		d.Kind, d.Status, d.Reason, d.Message, d.Rule = Deny, res.Err.Status, res.Err.Reason, res.Err.Message, res.Err.Rule
-		if d.Status == 0 {
-			d.Status = 403
-		}
-		return d
+		return s.policyDenied(d, res.Err)
 	}
-	// A rule's redirect comes first (as in Auth0: redirect, then MFA).
-	// It is satisfied by its completion in this session; a redirect to a
-	// declared MFA service by that service's factor.
-	if res.RedirectURL != "" && in.Protocol != "redirect-callback" {
+
+	maxAge, err := s.routeMaxAge(r)
+	if err != nil {
+		return s.fault(d, ReasonInternal, "invalid mfa_max_age for this route", err)
+	}
+	now := s.now()
+
+	// A rule's redirect comes first (as in Auth0: redirect, then MFA). It
+	// is satisfied by its completion in this session; a redirect to a
+	// declared MFA service by that service's factor, recently enough for
+	// the route.
+	method := ""
+	if res.RedirectURL != "" && in.Protocol != rules.RedirectCallbackProtocol {
 		u, err := url.Parse(res.RedirectURL)
 		if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-			return s.fault(d, "rule_error", "rule set an invalid context.redirect URL", err)
+			return s.fault(d, ReasonRuleError, "rule set an invalid context.redirect URL", err)
 		}
 		completes := s.redirectCompletion(u)
-		p, done := Proof{}, false
-		if in.MFA != nil {
-			p, done = hasProof(in.MFA.Proofs, completes)
+		p, done := in.MFA.proof(completes)
+		factor := done && session.IsFactor(p.Factor)
+		if factor && maxAge > 0 && now.Sub(p.At) > maxAge {
+			done = false
 		}
 		if !done {
 			return s.redirect(ctx, r, id, d, u, completes, res)
 		}
-		if session.IsFactor(p.Factor) {
-			d.Method = p.Factor
+		if factor {
+			method = p.Factor
 		}
 	}
+
+	// Then the MFA requirement.
 	q := res.MFA
-	if q.NeedsMFA() {
-		maxAge, err := s.routeMaxAge(r)
-		if err != nil {
-			return s.fault(d, "internal", "invalid mfa_max_age for this route", err)
-		}
-		q.MaxAge = tighten(q.MaxAge, maxAge)
-	}
 	if !q.NeedsMFA() {
-		d.Kind = Allow
-		d.Reason = "no_mfa_required"
+		reason := ReasonNoMFARequired
 		if len(in.Networks) > 0 {
-			d.Reason = "network"
+			reason = ReasonNetwork
 		}
-		s.identityHeaders(&d, r, id, &in)
-		s.claimHeaders(&d, res.Claims)
-		return d
+		return s.allow(d, r, id, &in, res, reason, method)
 	}
-	now := s.now()
+	q.MaxAge = tighten(q.MaxAge, maxAge)
 	if in.MFA != nil {
 		if p, ok := s.metBy(q, in.MFA.Proofs, now); ok {
-			d.Kind, d.Reason, d.Method = Allow, "mfa_session", p.Factor
-			s.identityHeaders(&d, r, id, &in)
-			s.claimHeaders(&d, res.Claims)
-			return d
+			return s.allow(d, r, id, &in, res, ReasonMFASession, p.Factor)
 		}
 	}
-	if q.AllowRemember && s.sessions != nil {
-		if v, ok := r.Cookie(s.sessions.RememberCookieName()); ok {
-			rp, valid, err := s.sessions.CheckRemember(ctx, v, id.User)
-			if err != nil {
-				return s.storeDown(d, err)
-			}
-			if valid && rp.Realm == realm {
-				if _, ok := s.metBy(q, rp.Proofs, now); ok {
-					d.Kind, d.Reason, d.Method = Allow, "remembered", "remembered"
-					s.identityHeaders(&d, r, id, &in)
-					s.claimHeaders(&d, res.Claims)
-					return d
-				}
-			}
+	if q.AllowRemember {
+		ok, err := s.remembered(ctx, r, id, realm, q, now)
+		if err != nil {
+			return s.storeDown(d, err)
+		}
+		if ok {
+			return s.allow(d, r, id, &in, res, ReasonRemembered, "remembered")
 		}
 	}
 	return s.stepUp(ctx, r, id, d, q)
+}
+
+// allow fills an allow decision: identity headers for the upstream and the
+// rules' custom claims. method is what satisfied MFA ("" for nothing).
+func (s *Server) allow(d Decision, r *Request, id *Identity, in *PolicyInput, res PolicyResult, reason Reason, method string) Decision {
+	d.Kind, d.Reason, d.Method = Allow, reason, method
+	s.identityHeaders(&d, r, id, in)
+	s.claimHeaders(&d, res.Claims)
+	return d
+}
+
+// allowStep allows a request for the MFA step itself: never stepped up
+// (that would loop); it gets a signed assertion of who the user is.
+func (s *Server) allowStep(r *Request, id *Identity, d Decision) Decision {
+	d.Kind, d.Reason = Allow, ReasonStepUpPrefix
+	s.identityHeaders(&d, r, id, nil)
+	if s.sessions != nil {
+		a, err := s.sessions.Assertion(id, r.ClientIP, s.nets.Load().Lookup(r.ClientIP))
+		if err != nil {
+			return s.fault(d, ReasonInternal, "cannot sign identity assertion", err)
+		}
+		d.setHeader(AssertionHeader, a)
+	}
+	return d
+}
+
+// readMFASession puts what the request's MFA session proves on realm into
+// in.MFA; a session proven elsewhere, or none that verifies, leaves it
+// nil. Only a store that cannot answer is an error.
+func (s *Server) readMFASession(ctx context.Context, r *Request, id *Identity, realm string, in *PolicyInput) error {
+	if s.sessions == nil {
+		return nil
+	}
+	v, ok := r.Cookie(s.sessions.MFACookieName())
+	if !ok {
+		return nil
+	}
+	proof, valid, err := s.sessions.CheckMFA(ctx, v, id.User, id.SID)
+	if err != nil {
+		return err
+	}
+	if valid && proof.Realm == realm {
+		// The factor of a service no longer declared proves nothing, not
+		// even to the rules (context.authentication.methods).
+		proof.Proofs = slices.DeleteFunc(proof.Proofs, s.undeclaredService)
+		in.MFA = &proof
+	}
+	return nil
+}
+
+// remembered reports whether the request's remembered browser, on realm,
+// stands in for a factor that meets q.
+func (s *Server) remembered(ctx context.Context, r *Request, id *Identity, realm string, q Requirement, now time.Time) (bool, error) {
+	if s.sessions == nil {
+		return false, nil
+	}
+	v, ok := r.Cookie(s.sessions.RememberCookieName())
+	if !ok {
+		return false, nil
+	}
+	rp, valid, err := s.sessions.CheckRemember(ctx, v, id.User)
+	if err != nil || !valid || rp.Realm != realm {
+		return false, err
+	}
+	_, ok = s.metBy(q, rp.Proofs, now)
+	return ok, nil
+}
+
+// policyDenied is the decision for a policy's denial.
+func (s *Server) policyDenied(d Decision, e *PolicyError) Decision {
+	d.Kind, d.Status, d.Reason, d.Message, d.Rule = Deny, e.Status, e.Reason, e.Message, e.Rule
+	if d.Status == 0 {
+		d.Status = 403
+	}
+	return d
 }
 
 // routeMaxAge is the MFA freshness the route asks for: the shorter of the
@@ -336,11 +259,8 @@ func (s *Server) routeMaxAge(r *Request) (time.Duration, error) {
 	return age, nil
 }
 
-// AssertionHeader carries the signed identity assertion to the MFA step.
-const AssertionHeader = "x-stepup-assertion"
-
 func (s *Server) stepUp(ctx context.Context, r *Request, id *Identity, d Decision, req Requirement) Decision {
-	d.Kind, d.Reason = StepUp, "mfa_required"
+	d.Kind, d.Reason = StepUp, ReasonMFARequired
 	d.Message = "multi-factor authentication required"
 	if s.sessions != nil {
 		tok, err := s.sessions.NewState(ctx, StepUpState{ReturnURL: r.URL(), User: id.User, ClientID: r.ClientID, Host: r.Host, Requirement: req})
@@ -363,7 +283,7 @@ func (s *Server) stepUp(ctx context.Context, r *Request, id *Identity, d Decisio
 // redirect sends the browser to a rule's redirect u with a state whose
 // completion proves completes.
 func (s *Server) redirect(ctx context.Context, r *Request, id *Identity, d Decision, u *url.URL, completes string, res PolicyResult) Decision {
-	d.Kind, d.Reason, d.Status = Redirect, "redirect", 302
+	d.Kind, d.Reason, d.Status = Redirect, ReasonRedirect, 302
 	if s.sessions != nil {
 		tok, err := s.sessions.NewState(ctx, StepUpState{ReturnURL: r.URL(), User: id.User, ClientID: r.ClientID, Host: r.Host,
 			Requirement: res.MFA, RedirectURL: res.RedirectURL, Completes: completes})
@@ -383,9 +303,9 @@ func (s *Server) redirect(ctx context.Context, r *Request, id *Identity, d Decis
 
 func (s *Server) loginRequired(r *Request, d Decision, err error) Decision {
 	d.Kind, d.Status = Login, 401
-	d.Reason, d.Message = "no_identity", "authentication required"
+	d.Reason, d.Message = ReasonNoIdentity, "authentication required"
 	if errors.Is(err, errInvalidToken) {
-		d.Reason, d.Message = "invalid_identity", "invalid identity token"
+		d.Reason, d.Message = ReasonInvalidIdentity, "invalid identity token"
 	}
 	if d.Browser && s.loginURL != "" {
 		d.Status = 302
@@ -395,19 +315,19 @@ func (s *Server) loginRequired(r *Request, d Decision, err error) Decision {
 }
 
 func (s *Server) storeDown(d Decision, err error) Decision {
-	return s.fault(d, "store_unavailable", "session store unavailable", err)
+	return s.fault(d, ReasonStoreUnavailable, "session store unavailable", err)
 }
 
 // fault denies with 503 (or 403 for rule errors) and keeps the cause for
 // the log only.
-func (s *Server) fault(d Decision, reason, msg string, err error) Decision {
+func (s *Server) fault(d Decision, reason Reason, msg string, err error) Decision {
 	d.Kind, d.Status, d.Reason, d.Message = Deny, 503, reason, msg
-	if reason == "rule_error" {
+	if reason == ReasonRuleError {
 		d.Status = 403
 	}
 	d.Location = ""
 	if err != nil {
-		s.log.Warn("check failed closed", "reason", reason, "error", err.Error())
+		s.log.Warn("check failed closed", "reason", string(reason), "error", err.Error())
 	}
 	return d
 }
@@ -428,123 +348,4 @@ func (s *Server) prefixURLQuery(r *Request, page, sep, query string) string {
 	b.WriteString(sep)
 	b.WriteString(query)
 	return b.String()
-}
-
-// identityHeaders fills the upstream identity headers of an allow.
-func (s *Server) identityHeaders(d *Decision, r *Request, id *Identity, in *PolicyInput) {
-	h := &s.headers
-	method := d.Method
-	if method == "" {
-		method = "none"
-	}
-	network := ""
-	if in != nil && len(in.Networks) > 0 {
-		network = strings.Join(in.Networks, ",")
-	}
-	d.Network = network
-	if d.Headers == nil {
-		// Room for the four below and a filtered cookie header.
-		d.Headers = make([]HeaderKV, 0, 5)
-	}
-	d.Headers = append(d.Headers,
-		HeaderKV{h.user, id.User},
-		HeaderKV{h.email, id.Email},
-		HeaderKV{h.mfa, method},
-		HeaderKV{h.network, network},
-	)
-	// Client-supplied copies of stepup's headers that stepup does not set
-	// this time are removed; the ones it sets are overwritten.
-	for k := range r.Headers {
-		if strings.HasPrefix(k, h.claimPrefix) || k == AssertionHeader {
-			d.RemoveHeaders = append(d.RemoveHeaders, k)
-		}
-	}
-	d.RemoveHeaders = append(d.RemoveHeaders, h.remove...)
-	// stepup's cookies never reach the application. Under the reserved
-	// prefix the "upstream" is stepup's own MFA step, which needs the MFA
-	// session cookie (the factors page asks for a recent verification):
-	// stripping it there would send the browser round the step forever.
-	if s.sessions != nil && !strings.HasPrefix(r.Path, s.prefix) {
-		if c := r.Headers["cookie"]; c != "" {
-			if filtered, changed := stripCookies(c, s.sessions.MFACookieName(), s.sessions.RememberCookieName()); changed {
-				if filtered == "" {
-					d.RemoveHeaders = append(d.RemoveHeaders, "cookie")
-				} else {
-					d.Headers = append(d.Headers, HeaderKV{"cookie", filtered})
-				}
-			}
-		}
-	}
-}
-
-func (s *Server) claimHeaders(d *Decision, claims map[string]string) {
-	for k, v := range claims {
-		d.setHeader(s.headers.claimPrefix+k, v)
-	}
-}
-
-// setHeader sets an upstream header and makes sure it is not also in the
-// removal list: Envoy applies removals last, so a header both set and
-// removed would vanish (ENVOY.md §4.1).
-func (d *Decision) setHeader(name, value string) {
-	d.Headers = append(d.Headers, HeaderKV{name, value})
-	for i, rm := range d.RemoveHeaders {
-		if rm == name {
-			d.RemoveHeaders = append(d.RemoveHeaders[:i], d.RemoveHeaders[i+1:]...)
-			break
-		}
-	}
-}
-
-// stripCookies removes stepup's own cookies from a Cookie header so that
-// the upstream never sees them. Pairs are split on ';' and ',' (as
-// Request.Cookie reads them) and the kept ones joined with "; ".
-func stripCookies(h string, names ...string) (string, bool) {
-	if !containsAny(h, names) {
-		return h, false
-	}
-	var b strings.Builder
-	b.Grow(len(h))
-	changed := false
-	for rest := h; rest != ""; {
-		i := strings.IndexAny(rest, ";,")
-		part := rest
-		if i >= 0 {
-			part, rest = rest[:i], rest[i+1:]
-		} else {
-			rest = ""
-		}
-		p := strings.TrimSpace(part)
-		if p == "" {
-			continue
-		}
-		if isNamedCookie(p, names) {
-			changed = true
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(p)
-	}
-	return b.String(), changed
-}
-
-// isNamedCookie reports whether the pair p ("name=value") has one of names.
-func isNamedCookie(p string, names []string) bool {
-	for _, n := range names {
-		if n != "" && len(p) > len(n) && p[len(n)] == '=' && p[:len(n)] == n {
-			return true
-		}
-	}
-	return false
-}
-
-func containsAny(h string, names []string) bool {
-	for _, n := range names {
-		if n != "" && strings.Contains(h, n) {
-			return true
-		}
-	}
-	return false
 }

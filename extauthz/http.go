@@ -57,7 +57,7 @@ func (s *Server) serveHTTPCheck(w http.ResponseWriter, hr *http.Request, mode Mo
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("check panicked: failing closed", "panic", fmt.Sprint(p), "request_id", r.ID)
-			d = Decision{Kind: Deny, Status: 503, Reason: "internal", Message: "internal error"}
+			d = Decision{Kind: Deny, Status: 503, Reason: ReasonInternal, Message: "internal error"}
 			s.writeHTTPDecision(w, hr, mode, &d)
 		}
 		s.observe(hr.Context(), mode, &r, &d, start)
@@ -118,14 +118,29 @@ func (s *Server) fromHTTP(hr *http.Request, mode Mode, method, target, scheme, h
 		// the proxy's own (often corporate) address.
 		return badRequest("check from proxy %s carries no X-Forwarded-For", peer)
 	}
-	if cid := headers["x-stepup-client-id"]; cid != "" && mode == ModeEnvoyHTTP && s.clientIP.isTrusted(peer) {
+	if mode == ModeEnvoyHTTP && s.clientIP.isTrusted(peer) {
 		// Envoy's http_service has no context_extensions; a route can add
-		// this header instead (envoy/envoy-http.yaml). Envoy forwards only
-		// allowed_headers plus headers_to_add, so the client cannot set
-		// it. Forward-auth proxies copy every client header: never there.
-		r.ContextExtensions = map[string]string{"client_id": cid}
+		// these headers instead (envoy/envoy-http.yaml). Envoy forwards
+		// only allowed_headers plus headers_to_add, so the client cannot
+		// set them. Forward-auth proxies copy every client header: never
+		// there.
+		for h, key := range routeHeaders {
+			if v := headers[h]; v != "" {
+				if r.ContextExtensions == nil {
+					r.ContextExtensions = make(map[string]string, len(routeHeaders))
+				}
+				r.ContextExtensions[key] = v
+			}
+		}
 	}
 	return s.finish(r, trustEnvoy)
+}
+
+// routeHeaders are the headers a route of Envoy's HTTP mode sets for the
+// context extensions it cannot send, by extension key.
+var routeHeaders = map[string]string{
+	"x-stepup-client-id":   "client_id",
+	"x-stepup-mfa-max-age": "mfa_max_age",
 }
 
 func remoteAddr(s string) (netip.Addr, error) {

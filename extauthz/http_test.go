@@ -6,9 +6,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/stepup-dev/stepup/session"
 )
 
 // headerIdentity makes HTTP-mode tests identify users by a header set by a
@@ -145,6 +148,49 @@ func (p clientPolicy) Evaluate(_ context.Context, in *PolicyInput) PolicyResult 
 		return PolicyResult{Err: &PolicyError{Status: 403, Reason: "rule_denied", Message: "client " + p.deny}}
 	}
 	return PolicyResult{}
+}
+
+// TestMFAMaxAgeHeader: Envoy's HTTP mode carries the route's mfa_max_age
+// in x-stepup-mfa-max-age; forward-auth proxies copy client headers, so
+// there it is ignored.
+func TestMFAMaxAgeHeader(t *testing.T) {
+	f := newSessionFixture(t, nil)
+	s := newTestServer(t, func(o *Options) {
+		headerIdentity(o)
+		o.Sessions = NewSessions(f.m)
+		o.Now = func() time.Time { return f.now }
+		o.Policy = fixedPolicy{PolicyResult{MFA: Requirement{Provider: "any"}}}
+	})
+	mux := http.NewServeMux()
+	s.RegisterHTTP(mux)
+	c, _, err := f.m.IssueMFASession(context.Background(), session.Grant{User: "alice", Realm: "app.example", Factors: []string{"otp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.now = f.now.Add(10 * time.Minute)
+	for _, tc := range []struct {
+		target, maxAge string
+		want           int
+	}{
+		{"/authz/x", "", 200},
+		{"/authz/x", "5m", 401},   // HTTP mode: believed, the 10 min old proof is too old
+		{"/authz/x", "soon", 403}, // and a bad value fails closed (HTTP mode never answers 5xx)
+		{"/forward-auth", "5m", 200},
+	} {
+		req := httptest.NewRequest("GET", "http://app.example"+tc.target, nil)
+		req.RemoteAddr = "127.0.0.1:4000"
+		for k, v := range map[string]string{"X-Forwarded-For": "10.1.2.3", "X-Forwarded-Uri": "/", "X-Forwarded-Host": "app.example", "X-Forwarded-Method": "GET", "X-User": "alice", "Cookie": c.Name + "=" + c.Value} {
+			req.Header.Set(k, v)
+		}
+		if tc.maxAge != "" {
+			req.Header.Set("X-Stepup-Mfa-Max-Age", tc.maxAge)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s with max age %q: status %d, want %d (%s)", tc.target, tc.maxAge, rec.Code, tc.want, rec.Body)
+		}
+	}
 }
 
 // TestClientIDHeader: only Envoy's HTTP mode may name the client with

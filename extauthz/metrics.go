@@ -28,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"mode"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stepup_check_errors_total",
-			Help: "Checks that failed closed, by cause (bad_request, internal, store_unavailable, rule_error, deadline).",
+			Help: "Checks that failed closed because something went wrong, by reason (see extauthz.Reasons).",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.decisions, m.duration, m.errors)
@@ -36,10 +36,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) observe(mode Mode, d *Decision, elapsed time.Duration) {
-	m.decisions.WithLabelValues(string(mode), d.Kind.String(), d.Reason).Inc()
+	m.decisions.WithLabelValues(string(mode), d.Kind.String(), string(d.Reason)).Inc()
 	m.duration.WithLabelValues(string(mode)).Observe(elapsed.Seconds())
-	switch d.Reason {
-	case "bad_request", "internal", "store_unavailable", "rule_error", "rule_timeout", "rule_exception", "deadline":
-		m.errors.WithLabelValues(d.Reason).Inc()
+	if reasonFault[d.Reason] {
+		m.errors.WithLabelValues(string(d.Reason)).Inc()
 	}
 }

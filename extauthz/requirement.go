@@ -32,6 +32,15 @@ type RememberProof struct {
 	Proofs []Proof
 }
 
+// proof returns the proof named factor, if the session (which may be nil)
+// has one.
+func (p *MFAProof) proof(factor string) (Proof, bool) {
+	if p == nil {
+		return Proof{}, false
+	}
+	return hasProof(p.Proofs, factor)
+}
+
 // newestFactor returns the newest proof of a second factor, if any.
 func newestFactor(ps []Proof) (Proof, bool) {
 	for _, p := range ps {
@@ -92,7 +101,7 @@ func (s *Server) metBy(q Requirement, ps []Proof, now time.Time) (Proof, bool) {
 		if !FactorMeets(q.Provider, q.Factors, p.Factor, s.duoFallback) {
 			continue
 		}
-		if name, ok := strings.CutPrefix(p.Factor, session.RedirectFactorPrefix); ok && !s.declaredService(name) {
+		if s.undeclaredService(p) {
 			continue
 		}
 		if q.MaxAge > 0 && now.Sub(p.At) > q.MaxAge {
@@ -170,14 +179,19 @@ func (s *Server) redirectCompletion(u *url.URL) string {
 	return session.CompletedRedirect(u.Scheme + "://" + host + path)
 }
 
-// declaredService reports whether name is a declared custom MFA service.
-func (s *Server) declaredService(name string) bool {
+// undeclaredService reports whether p is the factor of a custom MFA
+// service that is not (or no longer) declared.
+func (s *Server) undeclaredService(p Proof) bool {
+	name, ok := strings.CutPrefix(p.Factor, session.RedirectFactorPrefix)
+	if !ok {
+		return false
+	}
 	for _, svc := range s.redirectServices {
 		if svc.name == name {
-			return true
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // hasProof reports whether ps holds a proof named factor.

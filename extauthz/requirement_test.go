@@ -9,6 +9,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/stepup-dev/stepup/session"
 )
@@ -393,5 +394,102 @@ func TestUndeclaredServiceProvesNothing(t *testing.T) {
 		if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", f.proofCookie(t, testRealm, 0, factor)))); got.status != want {
 			t.Errorf("%s: %+v, want %d", factor, got, want)
 		}
+	}
+}
+
+// TestServiceRedirectFreshness: Auth0's "custom MFA service" rule sets
+// only context.redirect (no context.multifactor); the route's and the
+// client's mfa_max_age still apply to the service's factor, which then
+// sends the browser to the service again.
+func TestServiceRedirectFreshness(t *testing.T) {
+	f := newSessionFixture(t, nil)
+	s := newTestServer(t, func(o *Options) {
+		o.Sessions = NewSessions(f.m)
+		o.Now = func() time.Time { return f.now }
+		o.RedirectServices = []RedirectService{{Name: "sms", URL: "https://sms.example/"}}
+		o.ClientMaxAge = map[string]time.Duration{"payroll": 15 * time.Minute}
+		o.Policy = policyFunc(func(in *PolicyInput) PolicyResult {
+			if in.Protocol == "redirect-callback" {
+				return PolicyResult{}
+			}
+			return PolicyResult{RedirectURL: "https://sms.example/verify"}
+		})
+	})
+	old := f.proofCookie(t, testRealm, 50*time.Minute, session.RedirectFactor("sms"))
+	got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", old), withExtension("mfa_max_age", "5m")))
+	if got.status == 200 {
+		t.Errorf("a 50 min old redirect:sms proof passed a client with mfa_max_age 15m and a route with 5m: %+v", got)
+	}
+	fresh := f.proofCookie(t, testRealm, 2*time.Minute, session.RedirectFactor("sms"))
+	if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", fresh), withExtension("mfa_max_age", "5m"))); got.status != 200 {
+		t.Errorf("a 2 min old proof: %+v", got)
+	}
+	// Control: the same proof under a provider:any requirement is refused.
+	s2 := newTestServer(t, func(o *Options) {
+		o.Sessions = NewSessions(f.m)
+		o.Now = func() time.Time { return f.now }
+		o.RedirectServices = []RedirectService{{Name: "sms", URL: "https://sms.example/"}}
+		o.ClientMaxAge = map[string]time.Duration{"payroll": 15 * time.Minute}
+		o.Policy = fixedPolicy{PolicyResult{MFA: Requirement{Provider: "any"}}}
+	})
+	if got, _ := run(t, s2, checkReq("203.0.113.7", withHeader("cookie", old))); got.status == 200 {
+		t.Errorf("control: %+v", got)
+	}
+}
+
+func withJWTClaim(k string, v any) reqOpt {
+	return func(r *authv3.CheckRequest) {
+		p := r.Attributes.MetadataContext.FilterMetadata["envoy.filters.http.jwt_authn"].Fields["jwt_payload"].GetStructValue()
+		if v == nil {
+			delete(p.Fields, k)
+			return
+		}
+		val, _ := structpb.NewValue(v)
+		p.Fields[k] = val
+	}
+}
+
+// TestSessionBoundToIdPSession: an MFA session bound to the IdP session
+// "idp-1" proves nothing to an identity of another IdP session, nor to one
+// that carries no sid at all (a cookie thief who also holds the password
+// logs in anew and presents a token without sid).
+func TestSessionBoundToIdPSession(t *testing.T) {
+	f := newSessionFixture(t, nil)
+	s := newTestServer(t, func(o *Options) {
+		o.Sessions = NewSessions(f.m)
+		o.Now = func() time.Time { return f.now }
+		o.Policy = fixedPolicy{PolicyResult{MFA: Requirement{Provider: "any"}}}
+	})
+	c, _, err := f.m.IssueMFASession(context.Background(), session.Grant{User: "auth0|alice", SID: "idp-1", Realm: testRealm, Factors: []string{"otp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := c.Name + "=" + c.Value
+	if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", cookie), withJWTClaim("sid", "idp-1"))); got.status != 200 {
+		t.Fatalf("control, same sid: %+v", got)
+	}
+	if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", cookie), withJWTClaim("sid", "idp-2"))); got.status == 200 {
+		t.Fatalf("control, other sid passed: %+v", got)
+	}
+	if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", cookie))); got.status == http.StatusOK {
+		t.Errorf("a session bound to IdP session idp-1 passed an identity without sid: %+v", got)
+	}
+}
+
+// TestUndeclaredServiceHiddenFromRules: the factor of a custom MFA service
+// the configuration does not declare is not {name: 'mfa'} in
+// context.authentication.methods either, so a rule written the common
+// Auth0 way ("no MFA again when the session already did MFA") asks again.
+func TestUndeclaredServiceHiddenFromRules(t *testing.T) {
+	f := newSessionFixture(t, nil)
+	s := rulesServer(t, f, nil, inline("mfa-once", `function (user, context, callback) {
+  var done = (context.authentication.methods || []).some(function (m) { return m.name === 'mfa'; });
+  if (!done) { context.multifactor = { provider: 'any' }; }
+  callback(null, user, context);
+}`))
+	// No RedirectServices: "redirect:gone" is not declared.
+	cookie := f.proofCookie(t, testRealm, 0, "redirect:gone")
+	if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", cookie))); got.status == 200 {
+		t.Errorf("an undeclared service's proof counted as 'mfa' for the rules: %+v", got)
 	}
 }

@@ -81,7 +81,7 @@ func toCheckResponse(d *Decision) *authv3.CheckResponse {
 		denied.Headers = append(denied.Headers, hv)
 	}
 	return &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(code), Message: d.Reason},
+		Status:          &rpcstatus.Status{Code: int32(code), Message: string(d.Reason)},
 		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
 		DynamicMetadata: decisionMetadata(d),
 	}
@@ -126,7 +126,7 @@ func jsonBody(d *Decision) string {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
 		Location    string `json:"location,omitempty"`
-	}{Error: d.Reason, Description: d.Message, Location: d.Location}
+	}{Error: string(d.Reason), Description: d.Message, Location: d.Location}
 	if d.Kind == StepUp {
 		v.Error = "insufficient_user_authentication"
 	}
@@ -142,7 +142,7 @@ func jsonBody(d *Decision) string {
 func decisionMetadata(d *Decision) *structpb.Struct {
 	f := make(map[string]*structpb.Value, 4)
 	f["decision"] = metadataString(d.Kind.String())
-	f["reason"] = metadataString(d.Reason)
+	f["reason"] = metadataString(string(d.Reason))
 	if d.Rule != "" {
 		f["rule"] = structpb.NewStringValue(d.Rule)
 	}
@@ -164,14 +164,9 @@ var (
 		for _, k := range []Kind{Allow, Deny, StepUp, Login, Redirect} {
 			m[k.String()] = structpb.NewStringValue(k.String())
 		}
-		for _, r := range []string{
-			"", "network", "no_mfa_required", "mfa_session", "remembered",
-			"mfa_required", "stepup_prefix", "redirect", "no_identity",
-			"invalid_identity", "store_unavailable", "internal", "deadline",
-			"bad_request", "rule_error", "rule_denied", "rule_timeout",
-			"rule_exception",
-		} {
-			m[r] = structpb.NewStringValue(r)
+		m[""] = structpb.NewStringValue("")
+		for _, r := range Reasons {
+			m[string(r.Reason)] = structpb.NewStringValue(string(r.Reason))
 		}
 		return m
 	}()

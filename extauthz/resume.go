@@ -56,7 +56,7 @@ type ResumeResult struct {
 // the rules again and asks for any factor they require.
 func (s *Server) Resume(ctx context.Context, in ResumeInput) ResumeResult {
 	if in.User == "" || !in.ClientIP.IsValid() {
-		return ResumeResult{Err: &PolicyError{Status: http.StatusBadRequest, Reason: "bad_request", Message: "incomplete redirect callback"}}
+		return ResumeResult{Err: &PolicyError{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Message: "incomplete redirect callback"}}
 	}
 	id := &Identity{User: in.User, SID: in.SID, Source: "assertion", claims: make(map[string]any, len(in.Claims)+1)}
 	for k, v := range in.Claims {
@@ -93,7 +93,7 @@ func (s *Server) Resume(ctx context.Context, in ResumeInput) ResumeResult {
 	}
 	level, outcome := slog.LevelInfo, "continue"
 	if res.Err != nil {
-		level, outcome = slog.LevelWarn, res.Err.Reason
+		level, outcome = slog.LevelWarn, string(res.Err.Reason)
 	}
 	attrs := []slog.Attr{slog.String("outcome", outcome), slog.String("user", in.User),
 		slog.String("client_id", in.ClientID), slog.String("client_ip", r.ClientIP.String())}

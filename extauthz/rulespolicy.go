@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stepup-dev/stepup/rules"
+	"github.com/stepup-dev/stepup/session"
 )
 
 // RulesPolicy runs the Auth0-style rules pipeline for every check. The
@@ -119,16 +120,16 @@ func mapRulesResult(res *rules.Result) PolicyResult {
 		case rules.KindUnauthorized, rules.KindRule:
 			// The rule's own message is meant for the user, as in Auth0's
 			// error_description.
-			pe.Reason, pe.Message = "rule_denied", e.Message
+			pe.Reason, pe.Message = ReasonRuleDenied, e.Message
 			if pe.Message == "" {
 				pe.Message = "access denied"
 			}
 		case rules.KindTimeout:
-			pe.Status, pe.Reason, pe.Message = http.StatusServiceUnavailable, "rule_timeout", "access policy timed out"
+			pe.Status, pe.Reason, pe.Message = http.StatusServiceUnavailable, ReasonRuleTimeout, "access policy timed out"
 		case rules.KindException:
-			pe.Reason, pe.Message = "rule_exception", "access policy failed"
+			pe.Reason, pe.Message = ReasonRuleException, "access policy failed"
 		default:
-			pe.Status, pe.Reason, pe.Message = http.StatusServiceUnavailable, "rule_error", "access policy failed"
+			pe.Status, pe.Reason, pe.Message = http.StatusServiceUnavailable, ReasonRuleError, "access policy failed"
 		}
 		return PolicyResult{Err: pe}
 	}
@@ -142,7 +143,7 @@ func mapRulesResult(res *rules.Result) PolicyResult {
 		if age, ok := maxAgeOption(mf.Options["maxAge"]); ok {
 			out.MFA.MaxAge = age
 		} else {
-			return PolicyResult{Err: &PolicyError{Status: http.StatusForbidden, Reason: "rule_error",
+			return PolicyResult{Err: &PolicyError{Status: http.StatusForbidden, Reason: ReasonRuleError,
 				Message: "access policy failed", Rule: res.Rule}}
 		}
 		if len(mf.Options) > 0 || mf.Duo != nil {
@@ -151,13 +152,13 @@ func mapRulesResult(res *rules.Result) PolicyResult {
 				out.MFA.Options[k] = v
 			}
 			if d := mf.Duo; d != nil {
-				out.MFA.Options["ikey"] = d.IKey
-				out.MFA.Options["host"] = d.Host
+				out.MFA.Options[session.OptionDuoClientID] = d.IKey
+				out.MFA.Options[session.OptionDuoHost] = d.Host
 				// Sealed into the transaction state (WithSealer), never
 				// stored or logged in plain.
-				out.MFA.Options["skey"] = d.SKey
+				out.MFA.Options[session.OptionDuoSecret] = d.SKey
 				if d.Username != "" {
-					out.MFA.Options["username"] = d.Username
+					out.MFA.Options[session.OptionDuoUsername] = d.Username
 				}
 			}
 		}

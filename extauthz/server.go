@@ -207,7 +207,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("check panicked: failing closed", "panic", fmt.Sprint(p), "request_id", r.ID)
-			d = Decision{Kind: Deny, Status: 503, Reason: "internal", Message: "internal error"}
+			d = Decision{Kind: Deny, Status: 503, Reason: ReasonInternal, Message: "internal error"}
 			resp, err = toCheckResponse(&d), nil
 		}
 		s.observe(ctx, ModeGRPC, &r, &d, start)
@@ -215,7 +215,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	if err := ctx.Err(); err != nil {
 		// The deadline passed before we started: nobody is waiting, and
 		// the status tells grpc-go's caller what happened.
-		d = Decision{Kind: Deny, Status: 504, Reason: "deadline", Message: "deadline exceeded"}
+		d = Decision{Kind: Deny, Status: 504, Reason: ReasonDeadline, Message: "deadline exceeded"}
 		return toCheckResponse(&d), nil
 	}
 	if e := s.fromCheckRequest(req, &r); e != nil {
@@ -228,7 +228,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 }
 
 func badRequestDecision(err error) Decision {
-	return Decision{Kind: Deny, Status: 400, Reason: "bad_request", Message: err.Error()}
+	return Decision{Kind: Deny, Status: 400, Reason: ReasonBadRequest, Message: err.Error()}
 }
 
 // observe records metrics and the decision log line.
@@ -241,13 +241,13 @@ func (s *Server) observe(ctx context.Context, mode Mode, r *Request, d *Decision
 		return
 	}
 	level := slog.LevelInfo
-	if d.Reason == "internal" || d.Reason == "store_unavailable" {
+	if d.Reason == ReasonInternal || d.Reason == ReasonStoreUnavailable {
 		level = slog.LevelError
 	}
 	attrs := []slog.Attr{
 		slog.String("mode", string(mode)),
 		slog.String("decision", d.Kind.String()),
-		slog.String("reason", d.Reason),
+		slog.String("reason", string(d.Reason)),
 		slog.Int("status", d.Status),
 		slog.String("request_id", r.ID),
 		slog.String("stream_id", r.StreamID),

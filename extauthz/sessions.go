@@ -81,8 +81,8 @@ func (s *managerSessions) NewState(ctx context.Context, st StepUpState) (string,
 		}
 		// The Duo client secret is needed again at the callback: sealed,
 		// never in plain, and never logged.
-		if skey, ok := st.Requirement.Options["skey"].(string); ok && skey != "" && s.sealer != nil {
-			if err := s.sealer.SealOption(&req, st.User, "skey", skey); err != nil {
+		if skey, ok := st.Requirement.Options[session.OptionDuoSecret].(string); ok && skey != "" && s.sealer != nil {
+			if err := s.sealer.SealOption(&req, st.User, session.OptionDuoSecret, skey); err != nil {
 				return "", fmt.Errorf("new state: %w", err)
 			}
 		}
@@ -100,29 +100,27 @@ func (s *managerSessions) NewState(ctx context.Context, st StepUpState) (string,
 
 func secretOption(k string) bool {
 	switch k {
-	case "skey", "secret", "client_secret", "admin":
+	case session.OptionDuoSecret, "secret", "client_secret", "admin":
 		return true
 	}
 	return false
 }
 
 // AssertionUserClaim is the assertion claim that holds the identity's
-// whole claim set, when it fits in the token: the MFA step hands it to
-// [Server.Resume] so that a rule re-run after a redirect sees the same
-// user object as in Check.
-const AssertionUserClaim = "user"
+// whole claim set (session.AssertionUserClaim).
+const AssertionUserClaim = session.AssertionUserClaim
 
 // Assertion claims: email, name, nickname, email_verified from the
 // identity, "client_ip" and "networks" as Check saw them, and under
 // [AssertionUserClaim] every claim of the identity unless that would make
 // the token too large (session.MaxTokenSize).
 func (s *managerSessions) Assertion(id *Identity, clientIP netip.Addr, networks []string) (string, error) {
-	claims := map[string]any{"client_ip": clientIP.String()}
+	claims := map[string]any{session.AssertionClientIP: clientIP.String()}
 	nets := make([]any, len(networks))
 	for i, n := range networks {
 		nets[i] = n
 	}
-	claims["networks"] = nets
+	claims[session.AssertionNetworks] = nets
 	if id.Email != "" {
 		claims["email"] = id.Email
 	}

@@ -7,16 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/stepup-dev/stepup/session"
 )
-
-// assertionUserClaim is the assertion claim holding the identity's whole
-// claim set, when Check could fit it (extauthz.AssertionUserClaim).
-const assertionUserClaim = "user"
 
 // Continuer re-runs the rules when a browser comes back from a custom MFA
 // service: the whole pipeline with context.protocol "redirect-callback"
@@ -73,6 +70,13 @@ type RedirectOptions struct {
 	// the rules run. Nil: the rules decide alone (a rule may verify the
 	// token itself with require('jsonwebtoken')).
 	Verify *TokenVerification
+	// Services are the declared custom MFA services by name, with their
+	// own token verification, or nil when the rules verify the return. A
+	// callback whose state completes "redirect:<name>" must carry a token
+	// that the service's own verification accepts (Verify does not stand
+	// in: another page holding its key could mint it); for a service not
+	// listed here it is refused.
+	Services map[string]*TokenVerification
 }
 
 // TokenVerification is the built-in check of the token a custom MFA
@@ -99,15 +103,46 @@ const DefaultTokenLeeway = 30 * time.Second
 type redirectSetup struct {
 	continuer Continuer
 	verify    *TokenVerification
-	parser    *jwt.Parser
+	services  map[string]*TokenVerification
 }
 
 func newRedirectSetup(o RedirectOptions) (redirectSetup, error) {
-	rs := redirectSetup{continuer: o.Continuer}
-	v := o.Verify
-	if v == nil {
-		return rs, nil
+	rs := redirectSetup{continuer: o.Continuer, services: make(map[string]*TokenVerification, len(o.Services))}
+	var errs []error
+	if o.Verify != nil {
+		v, err := checkVerification(o.Verify)
+		errs = append(errs, err)
+		rs.verify = v
 	}
+	for name, sv := range o.Services {
+		if sv == nil {
+			rs.services[name] = nil
+			continue
+		}
+		v, err := checkVerification(sv)
+		if err != nil {
+			err = fmt.Errorf("service %q: %w", name, err)
+		}
+		errs = append(errs, err)
+		rs.services[name] = v
+	}
+	return rs, errors.Join(errs...)
+}
+
+// verification returns the token verification a callback of st needs:
+// its declared service's own (nil: the rules verify it), else the one for
+// every callback (nil: the rules decide alone). ok is false for the state
+// of a service the step does not know: it proves nothing.
+func (rs redirectSetup) verification(st session.State) (v *TokenVerification, ok bool) {
+	if name, isService := strings.CutPrefix(st.Completes, session.RedirectFactorPrefix); isService {
+		v, ok = rs.services[name]
+		return v, ok
+	}
+	return rs.verify, true
+}
+
+// checkVerification checks v and fills in its defaults.
+func checkVerification(v *TokenVerification) (*TokenVerification, error) {
 	var errs []error
 	if v.Keyfunc == nil {
 		errs = append(errs, errors.New("redirect token verification: no key"))
@@ -124,14 +159,13 @@ func newRedirectSetup(o RedirectOptions) (redirectSetup, error) {
 		errs = append(errs, fmt.Errorf("redirect token verification: leeway %v must not be negative", v.Leeway))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return rs, err
+		return nil, err
 	}
 	vc := *v
 	if vc.Leeway == 0 {
 		vc.Leeway = DefaultTokenLeeway
 	}
-	rs.verify = &vc
-	return rs, nil
+	return &vc, nil
 }
 
 // continueRedirect serves GET and POST {prefix}continue?state=…: a
@@ -193,8 +227,15 @@ func (h *Handler) continueRedirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	again := h.returnURL(r, st.ReturnURL)
-	if h.redirect.verify != nil {
-		if reason, err := h.checkReturnToken(contextWithoutCancel(r), query, body, id.User, token); err != nil {
+	v, known := h.redirect.verification(st)
+	if !known {
+		h.metrics.redirects.WithLabelValues(redirectResultState).Inc()
+		h.redirectRefused(r, id, "unknown_service")
+		h.message(w, r, http.StatusForbidden, "redirect_failed_title", "redirect_failed_body", again, "start_again")
+		return
+	}
+	if v != nil {
+		if reason, err := h.checkReturnToken(contextWithoutCancel(r), v, query, body, id.User, token); err != nil {
 			if errors.Is(err, session.ErrStoreUnavailable) {
 				h.storeDown(w, r, "claim token id", err)
 				return
@@ -264,13 +305,13 @@ func singleParam(query, form url.Values, name string) (string, bool) {
 // identityClaims returns the identity's claims from the assertion's: the
 // whole set when Check put it there, else the assertion's own user claims.
 func identityClaims(a map[string]any) map[string]any {
-	if all, ok := a[assertionUserClaim].(map[string]any); ok {
+	if all, ok := a[session.AssertionUserClaim].(map[string]any); ok {
 		return all
 	}
 	out := make(map[string]any, len(a))
 	for k, v := range a {
 		switch k {
-		case "client_ip", "networks", assertionUserClaim:
+		case session.AssertionClientIP, session.AssertionNetworks, session.AssertionUserClaim:
 		default:
 			out[k] = v
 		}

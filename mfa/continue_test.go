@@ -43,10 +43,21 @@ func (f *fakeContinuer) calls() []ContinueInput {
 
 var hmacSecret = []byte("custom-mfa-shared-secret-of-32-bytes!")
 
-// redirectState makes the state Check makes for a rule's redirect.
+// termsCompletion is what completing the tests' redirect proves.
+var termsCompletion = session.CompletedRedirect("https://mfa.example/start")
+
+// redirectState makes the state Check makes for a rule's redirect to a
+// page that is no declared MFA service.
 func (e *env) redirectState(user string) string {
 	e.t.Helper()
-	tok, err := e.m.NewState(context.Background(), session.State{User: user, ClientID: "app", Host: host, ReturnURL: returnURL, RedirectURL: "https://mfa.example/start", Completes: session.RedirectFactor("mfa-example")})
+	return e.redirectStateFor(user, termsCompletion)
+}
+
+// redirectStateFor makes a redirect's state whose completion proves
+// completes.
+func (e *env) redirectStateFor(user, completes string) string {
+	e.t.Helper()
+	tok, err := e.m.NewState(context.Background(), session.State{User: user, ClientID: "app", Host: host, ReturnURL: returnURL, RedirectURL: "https://mfa.example/start", Completes: completes})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -91,7 +102,7 @@ func TestContinueRoundTrip(t *testing.T) {
 		t.Fatalf("cookies: mfa %v remember %v", mc, cookie(rec, rememberName))
 	}
 	s, err := e.m.VerifyMFASession(context.Background(), mc.Value, alice.user, alice.sid)
-	if err != nil || !slices.Equal(s.Factors(), []string{session.RedirectFactor("mfa-example")}) || s.Realm != host || s.AuthTime.Unix() != e.clk.Now().Unix() {
+	if err != nil || !slices.Equal(s.Factors(), []string{termsCompletion}) || s.Realm != host || s.AuthTime.Unix() != e.clk.Now().Unix() {
 		t.Fatalf("session %+v, %v", s, err)
 	}
 	want := []ContinueInput{{
@@ -388,4 +399,57 @@ func FuzzContinue(f *testing.F) {
 			t.Fatalf("status %d", rec.Code)
 		}
 	})
+}
+
+// TestReturnTokenBoundToService: the return of a declared custom MFA
+// service is checked with the service's own key. A token signed with the
+// key every other redirect return uses (a terms page holds it) does not
+// prove the service's factor, and a service the step does not know proves
+// nothing.
+func TestReturnTokenBoundToService(t *testing.T) {
+	serviceSecret := []byte("the-sms-service-own-secret-of-32-bytes")
+	fc := &fakeContinuer{}
+	e := newEnv(t, func(o *Options) {
+		o.Redirect.Continuer = fc
+		o.Redirect.Verify = hs256Verify()
+		o.Redirect.Services = map[string]*TokenVerification{
+			"sms": {Keyfunc: func(*jwt.Token) (any, error) { return serviceSecret, nil }, Algorithms: []string{"HS256"}},
+			"app": nil, // verified by the rules
+		}
+	})
+	mfaName, _, _ := e.m.CookieNames()
+	for _, tc := range []struct {
+		name     string
+		service  string
+		key      []byte
+		wantCode int
+	}{
+		{"the terms page's key for the service's state", "sms", hmacSecret, http.StatusForbidden},
+		{"the service's own key", "sms", serviceSecret, http.StatusSeeOther},
+		{"a service the step does not know", "gone", hmacSecret, http.StatusForbidden},
+		{"a service the rules verify", "app", nil, http.StatusSeeOther},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := e.redirectStateFor(alice.user, session.RedirectFactor(tc.service))
+			q := url.Values{"state": {st}}
+			if tc.key != nil {
+				q.Set("token", e.returnToken(e.goodClaims(alice.user, st, "jti-"+tc.name), jwt.SigningMethodHS256, tc.key))
+			}
+			rec := e.get(continueURL(q), alice)
+			if rec.Code != tc.wantCode {
+				t.Fatalf("%d, want %d\n%s", rec.Code, tc.wantCode, rec.Body)
+			}
+			mc := cookie(rec, mfaName)
+			if tc.wantCode != http.StatusSeeOther {
+				if mc != nil {
+					t.Fatal("a session cookie was set")
+				}
+				return
+			}
+			s, err := e.m.VerifyMFASession(context.Background(), mc.Value, alice.user, alice.sid)
+			if err != nil || !slices.Equal(s.Factors(), []string{session.RedirectFactor(tc.service)}) {
+				t.Fatalf("session %+v, %v", s, err)
+			}
+		})
+	}
 }

@@ -166,14 +166,14 @@ type duoApp struct {
 // duoApplication reads the rule's Duo settings from the state: ikey and
 // host in plain, the secret sealed for the state's user.
 func (h *Handler) duoApplication(st session.State) (duoApp, error) {
-	a := duoApp{clientID: st.Requirement.Options["ikey"], host: st.Requirement.Options["host"]}
+	a := duoApp{clientID: st.Requirement.Options[session.OptionDuoClientID], host: st.Requirement.Options[session.OptionDuoHost]}
 	if a.clientID == "" || a.host == "" {
 		return duoApp{}, errors.New("the state has no duo ikey or host")
 	}
 	if _, ok := canonicalHost(a.host, "https"); !ok {
 		return duoApp{}, errors.New("the duo host is not a host name")
 	}
-	secret, err := h.sealer.OpenOption(st.Requirement, st.User, "skey")
+	secret, err := h.sealer.OpenOption(st.Requirement, st.User, session.OptionDuoSecret)
 	if err != nil {
 		return duoApp{}, fmt.Errorf("duo skey: %w", err)
 	}
@@ -206,7 +206,7 @@ func (h *Handler) duoClient(st session.State, redirectURI string) (*duo.Client, 
 // duoUsername is the user as Duo knows them: the rule's username, else the
 // first configured claim of the identity that is a non-empty string.
 func (h *Handler) duoUsername(tx transaction) (string, bool) {
-	if u := tx.st.Requirement.Options["username"]; u != "" {
+	if u := tx.st.Requirement.Options[session.OptionDuoUsername]; u != "" {
 		return u, true
 	}
 	for _, c := range h.duo.usernameClaims {
@@ -221,13 +221,13 @@ func (h *Handler) duoUsername(tx transaction) (string, bool) {
 // the whole claim set when the assertion carried it, else among the few
 // claims it always carries.
 func claimString(claims map[string]any, name string) string {
-	if all, ok := claims[assertionUserClaim].(map[string]any); ok {
+	if all, ok := claims[session.AssertionUserClaim].(map[string]any); ok {
 		if v, ok := all[name].(string); ok {
 			return v
 		}
 		return ""
 	}
-	if name == "client_ip" || name == "networks" || name == assertionUserClaim {
+	if name == session.AssertionClientIP || name == session.AssertionNetworks || name == session.AssertionUserClaim {
 		return ""
 	}
 	v, _ := claims[name].(string)
@@ -359,15 +359,16 @@ func (h *Handler) duoHealthTimeout() time.Duration {
 }
 
 // duoOutage reports whether a failed health check means Duo is down (no
-// answer, a 5xx or 429) rather than refusing these settings (another
-// 4xx: a wrong client id or secret), which no fallback should paper over.
+// answer, or a 5xx) rather than refusing (a 4xx: wrong client id or
+// secret, or rate limiting, which anyone who can make stepup call Duo
+// could provoke), which no fallback should paper over.
 func duoOutage(err error) bool {
 	if !errors.Is(err, duo.ErrUnavailable) {
 		return false
 	}
 	var api *duo.APIError
 	if errors.As(err, &api) {
-		return api.HTTPStatus >= 500 || api.HTTPStatus == http.StatusTooManyRequests
+		return api.HTTPStatus >= 500
 	}
 	return true
 }

@@ -350,7 +350,7 @@ func TestDuoUnavailable(t *testing.T) {
 			if ok.Code != http.StatusSeeOther || cookie(ok, mfaName) == nil {
 				t.Fatalf("fallback verification: %d\n%s", ok.Code, ok.Body)
 			}
-			s, err := d.m.VerifyMFASession(context.Background(), cookie(ok, mfaName).Value, alice.user, "")
+			s, err := d.m.VerifyMFASession(context.Background(), cookie(ok, mfaName).Value, alice.user, alice.sid)
 			if err != nil || !slices.Equal(s.Factors(), []string{session.FactorOTP, session.FactorDuoFallback}) {
 				t.Fatalf("session %+v %v", s, err)
 			}

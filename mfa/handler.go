@@ -19,9 +19,8 @@ import (
 )
 
 // AssertionHeader is the request header in which Check hands the step the
-// signed identity assertion of the user (the same name as
-// extauthz.AssertionHeader).
-const AssertionHeader = "x-stepup-assertion"
+// signed identity assertion of the user.
+const AssertionHeader = session.AssertionHeader
 
 // Defaults for the zero values of [Options].
 const (
@@ -327,7 +326,7 @@ func (h *Handler) identify(w http.ResponseWriter, r *http.Request) (identity, bo
 	if e, ok := a.Claims["email"].(string); ok && e != "" {
 		id.Account = e
 	}
-	if ip, ok := a.Claims["client_ip"].(string); ok {
+	if ip, ok := a.Claims[session.AssertionClientIP].(string); ok {
 		if addr, err := netip.ParseAddr(ip); err == nil {
 			id.ClientIP = addr.Unmap().String()
 		}
@@ -339,7 +338,7 @@ func (h *Handler) identify(w http.ResponseWriter, r *http.Request) (identity, bo
 			id.ClientIP = "unknown"
 		}
 	}
-	if nets, ok := a.Claims["networks"].([]any); ok {
+	if nets, ok := a.Claims[session.AssertionNetworks].([]any); ok {
 		for _, n := range nets {
 			if s, ok := n.(string); ok {
 				id.Networks = append(id.Networks, s)

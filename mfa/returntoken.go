@@ -34,7 +34,7 @@ type returnTokenClaims struct {
 // returns a short reason for the log with an error wrapping
 // errReturnToken, or a store error (session.ErrStoreUnavailable) when the
 // jti cannot be claimed.
-func (h *Handler) checkReturnToken(ctx context.Context, query, form url.Values, user, state string) (string, error) {
+func (h *Handler) checkReturnToken(ctx context.Context, v *TokenVerification, query, form url.Values, user, state string) (string, error) {
 	raw, ok := singleParam(query, form, "token")
 	if ok && raw == "" {
 		raw, ok = singleParam(query, form, "id_token")
@@ -47,7 +47,6 @@ func (h *Handler) checkReturnToken(ctx context.Context, query, form url.Values, 
 	case len(raw) > maxReturnTokenLen:
 		return "too_large", fmt.Errorf("%w: token larger than %d bytes", errReturnToken, maxReturnTokenLen)
 	}
-	v := h.redirect.verify
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(v.Algorithms),
 		jwt.WithExpirationRequired(),

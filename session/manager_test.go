@@ -217,14 +217,25 @@ func TestMFASession(t *testing.T) {
 	if diff := cmp.Diff(want, s); diff != "" {
 		t.Errorf("IssueMFASession (-want +got):\n%s", diff)
 	}
-	for _, sid := range []string{"idp-sid-1", ""} {
-		got, err := e.m.VerifyMFASession(ctx, c.Value, "alice", sid)
-		if err != nil {
-			t.Fatalf("VerifyMFASession(sid %q): %v", sid, err)
+	got, err := e.m.VerifyMFASession(ctx, c.Value, "alice", "idp-sid-1")
+	if err != nil {
+		t.Fatalf("VerifyMFASession: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("VerifyMFASession (-want +got):\n%s", diff)
+	}
+	// Bound to its IdP session: an identity without one (another source,
+	// an access token) or with another does not get it.
+	for _, sid := range []string{"", "idp-sid-2"} {
+		if _, err := e.m.VerifyMFASession(ctx, c.Value, "alice", sid); !errors.Is(err, session.ErrWrongSession) {
+			t.Errorf("VerifyMFASession(sid %q) = %v, want ErrWrongSession", sid, err)
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("VerifyMFASession (-want +got):\n%s", diff)
-		}
+	}
+	// And a session proven without an IdP session proves nothing to an
+	// identity that has one.
+	c2, _ := issueMFA(t, e.m, "alice", "")
+	if _, err := e.m.VerifyMFASession(ctx, c2.Value, "alice", "idp-sid-1"); !errors.Is(err, session.ErrWrongSession) {
+		t.Errorf("a session without sid verified for an identity with one: %v", err)
 	}
 	if strings.Contains(c.Value, "idp-sid-1") || strings.Contains(c.Value, "otp") {
 		t.Errorf("cookie %q carries session details that belong in the store", c.Value)

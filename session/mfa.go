@@ -209,7 +209,10 @@ func (m *Manager) verifyMFASession(ctx context.Context, value, user, sid string)
 	if m.mfaStale(s, now) || len(s.Proofs) == 0 {
 		return MFASession{}, ErrExpired
 	}
-	if sid != "" && rec.SID != sid {
+	// A session bound to an IdP session proves nothing to an identity
+	// without that session (another login, or a source that carries no
+	// sid), and one proven without it nothing to an identity with one.
+	if rec.SID != sid {
 		return MFASession{}, ErrWrongSession
 	}
 	if now.Sub(s.LastSeen) >= TouchInterval {

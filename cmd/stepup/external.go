@@ -47,65 +47,87 @@ func duoOptions(cfg *config.Config) (mfa.DuoOptions, error) {
 }
 
 // redirectOptions builds the MFA step's continue endpoint: the rules
-// re-run through the decision core, and the token check of
-// mfa.redirect.verify.
+// re-run through the decision core, and the token checks of
+// mfa.redirect.verify and of each declared service's own verify.
 func redirectOptions(cfg *config.Config, a *app) (mfa.RedirectOptions, error) {
 	var o mfa.RedirectOptions
 	if a.rules != nil {
 		o.Continuer = rulesContinuer{authz: a.authz}
 	}
-	v := cfg.MFA.Redirect.Verify
-	if v == nil {
-		return o, nil
+	var err error
+	if v := cfg.MFA.Redirect.Verify; v != nil {
+		if o.Verify, err = tokenVerification(cfg, "mfa.redirect.verify", v); err != nil {
+			return o, err
+		}
 	}
+	for i, svc := range cfg.MFA.Redirect.Services {
+		if o.Services == nil {
+			o.Services = make(map[string]*mfa.TokenVerification)
+		}
+		if svc.Verify == nil {
+			// verified_by_rule: the rules check the return.
+			o.Services[svc.Name] = nil
+			continue
+		}
+		tv, err := tokenVerification(cfg, fmt.Sprintf("mfa.redirect.services[%d].verify", i), svc.Verify)
+		if err != nil {
+			return o, err
+		}
+		o.Services[svc.Name] = tv
+	}
+	return o, nil
+}
+
+// tokenVerification builds the check of a returned token from v, the
+// configuration at path.
+func tokenVerification(cfg *config.Config, path string, v *config.RedirectVerify) (*mfa.TokenVerification, error) {
 	tv := &mfa.TokenVerification{Issuer: v.Issuer, Audience: v.Audience, Leeway: v.Leeway.D()}
 	switch {
 	case !v.Secret.IsZero():
 		s, err := v.Secret.Resolve(cfg)
 		if err != nil {
-			return o, fmt.Errorf("mfa.redirect.verify.secret: %w", err)
+			return nil, fmt.Errorf("%s.secret: %w", path, err)
 		}
 		key := []byte(s)
 		if v.SecretEncoding == "base64" {
 			if key, err = decodeBase64(strings.TrimSpace(s)); err != nil {
-				return o, fmt.Errorf("mfa.redirect.verify.secret: not base64: %w", err)
+				return nil, fmt.Errorf("%s.secret: not base64: %w", path, err)
 			}
 		}
 		if len(key) < 32 {
-			return o, fmt.Errorf("mfa.redirect.verify.secret: %d bytes; HS256 needs at least 32", len(key))
+			return nil, fmt.Errorf("%s.secret: %d bytes; HS256 needs at least 32", path, len(key))
 		}
 		tv.Algorithms = []string{"HS256"}
 		tv.Keyfunc = func(*jwt.Token) (any, error) { return key, nil }
 	case v.PublicKeyFile != "":
 		raw, err := os.ReadFile(cfg.Resolve(v.PublicKeyFile))
 		if err != nil {
-			return o, fmt.Errorf("mfa.redirect.verify.public_key_file: %w", err)
+			return nil, fmt.Errorf("%s.public_key_file: %w", path, err)
 		}
 		pub, err := rsaPublicKey(raw)
 		if err != nil {
-			return o, fmt.Errorf("mfa.redirect.verify.public_key_file: %w", err)
+			return nil, fmt.Errorf("%s.public_key_file: %w", path, err)
 		}
 		tv.Algorithms = []string{"RS256"}
 		tv.Keyfunc = func(*jwt.Token) (any, error) { return pub, nil }
 	case v.JWKSFile != "":
 		raw, err := os.ReadFile(cfg.Resolve(v.JWKSFile))
 		if err != nil {
-			return o, fmt.Errorf("mfa.redirect.verify.jwks_file: %w", err)
+			return nil, fmt.Errorf("%s.jwks_file: %w", path, err)
 		}
 		if !json.Valid(raw) {
-			return o, errors.New("mfa.redirect.verify.jwks_file: not valid JSON")
+			return nil, fmt.Errorf("%s.jwks_file: not valid JSON", path)
 		}
 		kf, err := keyfunc.NewJWKSetJSON(raw)
 		if err != nil {
-			return o, fmt.Errorf("mfa.redirect.verify.jwks_file: %w", err)
+			return nil, fmt.Errorf("%s.jwks_file: %w", path, err)
 		}
 		tv.Algorithms = []string{"RS256"}
 		tv.Keyfunc = kf.Keyfunc
 	default:
-		return o, errors.New("mfa.redirect.verify: no key")
+		return nil, fmt.Errorf("%s: no key", path)
 	}
-	o.Verify = tv
-	return o, nil
+	return tv, nil
 }
 
 func decodeBase64(s string) ([]byte, error) {
