@@ -121,8 +121,8 @@ func TestRedirectSeedRoundTrip(t *testing.T) {
 	secret := []byte("custom-mfa-hs256-shared-secret-0123456789")
 	st := startExtStack(t, extConfig{
 		Rules: []string{writeFile(t, dir, "condition.js", []byte(conditionRule)), seedRulePath(t, "003_redirect.js")},
-		MFA: "  redirect:\n    verify:\n      secret: {file: " + writeFile(t, dir, "secret", secret) + "}\n" +
-			"    services:\n      - name: custom\n        url: https://" + customHost + "\n",
+		MFA: "  redirect:\n    services:\n      - name: custom\n        url: https://" + customHost + "\n" +
+			"        verify:\n          secret: {file: " + writeFile(t, dir, "secret", secret) + "}\n",
 	})
 	svc := newCustomMFA(t, st.front.URL, secret, "token")
 	newBrowser := func(sub string) *webClient {
