@@ -432,8 +432,10 @@ func TestKubernetesStepup(t *testing.T) {
 	if cfg.Server.DrainDelay.D() == 0 {
 		t.Error("server.drain_delay is 0: pods stop answering before Envoy and the endpoints notice")
 	}
-	if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < need {
-		t.Errorf("terminationGracePeriodSeconds = %v, want at least drain_delay + shutdown_timeout = %s", g, need)
+	if g := pod.TerminationGracePeriodSeconds; g == nil {
+		t.Errorf("terminationGracePeriodSeconds is not set, want at least drain_delay + shutdown_timeout = %s", need)
+	} else if time.Duration(*g)*time.Second < need {
+		t.Errorf("terminationGracePeriodSeconds = %d, want at least drain_delay + shutdown_timeout = %s", *g, need)
 	}
 
 	// Sessions shared between replicas.
