@@ -122,6 +122,7 @@ func TestContainerImage(t *testing.T) {
 	if want := gitShortHead(ctx, root); want != "" && !strings.HasPrefix(m[2], want) {
 		t.Errorf("stepup version in the image printed %q, want commit %s (the checkout's HEAD)", got, want)
 	}
+	t.Logf("stepup version in the image: %s", got)
 	if out := buildah(ctx, t, "run", "--isolation", "chroot", ctr, "--", "/usr/local/bin/stepup", "config", "validate", "--config", "/etc/stepup/stepup.yaml"); !strings.Contains(out, ": ok") {
 		t.Errorf("config validate in the image printed %q, want ok", out)
 	}
