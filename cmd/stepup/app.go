@@ -90,10 +90,11 @@ type buildOptions struct {
 func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buildOptions) (*app, error) {
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: bo.now}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := readBuildInfo()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "stepup_build_info",
-		Help:        "Always 1; labels say which build runs.",
-		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion()},
+		Help:        "Always 1; labels say which build runs (revision is the short commit hash, empty when unknown).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
 	})
 	buildInfo.Set(1)
 	a.reg.MustRegister(buildInfo)

@@ -198,8 +198,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
+	bi := readBuildInfo()
 	log.Info("stepup started",
-		"version", version,
+		"version", bi.Version,
+		"revision", bi.Revision,
+		"modified", bi.Modified,
 		"grpc", grpcLis.Addr().String(),
 		"http", httpLis.Addr().String(),
 		"data_dir", dataDir,
@@ -208,7 +211,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"prefixes", a.nets.Load().Len(),
 	)
 	fmt.Fprintf(stdout, "stepup %s\n  gRPC ext_authz  %s (%s)\n  HTTP            %s (%s)\n  data            %s\n  config          %s\n",
-		version, grpcLis.Addr(), tlsWord(cfg.Server.GRPC.TLS), httpLis.Addr(), tlsWord(cfg.Server.HTTP.TLS), dataDir, cfgOrDefault(*cfgPath))
+		bi.Version, grpcLis.Addr(), tlsWord(cfg.Server.GRPC.TLS), httpLis.Addr(), tlsWord(cfg.Server.HTTP.TLS), dataDir, cfgOrDefault(*cfgPath))
 
 	if a.rules != nil && cfg.Rules.WatchOn() {
 		load := func() (*config.Config, error) {
