@@ -98,7 +98,7 @@ func (h *Handler) sameOrigin(r *http.Request) bool {
 	if err != nil || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Host == "" {
 		return false
 	}
-	if u.Scheme != "https" && !(h.dev && u.Scheme == "http") {
+	if u.Scheme != "https" && !(u.Scheme == "http" && (h.dev || loopbackHost(r.Host))) {
 		return false
 	}
 	got, ok1 := canonicalHost(u.Host, u.Scheme)

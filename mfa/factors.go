@@ -263,7 +263,7 @@ func (h *Handler) freshlyVerified(w http.ResponseWriter, r *http.Request, id ide
 // host.
 func (h *Handler) selfURL(r *http.Request, page string) (string, bool) {
 	scheme := "https"
-	if h.dev && r.TLS == nil && r.Header.Get("X-Forwarded-Proto") != "https" {
+	if (h.dev || loopbackHost(r.Host)) && r.TLS == nil && r.Header.Get("X-Forwarded-Proto") != "https" {
 		scheme = "http"
 	}
 	u := scheme + "://" + r.Host + h.prefix + page

@@ -1,6 +1,7 @@
 package mfa
 
 import (
+	"net/netip"
 	"net/url"
 	"strings"
 )
@@ -11,7 +12,9 @@ const MaxReturnURLLen = 8192
 // SafeReturnURL reports whether raw is a safe place to send the browser
 // after the MFA step served on host, and returns it in canonical form.
 //
-// raw must be an absolute https URL ("https://" + authority + path), of at
+// raw must be an absolute https URL ("https://" + authority + path) — or
+// http when host is a loopback host (localhost, *.localhost, 127.0.0.0/8,
+// [::1]), which browsers treat as a secure context —, of at
 // most [MaxReturnURLLen] bytes of printable ASCII, whose authority is host
 // (compared without case, a default port and a trailing dot), with no user
 // information, no percent-encoding or backslash anywhere in the authority,
@@ -26,12 +29,13 @@ func SafeReturnURL(raw, host string) (string, bool) {
 	return safeReturnURL(raw, host, false)
 }
 
-// safeReturnURL is SafeReturnURL that also accepts http URLs when
-// allowHTTP is set (development mode).
+// safeReturnURL is SafeReturnURL that also accepts http URLs on any host
+// when allowHTTP is set (development mode).
 func safeReturnURL(raw, host string, allowHTTP bool) (string, bool) {
 	if raw == "" || len(raw) > MaxReturnURLLen || !printableASCII(raw) || strings.ContainsRune(raw, '\\') {
 		return "", false
 	}
+	allowHTTP = allowHTTP || loopbackHost(host)
 	var scheme string
 	switch {
 	case hasPrefixFold(raw, "https://"):
@@ -125,6 +129,25 @@ func canonicalHost(host, scheme string) (string, bool) {
 		return h + ":" + port, true
 	}
 	return h, true
+}
+
+// loopbackHost reports whether host (with or without a port) names this
+// machine the way browsers recognise as potentially trustworthy over plain
+// http: "localhost", a name ending in ".localhost", an address in
+// 127.0.0.0/8, or [::1].
+func loopbackHost(host string) bool {
+	h, ok := canonicalHost(host, "http")
+	if !ok {
+		return false
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.HasSuffix(h, "]") {
+		h = h[:i]
+	}
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") || h == "[::1]" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.Is4() && a.IsLoopback()
 }
 
 // doubleSlash reports whether an escaped path starts like a

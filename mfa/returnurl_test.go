@@ -55,6 +55,19 @@ var returnURLCases = []struct {
 	{"https://%61pp.example/", "app.example", ""},
 	// Other schemes.
 	{"http://app.example/", "app.example", ""},
+	// Loopback hosts are secure contexts for browsers: http there too,
+	// and only there.
+	{"http://localhost:8080/a", "localhost:8080", "http://localhost:8080/a"},
+	{"http://app.localhost/a", "app.localhost", "http://app.localhost/a"},
+	{"http://127.0.0.1:9192/a?b=c", "127.0.0.1:9192", "http://127.0.0.1:9192/a?b=c"},
+	{"http://127.1.2.3/", "127.1.2.3", "http://127.1.2.3/"},
+	{"http://[::1]:8080/", "[::1]:8080", "http://[::1]:8080/"},
+	{"https://localhost:8443/", "localhost:8443", "https://localhost:8443/"},
+	{"http://localhost:8080/a", "localhost:9090", ""},
+	{"http://localhost.evil.example/", "localhost.evil.example", ""},
+	{"http://localhost/", "app.example", ""},
+	{"http://128.0.0.1/", "128.0.0.1", ""},
+	{"http://10.0.0.1/", "10.0.0.1", ""},
 	{"javascript:alert(1)", "app.example", ""},
 	{"JAVASCRIPT://app.example/%0aalert(1)", "app.example", ""},
 	{"data:text/html,hi", "app.example", ""},
@@ -110,14 +123,14 @@ func FuzzSafeReturnURL(f *testing.F) {
 		if err != nil {
 			t.Fatalf("result %q does not parse: %v", got, err)
 		}
-		if u.Scheme != "https" || u.User != nil || u.Opaque != "" {
+		if (u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(host))) || u.User != nil || u.Opaque != "" {
 			t.Fatalf("result %q: scheme %q, user %v, opaque %q", got, u.Scheme, u.User, u.Opaque)
 		}
-		want, _ := canonicalHost(host, "https")
-		if h, _ := canonicalHost(u.Host, "https"); h != want || want == "" {
+		want, _ := canonicalHost(host, u.Scheme)
+		if h, _ := canonicalHost(u.Host, u.Scheme); h != want || want == "" {
 			t.Fatalf("result %q is on host %q, want %q", got, u.Host, want)
 		}
-		if !strings.HasPrefix(got, "https://"+u.Host+"/") {
+		if !strings.HasPrefix(got, u.Scheme+"://"+u.Host+"/") {
 			t.Fatalf("result %q does not start with its authority and a slash", got)
 		}
 		if strings.ContainsAny(got, "\\ \t\r\n") || strings.HasPrefix(u.EscapedPath(), "//") {
