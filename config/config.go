@@ -377,6 +377,13 @@ type Policy struct {
 	Provider string `yaml:"provider"`
 	// AllowRememberBrowser default true.
 	AllowRememberBrowser *bool `yaml:"allow_remember_browser"`
+	// Mode is "enforce" (default) or "dry-run": decide every request as
+	// usual but let it through, recording what would have happened (the
+	// decision log's dry_run and would, the upstream header
+	// x-stepup-dry-run). A route's context extension stepup_mode
+	// (enforce or dry-run) overrides it, for rolling stepup out route by
+	// route. Applies to the rules too.
+	Mode string `yaml:"mode"`
 }
 
 // Rules configures the Auth0-style rules pipeline.
@@ -673,6 +680,7 @@ func (c *Config) setDefaults() {
 			defDur(&v.Leeway, 30*time.Second)
 		}
 	}
+	def(&c.Policy.Mode, "enforce")
 	def(&c.Upstream.UserHeader, "x-stepup-user")
 	def(&c.Upstream.EmailHeader, "x-stepup-email")
 	def(&c.Upstream.MFAHeader, "x-stepup-mfa")
@@ -763,6 +771,11 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		v.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Policy.Mode {
+	case "enforce", "dry-run":
+	default:
+		v.add("policy.mode", "must be enforce or dry-run, not %q", c.Policy.Mode)
 	}
 	switch c.Log.Decisions {
 	case "all", "non_allow", "none":

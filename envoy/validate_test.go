@@ -48,6 +48,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/stepup-dev/stepup/extauthz"
+
 	// Every typed_config type the example files use must be linked into this test, or
 	// protojson cannot resolve the Any and rejects the file (§6.1 step 2). Most of them
 	// are also used by name below; the blank import is the one that is not. The CEL
@@ -120,7 +122,7 @@ var stepupPrivatePaths = []string{
 
 // stepupMetadataKeys are the keys stepup writes into CheckResponse.dynamic_metadata
 // (gRPC mode only), which Envoy stores under extAuthzNamespace (§4.5).
-var stepupMetadataKeys = []string{"decision", "reason", "rule", "decision_id"}
+var stepupMetadataKeys = extauthz.MetadataKeys
 
 // extAuthzDurationKey is the key Envoy itself adds to extAuthzNamespace on OK (§4.5).
 const extAuthzDurationKey = "ext_authz_duration"
@@ -1515,7 +1517,7 @@ func TestValidatorRejects(t *testing.T) {
 			mutate: func(t *testing.T, doc tree) {
 				jsonFormat(t, doc)["mfa"] = "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:mfa_decision)%"
 			},
-			want: "reads envoy.filters.http.ext_authz:mfa_decision, which neither stepup (decision, reason, rule, decision_id) nor Envoy (ext_authz_duration) writes",
+			want: "reads envoy.filters.http.ext_authz:mfa_decision, which neither stepup (decision, reason, rule, decision_id, request_id, dry_run, would) nor Envoy (ext_authz_duration) writes",
 		},
 		{
 			name: "access log with every stepup key is accepted", file: "envoy-mtls.yaml",

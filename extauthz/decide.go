@@ -75,8 +75,14 @@ type Decision struct {
 	User    string
 	Method  string
 	Network string
-	// ID correlates the decision with Envoy's access log (x-request-id).
-	ID string
+	// ID is the request's x-request-id; DecisionID names this decision,
+	// unique per process run, in the decision log and Envoy's dynamic
+	// metadata (so that access logs can join on it).
+	ID, DecisionID string
+	// DryRun is set when the decision was turned into an allow because
+	// the route runs in dry-run mode; Would is what would have been done.
+	DryRun bool
+	Would  Kind
 }
 
 // HeaderKV is one header.

@@ -65,8 +65,9 @@ func (s *Server) serveHTTPCheck(w http.ResponseWriter, hr *http.Request, mode Mo
 	if err := s.fromHTTP(hr, mode, method, target, scheme, host, &r); err != nil {
 		d = badRequestDecision(err)
 	} else {
-		d = s.decide(hr.Context(), &r)
+		d = s.decideMode(hr.Context(), &r)
 	}
+	d.ID, d.DecisionID = r.ID, s.ids.next()
 	s.writeHTTPDecision(w, hr, mode, &d)
 }
 
@@ -141,6 +142,7 @@ func (s *Server) fromHTTP(hr *http.Request, mode Mode, method, target, scheme, h
 var routeHeaders = map[string]string{
 	"x-stepup-client-id":   "client_id",
 	"x-stepup-mfa-max-age": "mfa_max_age",
+	"x-stepup-mode":        "stepup_mode",
 }
 
 func remoteAddr(s string) (netip.Addr, error) {

@@ -134,11 +134,16 @@ func jsonBody(d *Decision) string {
 	return string(b)
 }
 
+// MetadataKeys are every key stepup may write into a CheckResponse's
+// dynamic metadata (see decisionMetadata).
+var MetadataKeys = []string{"decision", "reason", "rule", "decision_id", "request_id", "dry_run", "would"}
+
 // decisionMetadata is copied by Envoy into the stream's dynamic metadata
 // under envoy.filters.http.ext_authz, for access logs (ENVOY.md §4.5).
 //
-// Keys: decision, reason, rule (when a rule decided) and decision_id (the
-// request's x-request-id, which also tags stepup's own log line).
+// Keys: decision, reason, rule (when a rule decided), decision_id (the
+// same as in stepup's decision log), request_id (x-request-id), and for a
+// dry-run allow dry_run and would.
 func decisionMetadata(d *Decision) *structpb.Struct {
 	f := make(map[string]*structpb.Value, 4)
 	f["decision"] = metadataString(d.Kind.String())
@@ -146,8 +151,15 @@ func decisionMetadata(d *Decision) *structpb.Struct {
 	if d.Rule != "" {
 		f["rule"] = structpb.NewStringValue(d.Rule)
 	}
+	if d.DecisionID != "" {
+		f["decision_id"] = structpb.NewStringValue(d.DecisionID)
+	}
 	if d.ID != "" {
-		f["decision_id"] = structpb.NewStringValue(d.ID)
+		f["request_id"] = structpb.NewStringValue(d.ID)
+	}
+	if d.DryRun {
+		f["dry_run"] = structpb.NewBoolValue(true)
+		f["would"] = metadataString(d.Would.String())
 	}
 	return &structpb.Struct{Fields: f}
 }

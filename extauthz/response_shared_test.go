@@ -33,9 +33,9 @@ func TestSharedResponseValues(t *testing.T) {
 	if metadataString("a rule's own reason") == metadataString("a rule's own reason") {
 		t.Error("metadataString shares a value outside the vocabulary")
 	}
-	d := &Decision{Kind: StepUp, Reason: "mfa_required", Rule: "r", ID: "id-1", Status: 302, Location: "https://a.example/mfa"}
+	d := &Decision{Kind: StepUp, Reason: "mfa_required", Rule: "r", ID: "id-1", DecisionID: "d-1", Status: 302, Location: "https://a.example/mfa"}
 	f := toCheckResponse(d).GetDynamicMetadata().GetFields()
-	for k, want := range map[string]string{"decision": "mfa_required", "reason": "mfa_required", "rule": "r", "decision_id": "id-1"} {
+	for k, want := range map[string]string{"decision": "mfa_required", "reason": "mfa_required", "rule": "r", "decision_id": "d-1", "request_id": "id-1"} {
 		if got := f[k].GetStringValue(); got != want {
 			t.Errorf("metadata %s = %q, want %q", k, got, want)
 		}

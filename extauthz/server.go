@@ -85,6 +85,10 @@ type Options struct {
 	// ClientMaxAge is the longest time since MFA that each client (by
 	// id) accepts; missing or zero: the session's lifetime.
 	ClientMaxAge map[string]time.Duration
+	// DryRun decides every request as usual but lets it through, noting
+	// what would have happened (policy.mode: dry-run); a route's
+	// context extension stepup_mode overrides it either way.
+	DryRun bool
 }
 
 // Server answers checks. It is safe for concurrent use.
@@ -111,6 +115,8 @@ type Server struct {
 	redirectServices []redirectService
 	duoFallback      bool
 	clientMaxAge     map[string]time.Duration
+	dryRunAll        bool
+	ids              *decisionIDs
 	limits           Limits
 	logAll           bool
 	logNone          bool
@@ -144,6 +150,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.ident = newIdentifier(o.Identity)
 	s.realms, s.duoFallback, s.clientMaxAge = o.Realms, o.DuoFallback, o.ClientMaxAge
+	s.dryRunAll, s.ids = o.DryRun, newDecisionIDs()
 	var err error
 	if s.redirectServices, err = newRedirectServices(o.RedirectServices); err != nil {
 		return nil, fmt.Errorf("extauthz: %w", err)
@@ -163,7 +170,9 @@ func New(o Options) (*Server, error) {
 	s.headers.mfa = def(o.MFAHeader, "x-stepup-mfa")
 	s.headers.network = def(o.NetworkHeader, "x-stepup-network")
 	s.headers.claimPrefix = def(o.ClaimPrefix, "x-stepup-claim-")
-	s.headers.remove = o.RemoveHeaders
+	// A client's own dry-run header never reaches the application; a
+	// dry-run allow sets it (setHeader takes it off this list).
+	s.headers.remove = append(append([]string(nil), o.RemoveHeaders...), DryRunHeader)
 	s.limits = o.Limits
 	if s.limits.MaxHeaderBytes == 0 {
 		s.limits.MaxHeaderBytes = 16 << 10
@@ -221,9 +230,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	if e := s.fromCheckRequest(req, &r); e != nil {
 		d = badRequestDecision(e)
 	} else {
-		d = s.decide(ctx, &r)
+		d = s.decideMode(ctx, &r)
 	}
-	d.ID = r.ID
+	d.ID, d.DecisionID = r.ID, s.ids.next()
 	return toCheckResponse(&d), nil
 }
 
@@ -244,22 +253,33 @@ func (s *Server) observe(ctx context.Context, mode Mode, r *Request, d *Decision
 	if d.Reason == ReasonInternal || d.Reason == ReasonStoreUnavailable {
 		level = slog.LevelError
 	}
-	attrs := []slog.Attr{
+	attrs := make([]slog.Attr, 0, 20)
+	attrs = append(attrs,
+		slog.String("decision_id", d.DecisionID),
+		slog.String("request_id", r.ID),
 		slog.String("mode", string(mode)),
+		slog.String("host", r.Host),
+		slog.String("method", r.Method),
+		// The path only: a query may carry codes, tokens or states.
+		slog.String("path", r.Path),
+		slog.String("user", d.User),
+		slog.String("client_id", r.ClientID),
+		slog.String("network", d.Network),
 		slog.String("decision", d.Kind.String()),
 		slog.String("reason", string(d.Reason)),
 		slog.Int("status", d.Status),
-		slog.String("request_id", r.ID),
+		slog.String("factor", d.Method),
+		slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
 		slog.String("stream_id", r.StreamID),
-		slog.String("client_id", r.ClientID),
-		slog.String("user", d.User),
-		slog.Duration("latency", elapsed),
-	}
+	)
 	if r.ClientIP.IsValid() {
 		attrs = append(attrs, slog.String("client_ip", r.ClientIP.String()))
 	}
 	if d.Rule != "" {
 		attrs = append(attrs, slog.String("rule", d.Rule))
+	}
+	if d.DryRun {
+		attrs = append(attrs, slog.Bool("dry_run", true), slog.String("would", d.Would.String()))
 	}
 	if d.Kind == Deny && d.Message != "" {
 		attrs = append(attrs, slog.String("message", d.Message))

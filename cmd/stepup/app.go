@@ -205,6 +205,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 		RedirectServices: redirectServices(cfg),
 		DuoFallback:      cfg.MFA.Duo.Fallback == mfa.DuoFallbackTOTP,
 		ClientMaxAge:     clientMaxAge(cfg),
+		DryRun:           cfg.Policy.Mode == extauthz.ModeDryRun,
 	})
 	if err != nil {
 		a.Close()
