@@ -150,7 +150,9 @@ func (n *Network) UnmarshalYAML(v *yaml.Node) error {
 type ClientIP struct {
 	// EnvoyExternalAddress trusts x-envoy-external-address in gRPC Checks
 	// and Envoy HTTP-mode checks. Envoy writes it at the edge with
-	// use_remote_address: true and strips client copies. Default true.
+	// use_remote_address: true and strips client copies. Default true,
+	// except with TrustedHops, which says that a proxy stands in front of
+	// Envoy and may pass a client's own copy: the two cannot be combined.
 	// It is never honoured in forward-auth requests (Caddy, nginx), whose
 	// clients could send it.
 	EnvoyExternalAddress *bool `yaml:"envoy_external_address"`
@@ -167,7 +169,10 @@ type ClientIP struct {
 
 // TrustEnvoyExternalAddress reports the effective EnvoyExternalAddress.
 func (c ClientIP) TrustEnvoyExternalAddress() bool {
-	return c.EnvoyExternalAddress == nil || *c.EnvoyExternalAddress
+	if c.EnvoyExternalAddress == nil {
+		return c.TrustedHops == 0
+	}
+	return *c.EnvoyExternalAddress
 }
 
 // Identity says where the primary login's identity comes from. Sources are
@@ -720,6 +725,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientIP.TrustedHops < 0 || c.ClientIP.TrustedHops > 16 {
 		v.add("client_ip.trusted_hops", "must be between 0 and 16")
+	}
+	if c.ClientIP.TrustedHops > 0 && c.ClientIP.EnvoyExternalAddress != nil && *c.ClientIP.EnvoyExternalAddress {
+		v.add("client_ip.envoy_external_address", "must not be true when client_ip.trusted_hops is set: behind another proxy Envoy is not the edge, and the header may be the client's own")
 	}
 	id := c.Identity
 	if id.Header.Name != "" && len(id.Header.TrustedPeers) == 0 {

@@ -51,7 +51,8 @@ type Options struct {
 	JWTNamespace string
 	JWTKey       string
 	// TrustEnvoyExternalAddress: believe x-envoy-external-address in gRPC
-	// and Envoy HTTP mode.
+	// and Envoy HTTP mode. Only for Envoy at the edge: it cannot be
+	// combined with TrustedHops.
 	TrustEnvoyExternalAddress bool
 	TrustedProxies            []netip.Prefix
 	TrustedHops               int
@@ -112,6 +113,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Policy == nil {
 		return nil, fmt.Errorf("extauthz: a policy is required")
+	}
+	if o.TrustEnvoyExternalAddress && o.TrustedHops > 0 {
+		return nil, fmt.Errorf("extauthz: x-envoy-external-address cannot be trusted with trusted hops: Envoy behind another proxy is not the edge")
 	}
 	s := &Server{nets: o.Networks, policy: o.Policy, sessions: o.Sessions}
 	s.log = o.Logger
