@@ -92,7 +92,8 @@ type GRPC struct {
 	// Listen is host:port. Default 127.0.0.1:9191.
 	Listen string `yaml:"listen"`
 	TLS    TLS    `yaml:"tls"`
-	// MaxRecvBytes bounds one CheckRequest. Default 4 MiB.
+	// MaxRecvBytes bounds one CheckRequest: a larger one is denied with
+	// 413. Default 4 MiB.
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
 	// KeepaliveMinTime is the shortest interval between client pings that
 	// stepup tolerates (grpc EnforcementPolicy.MinTime). It must be no more

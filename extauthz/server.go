@@ -201,7 +201,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		d = Decision{Kind: Deny, Status: 504, Reason: "deadline", Message: "deadline exceeded"}
 		return toCheckResponse(&d), nil
 	}
-	if e := s.fromCheckRequest(req, &r); e != nil {
+	if why := malformed(req); why != "" {
+		_ = s.fromCheckRequest(req, &r) // what could be decoded, for the log line
+		d = malformedDecision(why)
+	} else if e := s.fromCheckRequest(req, &r); e != nil {
 		d = badRequestDecision(e)
 	} else {
 		d = s.decide(ctx, &r)
