@@ -95,6 +95,9 @@ type Server struct {
 	headers              struct {
 		user, email, mfa, network, claimPrefix string
 		remove                                 []string
+		// spellings: the canonical names and prefixes whose other
+		// spellings (case, "_" for "-") are removed on allow.
+		spellingNames, spellingPrefixes []string
 	}
 	limits  Limits
 	logAll  bool
@@ -147,6 +150,10 @@ func New(o Options) (*Server, error) {
 	s.headers.network = def(o.NetworkHeader, "x-stepup-network")
 	s.headers.claimPrefix = def(o.ClaimPrefix, "x-stepup-claim-")
 	s.headers.remove = o.RemoveHeaders
+	for _, n := range append([]string{s.headers.user, s.headers.email, s.headers.mfa, s.headers.network, AssertionHeader}, o.RemoveHeaders...) {
+		s.headers.spellingNames = append(s.headers.spellingNames, canonicalHeaderSpelling(n))
+	}
+	s.headers.spellingPrefixes = []string{canonicalHeaderSpelling(s.headers.claimPrefix)}
 	s.limits = o.Limits
 	if s.limits.MaxHeaderBytes == 0 {
 		s.limits.MaxHeaderBytes = 16 << 10
