@@ -85,6 +85,10 @@ type Server struct {
 	DrainDelay Duration `yaml:"drain_delay"`
 	// ShutdownTimeout bounds the graceful stop of both servers. Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// MaxInFlight bounds the checks being decided at once (gRPC and HTTP
+	// together); past it a check is denied at once with 503, reason
+	// "overloaded". 0 (the default) means 64 per CPU.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // GRPC configures the ext_authz gRPC listener.
@@ -677,6 +681,9 @@ func (c *Config) Validate() error {
 	v.hostPort("server.http.listen", c.Server.HTTP.Listen)
 	v.tls("server.grpc.tls", c.Server.GRPC.TLS)
 	v.tls("server.http.tls", c.Server.HTTP.TLS)
+	if c.Server.MaxInFlight < 0 || c.Server.MaxInFlight > 1_000_000 {
+		v.add("server.max_in_flight", "must be between 0 (64 per CPU) and 1000000")
+	}
 	if c.Server.GRPC.MaxRecvBytes < 64<<10 {
 		v.add("server.grpc.max_recv_bytes", "must be at least 65536")
 	}

@@ -68,6 +68,10 @@ type Options struct {
 	UserHeader, EmailHeader, MFAHeader, NetworkHeader, ClaimPrefix string
 	RemoveHeaders                                                  []string
 	Limits                                                         Limits
+	// MaxInFlight bounds the Checks being decided at once, over gRPC and
+	// HTTP together; past it a Check is denied at once with 503 and reason
+	// "overloaded". 0 means DefaultMaxInFlight.
+	MaxInFlight int
 	// LogDecisions: "all", "non_allow" (default) or "none".
 	LogDecisions string
 	Logger       *slog.Logger
@@ -100,6 +104,7 @@ type Server struct {
 		spellingNames, spellingPrefixes []string
 	}
 	limits  Limits
+	admit   admission
 	logAll  bool
 	logNone bool
 	log     *slog.Logger
@@ -155,6 +160,11 @@ func New(o Options) (*Server, error) {
 	}
 	s.headers.spellingPrefixes = []string{canonicalHeaderSpelling(s.headers.claimPrefix)}
 	s.limits = o.Limits
+	s.admit.max = int64(o.MaxInFlight)
+	if s.admit.max <= 0 {
+		s.admit.max = int64(DefaultMaxInFlight())
+	}
+	s.admit.metrics = s.metrics
 	if s.limits.MaxHeaderBytes == 0 {
 		s.limits.MaxHeaderBytes = 16 << 10
 	}
@@ -208,6 +218,11 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		d = Decision{Kind: Deny, Status: 504, Reason: "deadline", Message: "deadline exceeded"}
 		return toCheckResponse(&d), nil
 	}
+	if !s.admit.enter(ModeGRPC) {
+		d = overloadedDecision()
+		return toCheckResponse(&d), nil
+	}
+	defer s.admit.leave()
 	if why := malformed(req); why != "" {
 		_ = s.fromCheckRequest(req, &r) // what could be decoded, for the log line
 		d = malformedDecision(why)
@@ -230,7 +245,9 @@ func (s *Server) observe(ctx context.Context, mode Mode, r *Request, d *Decision
 	if s.metrics != nil {
 		s.metrics.observe(mode, d, elapsed)
 	}
-	if s.logNone || (d.Kind == Allow && !s.logAll) {
+	// Overloaded denials are counted, not logged one by one: a line each
+	// would add to the load that caused them.
+	if s.logNone || (d.Kind == Allow && !s.logAll) || (d.Reason == "overloaded" && !s.logAll) {
 		return
 	}
 	level := slog.LevelInfo
