@@ -170,6 +170,7 @@ func TestWrongCodeBurst(t *testing.T) {
 
 					failures := before(resultFailure) - failures0
 					successes := before(resultSuccess) - successes0
+					t.Logf("burst of %d wrong codes and the right one: %v checked, right code answered %d", burst, failures+successes, rightStatus)
 					if failures > DefaultUserFailures || failures+successes > DefaultUserFailures {
 						t.Errorf("%v codes checked (%v wrong, %v right) in a burst of %d, want at most %d",
 							failures+successes, failures, successes, burst+1, DefaultUserFailures)
