@@ -188,10 +188,9 @@ func (l *limiter) admit(ctx context.Context, id identity) (attempt, time.Duratio
 		if d == 0 {
 			continue
 		}
-		until := l.now().Add(d).Unix()
-		won, err := l.store.PutIfAbsent(ctx, lockKey(s.scope, s.who), []byte(strconv.FormatInt(until, 10)), d)
+		won, err := l.claimPause(ctx, lockKey(s.scope, s.who), d)
 		if err != nil {
-			return attempt{}, 0, errors.Join(fmt.Errorf("start lockout: %w", err), refund())
+			return attempt{}, 0, errors.Join(err, refund())
 		}
 		if !won {
 			// Another attempt holds the pause and is being checked.
@@ -207,6 +206,60 @@ func (l *limiter) admit(ctx context.Context, id identity) (attempt, time.Duratio
 		*s.pause = d
 	}
 	return a, 0, nil
+}
+
+// claimPause writes a pause of d under key unless another one is in
+// force, and reports whether it did: of concurrent callers at most one
+// wins while a pause is in force. A pause is over when its end, by the
+// limiter's clock, has passed, even if the store (whose clock may run
+// behind) still holds it: such a stale pause is taken over with Consume,
+// which only one caller can do, and written anew.
+func (l *limiter) claimPause(ctx context.Context, key string, d time.Duration) (bool, error) {
+	val := []byte(strconv.FormatInt(l.now().Add(d).Unix(), 10))
+	won, err := l.store.PutIfAbsent(ctx, key, val, d)
+	if err != nil || won {
+		return won, wrapLockout(err)
+	}
+	old, err := l.store.Get(ctx, key)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		// Gone meanwhile: one more try below.
+	case err != nil:
+		return false, wrapLockout(err)
+	case l.inForce(old):
+		return false, nil
+	default:
+		old, err = l.store.Consume(ctx, key)
+		if errors.Is(err, session.ErrNotFound) {
+			break // another caller took it over: it races us below
+		} else if err != nil {
+			return false, wrapLockout(err)
+		}
+		if l.inForce(old) {
+			// A fresh pause replaced the stale one in between: put it back.
+			until, _ := strconv.ParseInt(string(old), 10, 64)
+			if _, err := l.store.PutIfAbsent(ctx, key, old, max(time.Unix(until, 0).Sub(l.now()), time.Second)); err != nil {
+				return false, wrapLockout(err)
+			}
+			return false, nil
+		}
+	}
+	won, err = l.store.PutIfAbsent(ctx, key, val, d)
+	return won, wrapLockout(err)
+}
+
+// inForce reports whether a stored pause has not ended by the limiter's
+// clock. An unreadable value counts as in force.
+func (l *limiter) inForce(val []byte) bool {
+	until, err := strconv.ParseInt(string(val), 10, 64)
+	return err != nil || time.Unix(until, 0).After(l.now())
+}
+
+func wrapLockout(err error) error {
+	if err != nil {
+		return fmt.Errorf("start lockout: %w", err)
+	}
+	return nil
 }
 
 // failed reports a checked attempt that failed. It returns how many more

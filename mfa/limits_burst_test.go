@@ -205,3 +205,30 @@ func TestRightCodesDoNotCountAgainstTheAddress(t *testing.T) {
 		t.Errorf("address count after 5 successes = %q, %v; want 0 or none", v, err)
 	}
 }
+
+// TestPauseEndsByStepupsClock: a pause ends when stepup's clock says so,
+// even when the store's clock runs behind and still holds it (the store
+// here never sees time pass).
+func TestPauseEndsByStepupsClock(t *testing.T) {
+	storeClock := storetest.NewClock(epoch)
+	e := newStoreEnv(t, func(*testing.T, *storetest.Clock) session.Store {
+		return memstore.New(memstore.Options{Now: storeClock.Now})
+	})
+	secret, _, _ := e.enrol(alice, anyRemember, false)
+	_, form := e.verifyForm(alice, anyRemember, returnURL, "totp", "000000")
+	for range DefaultUserFailures {
+		e.post("/.stepup/mfa", alice, form)
+	}
+	if got := pageError(e.post("/.stepup/mfa", alice, form).Body.String()); !strings.Contains(got, "Try again in 1 minute") {
+		t.Fatalf("after %d wrong codes: %q, want a pause of 1 minute", DefaultUserFailures, got)
+	}
+	e.clk.Advance(61 * time.Second)
+	if got := pageError(e.post("/.stepup/mfa", alice, form).Body.String()); got != "Too many wrong codes. Try again in 2 minutes." {
+		t.Fatalf("wrong code after the pause: %q, want it checked and a pause of 2 minutes", got)
+	}
+	e.clk.Advance(2*time.Minute + time.Second)
+	form.Set("code", e.code(secret, 0))
+	if rec := e.post("/.stepup/mfa", alice, form); rec.Code != http.StatusSeeOther {
+		t.Fatalf("right code after the second pause: %d %q", rec.Code, pageError(rec.Body.String()))
+	}
+}
