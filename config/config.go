@@ -85,6 +85,10 @@ type Server struct {
 	DrainDelay Duration `yaml:"drain_delay"`
 	// ShutdownTimeout bounds the graceful stop of both servers. Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// MaxInFlight bounds the checks being decided at once (gRPC and HTTP
+	// together); past it a check is denied at once with 503, reason
+	// "overloaded". 0 (the default) means 64 per CPU.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // GRPC configures the ext_authz gRPC listener.
@@ -92,7 +96,8 @@ type GRPC struct {
 	// Listen is host:port. Default 127.0.0.1:9191.
 	Listen string `yaml:"listen"`
 	TLS    TLS    `yaml:"tls"`
-	// MaxRecvBytes bounds one CheckRequest. Default 4 MiB.
+	// MaxRecvBytes bounds one CheckRequest: a larger one is denied with
+	// 413. Default 4 MiB.
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
 	// KeepaliveMinTime is the shortest interval between client pings that
 	// stepup tolerates (grpc EnforcementPolicy.MinTime). It must be no more
@@ -150,7 +155,9 @@ func (n *Network) UnmarshalYAML(v *yaml.Node) error {
 type ClientIP struct {
 	// EnvoyExternalAddress trusts x-envoy-external-address in gRPC Checks
 	// and Envoy HTTP-mode checks. Envoy writes it at the edge with
-	// use_remote_address: true and strips client copies. Default true.
+	// use_remote_address: true and strips client copies. Default true,
+	// except with TrustedHops, which says that a proxy stands in front of
+	// Envoy and may pass a client's own copy: the two cannot be combined.
 	// It is never honoured in forward-auth requests (Caddy, nginx), whose
 	// clients could send it.
 	EnvoyExternalAddress *bool `yaml:"envoy_external_address"`
@@ -167,7 +174,10 @@ type ClientIP struct {
 
 // TrustEnvoyExternalAddress reports the effective EnvoyExternalAddress.
 func (c ClientIP) TrustEnvoyExternalAddress() bool {
-	return c.EnvoyExternalAddress == nil || *c.EnvoyExternalAddress
+	if c.EnvoyExternalAddress == nil {
+		return c.TrustedHops == 0
+	}
+	return *c.EnvoyExternalAddress
 }
 
 // Identity says where the primary login's identity comes from. Sources are
@@ -758,6 +768,9 @@ func (c *Config) Validate() error {
 	v.hostPort("server.http.listen", c.Server.HTTP.Listen)
 	v.tls("server.grpc.tls", c.Server.GRPC.TLS)
 	v.tls("server.http.tls", c.Server.HTTP.TLS)
+	if c.Server.MaxInFlight < 0 || c.Server.MaxInFlight > 1_000_000 {
+		v.add("server.max_in_flight", "must be between 0 (64 per CPU) and 1000000")
+	}
 	if c.Server.GRPC.MaxRecvBytes < 64<<10 {
 		v.add("server.grpc.max_recv_bytes", "must be at least 65536")
 	}
@@ -836,6 +849,9 @@ func (c *Config) Validate() error {
 			}
 			hostRealm[h] = name
 		}
+	}
+	if c.ClientIP.TrustedHops > 0 && c.ClientIP.EnvoyExternalAddress != nil && *c.ClientIP.EnvoyExternalAddress {
+		v.add("client_ip.envoy_external_address", "must not be true when client_ip.trusted_hops is set: behind another proxy Envoy is not the edge, and the header may be the client's own")
 	}
 	id := c.Identity
 	if id.Header.Name != "" && len(id.Header.TrustedPeers) == 0 {

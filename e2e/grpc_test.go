@@ -332,20 +332,15 @@ func TestGRPCMalformedRequests(t *testing.T) {
 		})
 	}
 
-	t.Run("a message over max_recv_bytes is refused and the server keeps serving", func(t *testing.T) {
-		// grpc-go refuses it before stepup sees it (RESOURCE_EXHAUSTED):
-		// not a decision, but it must not hurt the server. Envoy's own
-		// header limits keep real requests far below 4 MiB.
+	t.Run("a message over max_recv_bytes is denied with 413 and the server keeps serving", func(t *testing.T) {
+		// A gRPC error here would be an allow under failure_mode_allow.
 		huge := envoyreq.Browser(corpIP).With("x-huge", strings.Repeat("a", 5<<20)).MustProto()
-		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
-		defer cancel()
-		resp, err := client.Check(ctx, huge)
-		if err == nil {
-			if allowed(resp) {
-				t.Fatal("a 5 MiB request was allowed")
-			}
-		} else if status.Code(err) != codes.ResourceExhausted {
-			t.Errorf("5 MiB request: %v, want RESOURCE_EXHAUSTED or a denial", err)
+		resp := mustCheck(t, client, huge)
+		if allowed(resp) {
+			t.Fatal("a 5 MiB request was allowed")
+		}
+		if got := httpStatus(resp); got != http.StatusRequestEntityTooLarge {
+			t.Errorf("5 MiB request: HTTP status %d, want 413", got)
 		}
 		if !allowed(mustCheck(t, client, good)) {
 			t.Fatal("a good Check after the oversized one was not allowed")

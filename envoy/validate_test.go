@@ -456,6 +456,9 @@ func (c *checker) checkHCM(path string, cm *hcmv3.HttpConnectionManager) {
 			"the last HTTP filter must be the router (%s), not %s", routerType, last.GetTypedConfig().MessageName())
 	}
 
+	if cm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() == corev3.HttpProtocolOptions_ALLOW {
+		c.errorf(path, "common_http_protocol_options.headers_with_underscores_action is ALLOW (the default): a client's x_stepup_user reaches applications that read \"_\" as \"-\"; set REJECT_REQUEST")
+	}
 	if httpMode && (!cm.GetNormalizePath().GetValue() || !cm.GetMergeSlashes()) {
 		c.errorf(path, "HTTP mode without normalize_path and merge_slashes: the original path is appended to %s, and stepup's Go HTTP server answers a non-canonical path (\"//\", \"/../\") with a 301 instead of a decision", envoyHTTPPrefix)
 	}
@@ -1482,6 +1485,18 @@ func TestValidatorRejects(t *testing.T) {
 				removePattern(t, obj(t, filterConfig(t, doc, authzName), "allowed_headers"), "prefix", "x-stepup-claim-")
 			},
 			want: "allowed_headers do not pass x-stepup-claim-*",
+		},
+		{
+			name: "headers with underscores allowed", file: "envoy.yaml",
+			mutate: func(t *testing.T, doc tree) { delete(hcm(t, doc), "common_http_protocol_options") },
+			want:   "headers_with_underscores_action",
+		},
+		{
+			name: "headers with underscores allowed explicitly", file: "envoy-mtls.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				hcm(t, doc)["common_http_protocol_options"] = tree{"headers_with_underscores_action": "ALLOW"}
+			},
+			want: "headers_with_underscores_action",
 		},
 		{
 			name: "HTTP mode without normalize_path", file: "envoy-http.yaml",

@@ -32,6 +32,7 @@ func (s *Server) identityHeaders(d *Decision, r *Request, id *Identity, in *Poli
 		}
 	}
 	d.RemoveHeaders = append(d.RemoveHeaders, h.remove...)
+	d.RemoveHeaders = append(d.RemoveHeaders, identityHeaderSpellings(r.Headers, h.spellingNames, h.spellingPrefixes)...)
 	// stepup's cookies never reach the application. Under the reserved
 	// prefix the "upstream" is stepup's own MFA step, which needs the MFA
 	// session cookie (the factors page asks for a recent verification):

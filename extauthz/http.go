@@ -62,6 +62,12 @@ func (s *Server) serveHTTPCheck(w http.ResponseWriter, hr *http.Request, mode Mo
 		}
 		s.observe(hr.Context(), mode, &r, &d, start)
 	}()
+	if !s.admit.enter(mode) {
+		d = overloadedDecision()
+		s.writeHTTPDecision(w, hr, mode, &d)
+		return
+	}
+	defer s.admit.leave()
 	if err := s.fromHTTP(hr, mode, method, target, scheme, host, &r); err != nil {
 		d = badRequestDecision(err)
 	} else {

@@ -12,6 +12,8 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	errors    *prometheus.CounterVec
+	inFlight  prometheus.Gauge
+	rejected  *prometheus.CounterVec
 }
 
 // NewMetrics registers the check metrics with reg.
@@ -30,8 +32,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "stepup_check_errors_total",
 			Help: "Checks that failed closed because something went wrong, by reason (see extauthz.Reasons).",
 		}, []string{"reason"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stepup_check_in_flight",
+			Help: "Checks being decided now, over every mode.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_check_overloaded_total",
+			Help: "Checks denied at once with reason overloaded because the bound on checks in flight was reached, by protocol.",
+		}, []string{"mode"}),
 	}
-	reg.MustRegister(m.decisions, m.duration, m.errors)
+	reg.MustRegister(m.decisions, m.duration, m.errors, m.inFlight, m.rejected)
 	return m
 }
 

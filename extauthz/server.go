@@ -51,7 +51,8 @@ type Options struct {
 	JWTNamespace string
 	JWTKey       string
 	// TrustEnvoyExternalAddress: believe x-envoy-external-address in gRPC
-	// and Envoy HTTP mode.
+	// and Envoy HTTP mode. Only for Envoy at the edge: it cannot be
+	// combined with TrustedHops.
 	TrustEnvoyExternalAddress bool
 	TrustedProxies            []netip.Prefix
 	TrustedHops               int
@@ -67,6 +68,10 @@ type Options struct {
 	UserHeader, EmailHeader, MFAHeader, NetworkHeader, ClaimPrefix string
 	RemoveHeaders                                                  []string
 	Limits                                                         Limits
+	// MaxInFlight bounds the Checks being decided at once, over gRPC and
+	// HTTP together; past it a Check is denied at once with 503 and reason
+	// "overloaded". 0 means DefaultMaxInFlight.
+	MaxInFlight int
 	// LogDecisions: "all", "non_allow" (default) or "none".
 	LogDecisions string
 	Logger       *slog.Logger
@@ -110,6 +115,9 @@ type Server struct {
 	headers              struct {
 		user, email, mfa, network, claimPrefix string
 		remove                                 []string
+		// spellings: the canonical names and prefixes whose other
+		// spellings (case, "_" for "-") are removed on allow.
+		spellingNames, spellingPrefixes []string
 	}
 	realms           *session.Realms
 	redirectServices []redirectService
@@ -118,6 +126,7 @@ type Server struct {
 	dryRunAll        bool
 	ids              *decisionIDs
 	limits           Limits
+	admit            admission
 	logAll           bool
 	logNone          bool
 	log              *slog.Logger
@@ -134,6 +143,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Policy == nil {
 		return nil, fmt.Errorf("extauthz: a policy is required")
+	}
+	if o.TrustEnvoyExternalAddress && o.TrustedHops > 0 {
+		return nil, fmt.Errorf("extauthz: x-envoy-external-address cannot be trusted with trusted hops: Envoy behind another proxy is not the edge")
 	}
 	s := &Server{nets: o.Networks, policy: o.Policy, sessions: o.Sessions}
 	s.log = o.Logger
@@ -173,7 +185,16 @@ func New(o Options) (*Server, error) {
 	// A client's own dry-run header never reaches the application; a
 	// dry-run allow sets it (setHeader takes it off this list).
 	s.headers.remove = append(append([]string(nil), o.RemoveHeaders...), DryRunHeader)
+	for _, n := range append([]string{s.headers.user, s.headers.email, s.headers.mfa, s.headers.network, AssertionHeader, DryRunHeader}, o.RemoveHeaders...) {
+		s.headers.spellingNames = append(s.headers.spellingNames, canonicalHeaderSpelling(n))
+	}
+	s.headers.spellingPrefixes = []string{canonicalHeaderSpelling(s.headers.claimPrefix)}
 	s.limits = o.Limits
+	s.admit.max = int64(o.MaxInFlight)
+	if s.admit.max <= 0 {
+		s.admit.max = int64(DefaultMaxInFlight())
+	}
+	s.admit.metrics = s.metrics
 	if s.limits.MaxHeaderBytes == 0 {
 		s.limits.MaxHeaderBytes = 16 << 10
 	}
@@ -227,7 +248,15 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		d = Decision{Kind: Deny, Status: 504, Reason: ReasonDeadline, Message: "deadline exceeded"}
 		return toCheckResponse(&d), nil
 	}
-	if e := s.fromCheckRequest(req, &r); e != nil {
+	if !s.admit.enter(ModeGRPC) {
+		d = overloadedDecision()
+		return toCheckResponse(&d), nil
+	}
+	defer s.admit.leave()
+	if why := malformed(req); why != "" {
+		_ = s.fromCheckRequest(req, &r) // what could be decoded, for the log line
+		d = malformedDecision(why)
+	} else if e := s.fromCheckRequest(req, &r); e != nil {
 		d = badRequestDecision(e)
 	} else {
 		d = s.decideMode(ctx, &r)
@@ -246,7 +275,9 @@ func (s *Server) observe(ctx context.Context, mode Mode, r *Request, d *Decision
 	if s.metrics != nil {
 		s.metrics.observe(mode, d, elapsed)
 	}
-	if s.logNone || (d.Kind == Allow && !s.logAll) {
+	// Overloaded denials are counted, not logged one by one: a line each
+	// would add to the load that caused them.
+	if s.logNone || (d.Kind == Allow && !s.logAll) || (d.Reason == "overloaded" && !s.logAll) {
 		return
 	}
 	level := slog.LevelInfo

@@ -441,6 +441,16 @@ func (h *Handler) checkRecovery(w http.ResponseWriter, r *http.Request, tx trans
 		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_recovery_empty"), http.StatusOK)
 		return false
 	}
+	a, locked, err := h.limits.admit(contextWithoutCancel(r), tx.id)
+	if err != nil {
+		h.storeDown(w, r, "count attempt", err)
+		return false
+	}
+	if locked > 0 {
+		h.metrics.verifications.WithLabelValues(factorLabelRecovery, resultLocked).Inc()
+		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests)
+		return false
+	}
 	ok := false
 	if canon, valid := normalizeRecovery(raw); valid {
 		ok, err = h.useRecoveryCode(contextWithoutCancel(r), tx.id.User, canon)
@@ -450,13 +460,11 @@ func (h *Handler) checkRecovery(w http.ResponseWriter, r *http.Request, tx trans
 		}
 	}
 	if !ok {
-		msg, status, done := h.countFailure(w, r, tx, factorLabelRecovery, resultFailure, "err_recovery_wrong")
-		if !done {
-			h.showStep(w, r, tx, formRecovery, msg, status)
-		}
+		msg, status := h.countFailure(r, tx, a, factorLabelRecovery, resultFailure, "err_recovery_wrong")
+		h.showStep(w, r, tx, formRecovery, msg, status)
 		return false
 	}
-	h.succeeded(w, r, tx, factorLabelRecovery)
+	h.succeeded(r, tx, a, factorLabelRecovery)
 	return true
 }
 
@@ -479,16 +487,22 @@ func (h *Handler) checkCode(w http.ResponseWriter, r *http.Request, tx transacti
 	if raw == "" {
 		return h.msgs.get("err_code_empty"), http.StatusOK, false
 	}
+	a, locked, err := h.limits.admit(contextWithoutCancel(r), tx.id)
+	if err != nil {
+		h.storeDown(w, r, "count attempt", err)
+		return "", 0, false
+	}
+	if locked > 0 {
+		h.metrics.verifications.WithLabelValues(factor, resultLocked).Inc()
+		return h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests, false
+	}
 	var step int64
 	code, valid := normalizeTOTP(raw)
 	if valid {
 		step, valid = match(code)
 	}
 	if !valid {
-		msg, status, done := h.countFailure(w, r, tx, factor, resultFailure, wrongID)
-		if done {
-			return "", 0, false
-		}
+		msg, status := h.countFailure(r, tx, a, factor, resultFailure, wrongID)
 		return msg, status, false
 	}
 	fresh, err := h.claimStep(contextWithoutCancel(r), tx.id.User, step)
@@ -497,43 +511,36 @@ func (h *Handler) checkCode(w http.ResponseWriter, r *http.Request, tx transacti
 		return "", 0, false
 	}
 	if !fresh {
-		msg, status, done := h.countFailure(w, r, tx, factor, resultReplay, "err_code_reused")
-		if done {
-			return "", 0, false
-		}
+		msg, status := h.countFailure(r, tx, a, factor, resultReplay, "err_code_reused")
 		return msg, status, false
 	}
-	h.succeeded(w, r, tx, factor)
+	h.succeeded(r, tx, a, factor)
 	return "", 0, true
 }
 
-// countFailure records a wrong or replayed code and returns the message
-// for the form: msgID followed by the attempts left, or the pause. done
-// is true when it rendered an error page itself.
-func (h *Handler) countFailure(w http.ResponseWriter, r *http.Request, tx transaction, factor, result, msgID string) (msg string, status int, done bool) {
+// countFailure reports a wrong or replayed code, already counted by
+// admit, and returns the message for the form: msgID followed by the
+// attempts left, or the pause.
+func (h *Handler) countFailure(r *http.Request, tx transaction, a attempt, factor, result, msgID string) (msg string, status int) {
 	h.metrics.verifications.WithLabelValues(factor, result).Inc()
-	left, paused, err := h.limits.failed(contextWithoutCancel(r), tx.id, factor)
-	if err != nil {
-		h.storeDown(w, r, "count failure", err)
-		return "", 0, true
-	}
+	left, paused := h.limits.failed(r.Context(), a, factor)
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa verification failed",
 		slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP),
 		slog.String("factor", factor), slog.String("result", result), slog.Int("left", left), requestID(r))
 	switch {
 	case paused > 0:
-		return h.msgs.get("err_locked", h.msgs.duration(paused)), http.StatusTooManyRequests, false
+		return h.msgs.get("err_locked", h.msgs.duration(paused)), http.StatusTooManyRequests
 	case left > 0:
-		return h.msgs.get(msgID) + " " + h.msgs.plural("attempts_left", left), http.StatusOK, false
+		return h.msgs.get(msgID) + " " + h.msgs.plural("attempts_left", left), http.StatusOK
 	default:
-		return h.msgs.get(msgID), http.StatusOK, false
+		return h.msgs.get(msgID), http.StatusOK
 	}
 }
 
 // succeeded counts a good code and clears the user's failures.
-func (h *Handler) succeeded(w http.ResponseWriter, r *http.Request, tx transaction, factor string) {
+func (h *Handler) succeeded(r *http.Request, tx transaction, a attempt, factor string) {
 	h.metrics.verifications.WithLabelValues(factor, resultSuccess).Inc()
-	if err := h.limits.succeeded(contextWithoutCancel(r), tx.id); err != nil {
+	if err := h.limits.succeeded(contextWithoutCancel(r), a); err != nil {
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: cannot clear failures",
 			slog.String("user", tx.id.User), slog.String("error", err.Error()), requestID(r))
 	}

@@ -48,6 +48,14 @@ type Store interface {
 	// Incr must not be written with Put.
 	Incr(ctx context.Context, key string, window time.Duration) (int64, error)
 
+	// Decr atomically takes one back from a counter made by Incr and
+	// returns the new value. It never goes below zero, never creates a
+	// counter and never changes its expiry: a missing or expired counter
+	// stays missing and yields 0. Callers that count an attempt before
+	// knowing its outcome use it to refund the attempts that turn out not
+	// to count.
+	Decr(ctx context.Context, key string) (int64, error)
+
 	// PutUser stores the record (user, kind, id) for ttl, replacing any
 	// previous one, and makes it visible to ListUser and DeleteUser.
 	PutUser(ctx context.Context, user, kind, id string, val []byte, ttl time.Duration) error

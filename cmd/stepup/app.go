@@ -200,6 +200,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 		},
 		LogDecisions:     cfg.Log.Decisions,
 		Logger:           log,
+		MaxInFlight:      cfg.Server.MaxInFlight,
 		Metrics:          extauthz.NewMetrics(a.reg),
 		Realms:           a.realms,
 		RedirectServices: redirectServices(cfg),

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/stepup-dev/stepup/config"
+	"github.com/stepup-dev/stepup/extauthz"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -340,7 +341,6 @@ func newGRPCServer(cfg *config.Config) (*grpc.Server, error) {
 		// CPU of a Check (docs/performance.md). A worker keeps its grown
 		// stack; grpc-go spawns a goroutine when all workers are busy.
 		grpc.NumStreamWorkers(uint32(streamWorkers())),
-		grpc.MaxRecvMsgSize(cfg.Server.GRPC.MaxRecvBytes),
 		// Envoy pings idle HTTP/2 connections; tolerate it instead of
 		// answering too_many_pings (ENVOY.md §7.2).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
@@ -352,6 +352,9 @@ func newGRPCServer(cfg *config.Config) (*grpc.Server, error) {
 			Timeout: 20 * time.Second,
 		}),
 	}
+	// Every CheckRequest gets a decision: over-size and undecodable ones
+	// are denied rather than refused with a gRPC error.
+	opts = append(opts, extauthz.GRPCServerOptions(cfg.Server.GRPC.MaxRecvBytes)...)
 	if cfg.Server.GRPC.TLS.Enabled() {
 		tc, err := serverTLS(cfg.Server.GRPC.TLS, []string{"h2"})
 		if err != nil {

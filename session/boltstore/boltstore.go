@@ -377,6 +377,36 @@ func (s *Store) Incr(_ context.Context, key string, window time.Duration) (int64
 	return n, nil
 }
 
+// Decr implements session.Store.
+func (s *Store) Decr(_ context.Context, key string) (int64, error) {
+	if err := session.ValidateKey(key); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKV)
+		exp, val, ok := decode(b.Get([]byte(key)))
+		if !ok || !s.now().Before(exp) {
+			n = 0
+			return nil
+		}
+		cur, err := strconv.ParseInt(string(val), 10, 64)
+		if err != nil {
+			return fmt.Errorf("decr %q: %w", key, errNotCounter)
+		}
+		if cur <= 0 {
+			n = 0
+			return nil
+		}
+		n = cur - 1
+		return b.Put([]byte(key), encode(exp, strconv.AppendInt(nil, n, 10)))
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return n, nil
+}
+
 // PutUser implements session.Store.
 func (s *Store) PutUser(_ context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
 	if err := validRec(user, kind, id, ttl); err != nil {

@@ -223,6 +223,33 @@ func (s *Store) Incr(_ context.Context, key string, window time.Duration) (int64
 	return n, nil
 }
 
+// Decr implements session.Store.
+func (s *Store) Decr(_ context.Context, key string) (int64, error) {
+	if err := session.ValidateKey(key); err != nil {
+		return 0, err
+	}
+	now, err := s.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	e, ok := s.kv[key]
+	if !ok || !e.live(now) {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(string(e.val), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("decr %q: value is not a counter", key)
+	}
+	if n <= 0 {
+		return 0, nil
+	}
+	n--
+	e.val = strconv.AppendInt(e.val[:0], n, 10)
+	s.kv[key] = e
+	return n, nil
+}
+
 // PutUser implements session.Store.
 func (s *Store) PutUser(_ context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
 	if err := validRec(user, kind, id, ttl); err != nil {

@@ -404,6 +404,17 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 `)
+
+	// decrScript takes one from a live counter, never below zero, without
+	// touching its TTL; a missing counter stays missing.
+	decrScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local n = tonumber(v)
+if not n then return redis.error_reply('not a counter') end
+if n <= 0 then return 0 end
+return redis.call('DECR', KEYS[1])
+`)
 )
 
 func ms(d time.Duration) int64 { return max(int64(d/time.Millisecond), 1) }
@@ -512,6 +523,23 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 	end(err)
 	if err != nil {
 		return 0, unavailable("incr", err)
+	}
+	return n, nil
+}
+
+// Decr implements session.Store.
+func (s *Store) Decr(ctx context.Context, key string) (int64, error) {
+	if err := session.ValidateKey(key); err != nil {
+		return 0, err
+	}
+	ctx, end, err := s.begin(ctx, "decr", s.plainKey(key))
+	if err != nil {
+		return 0, err
+	}
+	n, err := decrScript.Run(ctx, s.c, []string{s.plainKey(key)}).Int64()
+	end(err)
+	if err != nil {
+		return 0, unavailable("decr", err)
 	}
 	return n, nil
 }

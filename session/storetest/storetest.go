@@ -83,6 +83,9 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Incr", testIncr},
 		{"IncrFixedWindow", testIncrFixedWindow},
 		{"IncrConcurrent", testIncrConcurrent},
+		{"Decr", testDecr},
+		{"DecrKeepsWindow", testDecrKeepsWindow},
+		{"CountFirstConcurrent", testCountFirstConcurrent},
 		{"UserRecords", testUserRecords},
 		{"UserNames", testUserNames},
 		{"UserExpiry", testUserExpiry},
@@ -408,6 +411,88 @@ func testIncrConcurrent(t *testing.T, s *suite) {
 	}
 	if diff := cmp.Diff(want, seen); diff != "" {
 		t.Errorf("values returned by concurrent Incr (-want +got):\n%s", diff)
+	}
+}
+
+func testDecr(t *testing.T, s *suite) {
+	if got, err := s.Store.Decr(s.ctx, "rl:none"); err != nil || got != 0 {
+		t.Errorf("Decr(missing) = %d, %v; want 0, nil", got, err)
+	}
+	if _, err := s.Store.Get(s.ctx, "rl:none"); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("Get after Decr(missing) error = %v, want ErrNotFound (Decr must not create)", err)
+	}
+	for range 2 {
+		if _, err := s.Store.Incr(s.ctx, "rl", long); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []int64{1, 0, 0} {
+		if got, err := s.Store.Decr(s.ctx, "rl"); err != nil || got != want {
+			t.Fatalf("Decr = %d, %v; want %d, nil", got, err, want)
+		}
+	}
+	if got := s.mustGet(t, "rl"); string(got) != "0" {
+		t.Errorf("Get(counter) = %q, want %q", got, "0")
+	}
+	if got, err := s.Store.Incr(s.ctx, "rl", long); err != nil || got != 1 {
+		t.Errorf("Incr after Decr to zero = %d, %v; want 1, nil", got, err)
+	}
+}
+
+func testDecrKeepsWindow(t *testing.T, s *suite) {
+	u := s.unit
+	start := s.Now()
+	for range 2 {
+		if _, err := s.Store.Incr(s.ctx, "rl", 2*u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Advance(3 * u / 2)
+	n, err := s.Store.Decr(s.ctx, "rl") // inside the window; must not extend it
+	if s.inTime(t, start, 2*u) && (err != nil || n != 1) {
+		t.Fatalf("Decr inside the window = %d, %v; want 1, nil", n, err)
+	}
+	s.Advance(u)
+	if got, err := s.Store.Decr(s.ctx, "rl"); err != nil || got != 0 {
+		t.Errorf("Decr after the window = %d, %v; want 0, nil", got, err)
+	}
+	if got, err := s.Store.Incr(s.ctx, "rl", 2*u); err != nil || got != 1 {
+		t.Errorf("Incr after the window = %d, %v; want 1 (a new window), nil", got, err)
+	}
+}
+
+// testCountFirstConcurrent is how rate limits use Incr and Decr: every
+// contender counts its attempt first; those past the limit take theirs
+// back. Exactly limit contenders are admitted however they interleave, and
+// the counter ends at limit.
+func testCountFirstConcurrent(t *testing.T, s *suite) {
+	const limit = 3
+	wins := race(t, func(int) (bool, error) {
+		n, err := s.Store.Incr(s.ctx, "rl:gate", long)
+		if err != nil {
+			return false, err
+		}
+		if n <= limit {
+			return true, nil
+		}
+		if _, err := s.Store.Decr(s.ctx, "rl:gate"); err != nil {
+			return false, err
+		}
+		return false, nil
+	})
+	if wins != limit {
+		t.Errorf("%d contenders admitted, want %d", wins, limit)
+	}
+	if got := s.mustGet(t, "rl:gate"); string(got) != strconv.Itoa(limit) {
+		t.Errorf("counter after the race = %s, want %d", got, limit)
+	}
+	// Concurrent refunds never take the counter below zero.
+	race(t, func(int) (bool, error) {
+		_, err := s.Store.Decr(s.ctx, "rl:gate")
+		return false, err
+	})
+	if got := s.mustGet(t, "rl:gate"); string(got) != "0" {
+		t.Errorf("counter after more refunds than counts = %s, want 0", got)
 	}
 }
 
@@ -787,6 +872,7 @@ func testInvalidArguments(t *testing.T, s *suite) {
 		{"Consume empty key", func() error { _, err := st.Consume(ctx, ""); return err }},
 		{"Delete empty key", func() error { return st.Delete(ctx, "") }},
 		{"Incr zero window", func() error { _, err := st.Incr(ctx, "k", 0); return err }},
+		{"Decr empty key", func() error { _, err := st.Decr(ctx, ""); return err }},
 		{"PutUser empty user", func() error { return st.PutUser(ctx, "", "mfa", "i", nil, time.Hour) }},
 		{"PutUser empty kind", func() error { return st.PutUser(ctx, "u", "", "i", nil, time.Hour) }},
 		{"PutUser upper-case kind", func() error { return st.PutUser(ctx, "u", "MFA", "i", nil, time.Hour) }},
@@ -838,6 +924,7 @@ func testClosed(t *testing.T, s *suite) {
 		{"Consume", func() error { _, err := st.Consume(ctx, "k"); return err }},
 		{"Delete", func() error { return st.Delete(ctx, "k") }},
 		{"Incr", func() error { _, err := st.Incr(ctx, "c", time.Hour); return err }},
+		{"Decr", func() error { _, err := st.Decr(ctx, "c"); return err }},
 		{"PutUser", func() error { return st.PutUser(ctx, "u", "mfa", "i", nil, time.Hour) }},
 		{"UpdateUser", func() error { return st.UpdateUser(ctx, "u", "mfa", "i", nil, time.Hour) }},
 		{"GetUser", func() error { _, err := st.GetUser(ctx, "u", "mfa", "i"); return err }},
