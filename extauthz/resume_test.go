@@ -204,7 +204,7 @@ func TestDuoSecretSealedInState(t *testing.T) {
 		"DUO_MFA:CLIENT_ID": "payroll", "DUO_MFA:DUO_IKEY": "x", "DUO_MFA:DUO_SKEY": "y", "DUO_MFA:DUO_API_HOSTNAME": "z",
 		"DUO_MFA:IKEY": "DIXXXXXXXXXXXXXXXXXX", "DUO_MFA:SKEY": skey, "DUO_MFA:API_HOSTNAME": "api-x.duosecurity.com",
 	}
-	e, err := rules.New(rules.Options{Rules: []rules.Source{seed(t, "000_duo.md")}, Configuration: conf, RuleTimeout: 50 * time.Millisecond, PipelineTimeout: 200 * time.Millisecond})
+	e, err := rules.New(rules.Options{Rules: []rules.Source{seed(t, "000_duo.md")}, Configuration: conf, RuleTimeout: 500 * time.Millisecond, PipelineTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

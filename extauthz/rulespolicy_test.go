@@ -16,7 +16,7 @@ import (
 
 func rulesServer(t *testing.T, f *sessionFixture, conf map[string]string, srcs ...rules.Source) *Server {
 	t.Helper()
-	e, err := rules.New(rules.Options{Rules: srcs, Configuration: conf, RuleTimeout: 50 * time.Millisecond, PipelineTimeout: 200 * time.Millisecond})
+	e, err := rules.New(rules.Options{Rules: srcs, Configuration: conf, RuleTimeout: 500 * time.Millisecond, PipelineTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func rulesServer(t *testing.T, f *sessionFixture, conf map[string]string, srcs .
 // rulesEngine runs srcs with the tests' budgets.
 func rulesEngine(t *testing.T, srcs ...rules.Source) *rules.Engine {
 	t.Helper()
-	e, err := rules.New(rules.Options{Rules: srcs, RuleTimeout: 50 * time.Millisecond, PipelineTimeout: 200 * time.Millisecond})
+	e, err := rules.New(rules.Options{Rules: srcs, RuleTimeout: 500 * time.Millisecond, PipelineTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
