@@ -22,6 +22,8 @@ const (
 	ReasonRuleTimeout      Reason = "rule_timeout"
 	ReasonRuleException    Reason = "rule_exception"
 	ReasonBadRequest       Reason = "bad_request"
+	ReasonTooLarge         Reason = "too_large"
+	ReasonOverloaded       Reason = "overloaded"
 	ReasonStoreUnavailable Reason = "store_unavailable"
 	ReasonInternal         Reason = "internal"
 	ReasonDeadline         Reason = "deadline"
@@ -55,6 +57,8 @@ var Reasons = []ReasonInfo{
 	{ReasonRuleTimeout, Deny, true, "The rules ran out of time: 503."},
 	{ReasonRuleException, Deny, true, "A rule threw: 403."},
 	{ReasonBadRequest, Deny, true, "The CheckRequest could not be understood: 400."},
+	{ReasonTooLarge, Deny, true, "The CheckRequest was larger than server.grpc.max_recv_bytes: 413."},
+	{ReasonOverloaded, Deny, true, "Too many Checks in flight, or a client whose rules keep running out of time: 503 at once."},
 	{ReasonStoreUnavailable, Deny, true, "The session store did not answer: 503."},
 	{ReasonInternal, Deny, true, "An internal error: 503."},
 	{ReasonDeadline, Deny, true, "The Check's deadline had passed before it started."},

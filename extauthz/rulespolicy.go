@@ -21,11 +21,14 @@ type RulesPolicy struct {
 	ClientNames map[string]string
 	// Connection is context.connection (default "stepup").
 	Connection string
+	// quarantine limits clients whose rules keep running out of time.
+	quarantine quarantine
 }
 
 // NewRulesPolicy returns a policy running e.
 func NewRulesPolicy(e *rules.Engine, clientNames map[string]string) *RulesPolicy {
 	p := &RulesPolicy{ClientNames: clientNames, Connection: "stepup"}
+	p.quarantine.now = time.Now
 	p.engine.Store(e)
 	return p
 }
@@ -37,10 +40,19 @@ func (p *RulesPolicy) Swap(e *rules.Engine) *rules.Engine { return p.engine.Swap
 // Engine returns the current engine.
 func (p *RulesPolicy) Engine() *rules.Engine { return p.engine.Load() }
 
-// Evaluate implements Policy.
+// Evaluate implements Policy. A client whose rules ran out of time
+// recently runs them once at a time; further Checks for it are denied at
+// once (see quarantine).
 func (p *RulesPolicy) Evaluate(ctx context.Context, in *PolicyInput) PolicyResult {
+	client := in.Req.ClientID
+	ok, counted := p.quarantine.enter(client)
+	if !ok {
+		return PolicyResult{Err: &PolicyError{Status: http.StatusServiceUnavailable, Reason: ReasonOverloaded,
+			Message: "access policy is busy for this application"}}
+	}
 	e := p.engine.Load()
 	res := e.Run(ctx, p.input(in))
+	p.quarantine.leave(client, counted, res.Err != nil && res.Err.Kind == rules.KindTimeout)
 	return mapRulesResult(&res)
 }
 

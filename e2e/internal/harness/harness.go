@@ -196,6 +196,9 @@ func Start(tb testing.TB, name string, cmd *exec.Cmd) (*Proc, error) {
 // Stdout returns what the process wrote to stdout so far.
 func (p *Proc) Stdout() string { return p.stdout.String() }
 
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Stderr returns what the process wrote to stderr so far.
 func (p *Proc) Stderr() string { return p.stderr.String() }
 
