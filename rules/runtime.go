@@ -95,7 +95,7 @@ type jsRuntime struct {
 
 	modules     map[string]goja.Value
 	nextTimerID int64
-	// hasCPU says the run holds a place to run JavaScript (Engine.cpu),
+	// hasCPU says the run holds a place to run JavaScript (pool.cpu),
 	// taken at cpuSince.
 	hasCPU   bool
 	cpuSince time.Time
@@ -394,10 +394,7 @@ func (rt *jsRuntime) disarm() {
 // place to run JavaScript while it sleeps and takes one again, in line,
 // before deadline.
 func (rt *jsRuntime) wait(ctx context.Context, d time.Duration, deadline time.Time) *Error {
-	if rt.hasCPU {
-		rt.hasCPU = false
-		rt.e.releaseCPU(rt.cpuSince)
-	}
+	rt.e.pool.yieldCPU(rt)
 	rt.sleep.Reset(d)
 	select {
 	case <-rt.sleep.C:
@@ -405,11 +402,7 @@ func (rt *jsRuntime) wait(ctx context.Context, d time.Duration, deadline time.Ti
 		rt.sleep.Stop()
 		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "request cancelled: " + context.Cause(ctx).Error()}
 	}
-	if err := rt.e.takeCPU(ctx, deadline); err != nil {
-		return err
-	}
-	rt.hasCPU, rt.cpuSince = true, time.Now()
-	return nil
+	return rt.e.pool.resumeCPU(ctx, rt, deadline)
 }
 
 // cb is the callback given to rules: callback(err, user, context).
