@@ -114,8 +114,10 @@ type Engine struct {
 	rules      []*compiledRule
 	names      []string
 	configKeys []string
-	logger     *slog.Logger
-	now        func() time.Time
+	// modules are the native modules require() resolves through.
+	modules *moduleRegistry
+	logger  *slog.Logger
+	now     func() time.Time
 	// maxSlice is the longest stretch of synchronous JavaScript (the
 	// package's maxSlice; tests that are not about it raise it).
 	maxSlice time.Duration
@@ -149,6 +151,7 @@ func New(opts Options) (*Engine, error) {
 		logger:     opts.Logger,
 		now:        opts.Now,
 		configKeys: sortedKeys(opts.Configuration),
+		modules:    builtinModules,
 	}
 	var problems, warnings []Finding
 	seen := map[string]bool{}
@@ -169,7 +172,7 @@ func New(opts Options) (*Engine, error) {
 		if needsNativeObjects(src.Code) {
 			e.nativeInput = true
 		}
-		r, findings := analyze(src, i, cfg)
+		r, findings := analyze(src, i, cfg, e.modules)
 		for _, f := range findings {
 			if f.Severity == SeverityError {
 				problems = append(problems, f)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/dlclark/regexp2/v2"
 	"github.com/dop251/goja"
-	gojaurl "github.com/dop251/goja_nodejs/url"
 )
 
 //go:embed prelude.js
@@ -772,14 +771,4 @@ func (rt *jsRuntime) construct(ctor *goja.Object, args ...goja.Value) *goja.Obje
 		panic(err)
 	}
 	return o
-}
-
-// whatwgURL loads goja_nodejs's WHATWG URL implementation (it touches no
-// file system or network) into a fresh exports object.
-func (rt *jsRuntime) whatwgURL() *goja.Object {
-	mod := rt.vm.NewObject()
-	exports := rt.vm.NewObject()
-	must(mod.Set("exports", exports))
-	gojaurl.Require(rt.vm, mod)
-	return exports
 }

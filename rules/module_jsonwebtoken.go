@@ -22,6 +22,7 @@ import (
 // unsigned tokens (alg "none") never verify and cannot be signed; other
 // algorithms (ES*, PS*) are refused; sign() calls its callback
 // synchronously.
+var jsonwebtokenModule = nativeModule{name: "jsonwebtoken", load: (*jsRuntime).loadJSONWebToken}
 
 var jwtAlgorithms = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512"}
 
@@ -183,9 +184,8 @@ func verifyingKey(b []byte) (jwtKey, bool) {
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-var signOptionKeys = []string{"expiresIn", "notBefore", "audience", "algorithm", "header", "encoding", "issuer", "subject", "jwtid", "noTimestamp", "keyid", "mutatePayload", "allowInsecureKeySizes", "allowInvalidAsymmetricKeyTypes"}
-
-func (rt *jsRuntime) jwtModule() *goja.Object {
+// loadJSONWebToken builds the jsonwebtoken module's exports.
+func (rt *jsRuntime) loadJSONWebToken() *goja.Object {
 	vm := rt.vm
 	o := vm.NewObject()
 	must(o.Set("sign", rt.jwtSign))
