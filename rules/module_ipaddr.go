@@ -26,10 +26,19 @@ type ipaddrProtos struct {
 
 // loadIPAddr builds the module exports and remembers the prototypes.
 func (rt *jsRuntime) loadIPAddr() *goja.Object {
+	p := rt.ipaddrClasses()
+	rt.ip = p
+	rt.ipaddrPrototypes(p)
+	rt.ipaddrV4Statics(p)
+	rt.ipaddrV6Statics(p)
+	return rt.ipaddrExports(p)
+}
+
+// ipaddrClasses builds the IPv4 and IPv6 constructors and prototypes and
+// the prototype of parseCIDR's results.
+func (rt *jsRuntime) ipaddrClasses() *ipaddrProtos {
 	vm := rt.vm
 	p := &ipaddrProtos{}
-	rt.ip = p
-	exports := vm.NewObject()
 
 	p.v4Proto = vm.NewObject()
 	p.v6Proto = vm.NewObject()
@@ -78,16 +87,18 @@ func (rt *jsRuntime) loadIPAddr() *goja.Object {
 		obj := call.This.ToObject(vm)
 		return vm.ToValue(getp(obj, "0").String() + "/" + getp(obj, "1").String())
 	}), goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE))
+	return p
+}
 
-	rt.ipaddrPrototypes(p)
-
-	// IPv4 statics.
-	set := func(o *goja.Object, name string, fn func(goja.FunctionCall) goja.Value) { must(o.Set(name, fn)) }
-	set(p.v4Ctor, "parse", func(call goja.FunctionCall) goja.Value { return rt.parseV4Obj(call.Argument(0)) })
-	set(p.v4Ctor, "isValid", func(call goja.FunctionCall) goja.Value {
+// ipaddrV4Statics installs IPv4.parse, isValid and the other static
+// methods, and the CIDR edge functions of both classes.
+func (rt *jsRuntime) ipaddrV4Statics(p *ipaddrProtos) {
+	vm := rt.vm
+	setFn(p.v4Ctor, "parse", func(call goja.FunctionCall) goja.Value { return rt.parseV4Obj(call.Argument(0)) })
+	setFn(p.v4Ctor, "isValid", func(call goja.FunctionCall) goja.Value {
 		return vm.ToValue(rt.v4Valid(call.Argument(0)))
 	})
-	set(p.v4Ctor, "isIPv4", func(call goja.FunctionCall) goja.Value {
+	setFn(p.v4Ctor, "isIPv4", func(call goja.FunctionCall) goja.Value {
 		s, ok := stringOf(call.Argument(0))
 		if !ok {
 			return vm.ToValue(false)
@@ -95,7 +106,7 @@ func (rt *jsRuntime) loadIPAddr() *goja.Object {
 		_, ok, _ = parseV4Parts(s)
 		return vm.ToValue(ok)
 	})
-	set(p.v4Ctor, "isValidFourPartDecimal", func(call goja.FunctionCall) goja.Value {
+	setFn(p.v4Ctor, "isValidFourPartDecimal", func(call goja.FunctionCall) goja.Value {
 		s, ok := stringOf(call.Argument(0))
 		if !ok || !rt.v4Valid(call.Argument(0)) {
 			return vm.ToValue(false)
@@ -111,8 +122,8 @@ func (rt *jsRuntime) loadIPAddr() *goja.Object {
 		}
 		return vm.ToValue(true)
 	})
-	set(p.v4Ctor, "parseCIDR", func(call goja.FunctionCall) goja.Value { return rt.parseCIDR(call.Argument(0), false) })
-	set(p.v4Ctor, "subnetMaskFromPrefixLength", func(call goja.FunctionCall) goja.Value {
+	setFn(p.v4Ctor, "parseCIDR", func(call goja.FunctionCall) goja.Value { return rt.parseCIDR(call.Argument(0), false) })
+	setFn(p.v4Ctor, "subnetMaskFromPrefixLength", func(call goja.FunctionCall) goja.Value {
 		n, ok := prefixArg(call.Argument(0), 32)
 		if !ok {
 			panic(rt.newError("Error", msgV4Prefix))
@@ -121,45 +132,42 @@ func (rt *jsRuntime) loadIPAddr() *goja.Object {
 	})
 	for _, kind := range []string{"broadcastAddressFromCIDR", "networkAddressFromCIDR"} {
 		broadcast := kind == "broadcastAddressFromCIDR"
-		set(p.v4Ctor, kind, func(call goja.FunctionCall) goja.Value {
+		setFn(p.v4Ctor, kind, func(call goja.FunctionCall) goja.Value {
 			return rt.cidrEdge(call.Argument(0), false, broadcast)
 		})
-		set(p.v6Ctor, kind, func(call goja.FunctionCall) goja.Value {
+		setFn(p.v6Ctor, kind, func(call goja.FunctionCall) goja.Value {
 			return rt.cidrEdge(call.Argument(0), true, broadcast)
 		})
 	}
 
-	// IPv6 statics.
-	set(p.v6Ctor, "parse", func(call goja.FunctionCall) goja.Value { return rt.parseV6Obj(call.Argument(0)) })
-	set(p.v6Ctor, "isValid", func(call goja.FunctionCall) goja.Value {
-		s, ok := stringOf(call.Argument(0))
-		if !ok {
-			return vm.ToValue(false)
-		}
-		_, _, valid := parseV6(s)
-		return vm.ToValue(valid)
-	})
-	set(p.v6Ctor, "isIPv6", func(call goja.FunctionCall) goja.Value {
-		s, ok := stringOf(call.Argument(0))
-		if !ok {
-			return vm.ToValue(false)
-		}
-		_, _, valid := parseV6(s)
-		return vm.ToValue(valid)
-	})
-	set(p.v6Ctor, "parseCIDR", func(call goja.FunctionCall) goja.Value { return rt.parseCIDR(call.Argument(0), true) })
-	set(p.v6Ctor, "subnetMaskFromPrefixLength", func(call goja.FunctionCall) goja.Value {
+}
+
+// ipaddrV6Statics installs IPv6.parse, isValid and the other static
+// methods.
+func (rt *jsRuntime) ipaddrV6Statics(p *ipaddrProtos) {
+	vm := rt.vm
+	setFn(p.v6Ctor, "parse", func(call goja.FunctionCall) goja.Value { return rt.parseV6Obj(call.Argument(0)) })
+	isV6 := func(call goja.FunctionCall) goja.Value { return vm.ToValue(isV6String(call.Argument(0))) }
+	setFn(p.v6Ctor, "isValid", isV6)
+	setFn(p.v6Ctor, "isIPv6", isV6)
+	setFn(p.v6Ctor, "parseCIDR", func(call goja.FunctionCall) goja.Value { return rt.parseCIDR(call.Argument(0), true) })
+	setFn(p.v6Ctor, "subnetMaskFromPrefixLength", func(call goja.FunctionCall) goja.Value {
 		n, ok := prefixArg(call.Argument(0), 128)
 		if !ok {
 			panic(rt.newError("Error", msgV6Prefix))
 		}
 		return rt.newV6(maskParts(n, 8, 16), "")
 	})
+}
 
-	// Module functions.
+// ipaddrExports builds the module object: the classes and the
+// module-level functions.
+func (rt *jsRuntime) ipaddrExports(p *ipaddrProtos) *goja.Object {
+	vm := rt.vm
+	exports := vm.NewObject()
 	must(exports.Set("IPv4", p.v4Ctor))
 	must(exports.Set("IPv6", p.v6Ctor))
-	set(exports, "isValid", func(call goja.FunctionCall) goja.Value {
+	setFn(exports, "isValid", func(call goja.FunctionCall) goja.Value {
 		s, ok := stringOf(call.Argument(0))
 		if !ok {
 			return vm.ToValue(false)
@@ -169,10 +177,10 @@ func (rt *jsRuntime) loadIPAddr() *goja.Object {
 		}
 		return vm.ToValue(rt.v4Valid(call.Argument(0)))
 	})
-	set(exports, "parse", func(call goja.FunctionCall) goja.Value {
+	setFn(exports, "parse", func(call goja.FunctionCall) goja.Value {
 		return rt.parseAny(call.Argument(0))
 	})
-	set(exports, "parseCIDR", func(call goja.FunctionCall) goja.Value {
+	setFn(exports, "parseCIDR", func(call goja.FunctionCall) goja.Value {
 		s, _ := stringOf(call.Argument(0))
 		if r := rt.tryCIDR(s, true); r != nil {
 			return r
@@ -182,7 +190,7 @@ func (rt *jsRuntime) loadIPAddr() *goja.Object {
 		}
 		panic(rt.newError("Error", msgNeitherCIDR))
 	})
-	set(exports, "process", func(call goja.FunctionCall) goja.Value {
+	setFn(exports, "process", func(call goja.FunctionCall) goja.Value {
 		obj := rt.parseAny(call.Argument(0))
 		a, _ := rt.addrOf(obj)
 		if a.v6 && rangeName(&a, v6Special) == "ipv4Mapped" {
@@ -191,8 +199,8 @@ func (rt *jsRuntime) loadIPAddr() *goja.Object {
 		}
 		return obj
 	})
-	set(exports, "subnetMatch", rt.subnetMatch)
-	set(exports, "fromByteArray", func(call goja.FunctionCall) goja.Value {
+	setFn(exports, "subnetMatch", rt.subnetMatch)
+	setFn(exports, "fromByteArray", func(call goja.FunctionCall) goja.Value {
 		b := call.Argument(0)
 		switch len(rt.numbers(b)) {
 		case 4:
@@ -677,4 +685,17 @@ func (rt *jsRuntime) subnetMatch(call goja.FunctionCall) goja.Value {
 func isArray(v goja.Value) bool {
 	o, ok := v.(*goja.Object)
 	return ok && o.ClassName() == "Array"
+}
+
+// setFn sets o[name] to a native function.
+func setFn(o *goja.Object, name string, fn func(goja.FunctionCall) goja.Value) { must(o.Set(name, fn)) }
+
+// isV6String reports whether v is a string in IPv6 format.
+func isV6String(v goja.Value) bool {
+	s, ok := stringOf(v)
+	if !ok {
+		return false
+	}
+	_, _, valid := parseV6(s)
+	return valid
 }
