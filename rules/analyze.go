@@ -170,6 +170,33 @@ func analyze(src Source, idx int, configuration map[string]string, modules *modu
 	}
 	r.configReads = scan.configReads
 
+	checkConfiguration(r, configuration, add)
+
+	for _, f := range findings {
+		if f.Severity == SeverityError {
+			return nil, findings
+		}
+	}
+
+	// Compile the function literal alone: running the program yields the
+	// rule function and declares nothing in the global scope.
+	p, err := goja.CompileAST(&ast.Program{
+		Body: []ast.Statement{&ast.ExpressionStatement{Expression: fn}},
+		File: prog.File,
+	}, false)
+	if err != nil {
+		add(SeverityError, "compile: %s", strings.TrimPrefix(err.Error(), "SyntaxError: "))
+		return nil, findings
+	}
+	r.program = p
+	return r, findings
+}
+
+// checkConfiguration reports, through add, mandatory configuration keys
+// of a gallery rule that configuration lacks (an error) and keys the code
+// reads that the front matter does not declare or configuration does not
+// set (warnings). A nil configuration is not checked.
+func checkConfiguration(r *compiledRule, configuration map[string]string, add func(sev, format string, args ...any)) {
 	if configuration != nil {
 		for _, f := range r.fields {
 			if f.Mandatory && configuration[f.Value] == "" {
@@ -200,25 +227,6 @@ func analyze(src Source, idx int, configuration map[string]string, modules *modu
 			}
 		}
 	}
-
-	for _, f := range findings {
-		if f.Severity == SeverityError {
-			return nil, findings
-		}
-	}
-
-	// Compile the function literal alone: running the program yields the
-	// rule function and declares nothing in the global scope.
-	p, err := goja.CompileAST(&ast.Program{
-		Body: []ast.Statement{&ast.ExpressionStatement{Expression: fn}},
-		File: prog.File,
-	}, false)
-	if err != nil {
-		add(SeverityError, "compile: %s", strings.TrimPrefix(err.Error(), "SyntaxError: "))
-		return nil, findings
-	}
-	r.program = p
-	return r, findings
 }
 
 // syntaxMessage formats the first parse error, undoing the column shift
