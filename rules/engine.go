@@ -202,24 +202,12 @@ func normalize(o *Options) error {
 	if o.RuleTimeout < 0 || o.PipelineTimeout < 0 || o.MaxCallStackSize < 0 || o.MaxInputBytes < 0 || o.PoolSize < 0 {
 		errs = append(errs, errors.New("negative limit in rules options"))
 	}
-	if o.RuleTimeout == 0 {
-		o.RuleTimeout = DefaultRuleTimeout
-	}
-	if o.PipelineTimeout == 0 {
-		o.PipelineTimeout = DefaultPipelineTimeout
-	}
-	if o.MaxCallStackSize == 0 {
-		o.MaxCallStackSize = DefaultMaxCallStackSize
-	}
-	if o.MaxRuntimeMemory == 0 {
-		o.MaxRuntimeMemory = DefaultMaxRuntimeMemory
-	}
-	if o.MaxInputBytes == 0 {
-		o.MaxInputBytes = DefaultMaxInputBytes
-	}
-	if o.PoolSize == 0 {
-		o.PoolSize = 2 * runtime.GOMAXPROCS(0)
-	}
+	orDefault(&o.RuleTimeout, DefaultRuleTimeout)
+	orDefault(&o.PipelineTimeout, DefaultPipelineTimeout)
+	orDefault(&o.MaxCallStackSize, DefaultMaxCallStackSize)
+	orDefault(&o.MaxRuntimeMemory, DefaultMaxRuntimeMemory)
+	orDefault(&o.MaxInputBytes, DefaultMaxInputBytes)
+	orDefault(&o.PoolSize, 2*runtime.GOMAXPROCS(0))
 	switch {
 	case o.MaxWaitingRuns == 0:
 		o.MaxWaitingRuns = 4 * o.PoolSize
@@ -237,6 +225,14 @@ func normalize(o *Options) error {
 	}
 	o.Rules = slices.Clone(o.Rules)
 	return errors.Join(errs...)
+}
+
+// orDefault sets *v to def when it is the zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // Rules returns the names of the enabled rules in run order.
