@@ -91,10 +91,11 @@ func displayName(src Source, idx int) string {
 	}
 }
 
-// analyze parses, validates and compiles one rule. configuration may be nil,
-// in which case configuration presence is not checked. The returned rule is
-// nil when any error-severity finding was produced.
-func analyze(src Source, idx int, configuration map[string]string) (*compiledRule, []Finding) {
+// analyze parses, validates and compiles one rule; require() of a literal
+// name must resolve in modules. configuration may be nil, in which case
+// configuration presence is not checked. The returned rule is nil when any
+// error-severity finding was produced.
+func analyze(src Source, idx int, configuration map[string]string, modules *moduleRegistry) (*compiledRule, []Finding) {
 	setRegexpTimeout()
 	r := &compiledRule{name: displayName(src, idx), path: src.Path}
 	var findings []Finding
@@ -154,14 +155,14 @@ func analyze(src Source, idx int, configuration map[string]string) (*compiledRul
 	}
 
 	scan := scanAST(fn)
-	for _, m := range scan.requires {
-		name := normalizeModule(m)
-		if !moduleAvailable(name) {
-			add(SeverityError, "module %q is not available", m)
+	for _, id := range scan.requires {
+		m, ok := modules.resolve(id)
+		if !ok {
+			add(SeverityError, "module %q is not available", id)
 			continue
 		}
-		if !slices.Contains(r.modules, name) {
-			r.modules = append(r.modules, name)
+		if !slices.Contains(r.modules, m.name) {
+			r.modules = append(r.modules, m.name)
 		}
 	}
 	if scan.dynamicRequire {
@@ -169,6 +170,33 @@ func analyze(src Source, idx int, configuration map[string]string) (*compiledRul
 	}
 	r.configReads = scan.configReads
 
+	checkConfiguration(r, configuration, add)
+
+	for _, f := range findings {
+		if f.Severity == SeverityError {
+			return nil, findings
+		}
+	}
+
+	// Compile the function literal alone: running the program yields the
+	// rule function and declares nothing in the global scope.
+	p, err := goja.CompileAST(&ast.Program{
+		Body: []ast.Statement{&ast.ExpressionStatement{Expression: fn}},
+		File: prog.File,
+	}, false)
+	if err != nil {
+		add(SeverityError, "compile: %s", strings.TrimPrefix(err.Error(), "SyntaxError: "))
+		return nil, findings
+	}
+	r.program = p
+	return r, findings
+}
+
+// checkConfiguration reports, through add, mandatory configuration keys
+// of a gallery rule that configuration lacks (an error) and keys the code
+// reads that the front matter does not declare or configuration does not
+// set (warnings). A nil configuration is not checked.
+func checkConfiguration(r *compiledRule, configuration map[string]string, add func(sev, format string, args ...any)) {
 	if configuration != nil {
 		for _, f := range r.fields {
 			if f.Mandatory && configuration[f.Value] == "" {
@@ -199,25 +227,6 @@ func analyze(src Source, idx int, configuration map[string]string) (*compiledRul
 			}
 		}
 	}
-
-	for _, f := range findings {
-		if f.Severity == SeverityError {
-			return nil, findings
-		}
-	}
-
-	// Compile the function literal alone: running the program yields the
-	// rule function and declares nothing in the global scope.
-	p, err := goja.CompileAST(&ast.Program{
-		Body: []ast.Statement{&ast.ExpressionStatement{Expression: fn}},
-		File: prog.File,
-	}, false)
-	if err != nil {
-		add(SeverityError, "compile: %s", strings.TrimPrefix(err.Error(), "SyntaxError: "))
-		return nil, findings
-	}
-	r.program = p
-	return r, findings
 }
 
 // syntaxMessage formats the first parse error, undoing the column shift
@@ -402,7 +411,7 @@ func Lint(opts Options) []Finding {
 			findings = append(findings, Finding{Rule: name, Path: src.Path, Severity: SeverityError, Message: "duplicate rule name"})
 		}
 		names[name] = true
-		_, f := analyze(src, i, opts.Configuration)
+		_, f := analyze(src, i, opts.Configuration, builtinModules)
 		findings = append(findings, f...)
 	}
 	return findings

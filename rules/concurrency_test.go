@@ -181,9 +181,9 @@ func TestPoolWaitersWake(t *testing.T) {
 		t.Errorf("runtimes created = %d, want at most the pool size 2 plus the 8 waiting runs", got)
 	}
 	e.Close()
-	e.mu.Lock()
-	idle, slots := len(e.idle), e.slots
-	e.mu.Unlock()
+	e.pool.mu.Lock()
+	idle, slots := len(e.pool.idle), e.pool.slots
+	e.pool.mu.Unlock()
 	if idle != 0 || slots != 0 {
 		t.Errorf("after Close: %d idle, %d slots; want 0, 0", idle, slots)
 	}
@@ -197,7 +197,7 @@ func newPoolOfOne(t *testing.T) *Engine {
 // mustAcquire takes a runtime from e.
 func mustAcquire(t *testing.T, e *Engine) *jsRuntime {
 	t.Helper()
-	rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+	rt, err := e.pool.acquire(context.Background(), time.Now().Add(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func startWaiter(t *testing.T, e *Engine) <-chan *jsRuntime {
 	t.Helper()
 	got := make(chan *jsRuntime, 1)
 	go func() {
-		rt, err := e.acquire(context.Background(), time.Now().Add(5*time.Second))
+		rt, err := e.pool.acquire(context.Background(), time.Now().Add(5*time.Second))
 		if err != nil {
 			t.Error(err)
 		}
@@ -225,9 +225,9 @@ func startWaiter(t *testing.T, e *Engine) <-chan *jsRuntime {
 func waitForWaiters(t *testing.T, e *Engine, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		e.mu.Lock()
-		w := e.waiters
-		e.mu.Unlock()
+		e.pool.mu.Lock()
+		w := e.pool.waiters
+		e.pool.mu.Unlock()
 		if w == n {
 			return
 		}
@@ -244,17 +244,17 @@ func TestPoolServesWaitersFirst(t *testing.T) {
 	e := newPoolOfOne(t)
 	held := mustAcquire(t, e)
 	got := startWaiter(t, e)
-	e.release(held, false)
-	if rt := e.pop(); rt != nil {
+	e.pool.release(held, false)
+	if rt := e.pool.pop(); rt != nil {
 		t.Fatal("a newcomer took the runtime released for the waiting run")
 	}
 	if rt := <-got; rt != held {
 		t.Fatalf("waiter got %p, want the released runtime %p", rt, held)
 	}
-	e.release(held, false)
-	e.mu.Lock()
-	idle, waiters := len(e.idle), e.waiters
-	e.mu.Unlock()
+	e.pool.release(held, false)
+	e.pool.mu.Lock()
+	idle, waiters := len(e.pool.idle), e.pool.waiters
+	e.pool.mu.Unlock()
 	if idle != 1 || waiters != 0 {
 		t.Errorf("after the waiter released: %d idle, %d waiters; want 1, 0", idle, waiters)
 	}
@@ -268,16 +268,16 @@ func TestPoolWaiterLeavesLine(t *testing.T) {
 	held := mustAcquire(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	if rt, err := e.acquire(ctx, time.Now().Add(5*time.Second)); err == nil {
+	if rt, err := e.pool.acquire(ctx, time.Now().Add(5*time.Second)); err == nil {
 		t.Fatalf("acquire with every runtime busy returned %p before its deadline", rt)
 	}
-	e.release(held, false)
-	if rt := e.pop(); rt != held {
+	e.pool.release(held, false)
+	if rt := e.pool.pop(); rt != held {
 		t.Fatalf("after the waiter left, the released runtime was not idle (pop = %p)", rt)
 	}
 
 	got := startWaiter(t, e)
-	e.release(held, true) // discarded: its slot frees up
+	e.pool.release(held, true) // discarded: its slot frees up
 	rt := <-got
 	if rt == nil || rt == held {
 		t.Fatalf("waiter got %p, want a new runtime", rt)
@@ -285,7 +285,7 @@ func TestPoolWaiterLeavesLine(t *testing.T) {
 	if n := e.Stats().RuntimesCreated; n != 2 {
 		t.Errorf("runtimes created = %d, want 2", n)
 	}
-	e.release(rt, false)
+	e.pool.release(rt, false)
 }
 
 // TestPoolFreedSlotGoesToWaiter: when a runtime is dropped while a run
@@ -295,20 +295,20 @@ func TestPoolFreedSlotGoesToWaiter(t *testing.T) {
 	e := newPoolOfOne(t)
 	held := mustAcquire(t, e)
 	got := startWaiter(t, e)
-	e.release(held, true) // discarded: the slot passes to the waiter
+	e.pool.release(held, true) // discarded: the slot passes to the waiter
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	if rt, err := e.acquire(ctx, time.Now().Add(5*time.Second)); err == nil {
+	if rt, err := e.pool.acquire(ctx, time.Now().Add(5*time.Second)); err == nil {
 		t.Fatalf("a newcomer got runtime %p in the slot freed for the waiting run", rt)
 	}
 	rt := <-got
 	if rt == nil || rt == held {
 		t.Fatalf("waiter got %p, want a new runtime", rt)
 	}
-	e.release(rt, false)
-	e.mu.Lock()
-	idle, slots, waiters := len(e.idle), e.slots, e.waiters
-	e.mu.Unlock()
+	e.pool.release(rt, false)
+	e.pool.mu.Lock()
+	idle, slots, waiters := len(e.pool.idle), e.pool.slots, e.pool.waiters
+	e.pool.mu.Unlock()
 	if idle != 1 || slots != 1 || waiters != 0 {
 		t.Errorf("afterwards: %d idle, %d slots, %d waiters; want 1, 1, 0", idle, slots, waiters)
 	}
@@ -322,14 +322,14 @@ func TestPoolCloseWithWaiters(t *testing.T) {
 	held := mustAcquire(t, e)
 	got := startWaiter(t, e)
 	e.Close()
-	e.release(held, false)
+	e.pool.release(held, false)
 	if rt := <-got; rt != held {
 		t.Fatalf("waiter got %p, want the runtime released to it %p", rt, held)
 	}
-	e.release(held, false) // closed, nobody waits: dropped
-	e.mu.Lock()
-	idle, slots, waiters := len(e.idle), e.slots, e.waiters
-	e.mu.Unlock()
+	e.pool.release(held, false) // closed, nobody waits: dropped
+	e.pool.mu.Lock()
+	idle, slots, waiters := len(e.pool.idle), e.pool.slots, e.pool.waiters
+	e.pool.mu.Unlock()
 	if idle != 0 || slots != 0 || waiters != 0 {
 		t.Errorf("after Close: %d idle, %d slots, %d waiters; want 0, 0, 0", idle, slots, waiters)
 	}

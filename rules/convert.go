@@ -46,39 +46,10 @@ func (rt *jsRuntime) toJS(v any, depth int, b *inputBudget) (goja.Value, error) 
 		return nil, errInputTooLarge
 	}
 	vm := rt.vm
+	if jv, cost, ok := scalarJS(vm, v); ok {
+		return jv, b.add(cost)
+	}
 	switch x := v.(type) {
-	case nil:
-		return goja.Null(), b.add(4)
-	case string:
-		return vm.ToValue(x), b.add(len(x) + 2)
-	case bool:
-		return vm.ToValue(x), b.add(4)
-	case int:
-		return vm.ToValue(x), b.add(8)
-	case int32:
-		return vm.ToValue(x), b.add(8)
-	case int64:
-		return vm.ToValue(x), b.add(8)
-	case uint32:
-		return vm.ToValue(x), b.add(8)
-	case uint64:
-		return vm.ToValue(x), b.add(8)
-	case float32:
-		return vm.ToValue(float64(x)), b.add(8)
-	case float64:
-		return vm.ToValue(x), b.add(8)
-	case json.Number:
-		if err := b.add(len(x)); err != nil {
-			return nil, err
-		}
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil && i >= -(1<<53) && i <= 1<<53 {
-			return vm.ToValue(i), nil
-		}
-		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil {
-			return vm.ToValue(string(x)), nil
-		}
-		return vm.ToValue(f), nil
 	case map[string]any:
 		return rt.objectFromMap(x, depth, b)
 	case map[string]string:
@@ -139,6 +110,46 @@ func (rt *jsRuntime) toJS(v any, depth int, b *inputBudget) (goja.Value, error) 
 		b.used -= len(data) // counted again below, piece by piece
 		return rt.toJS(generic, depth, b)
 	}
+}
+
+// scalarJS converts the scalars both input builders accept (toJS and
+// lazyJS) and says what each costs in the input budget; ok is false for
+// any other value.
+func scalarJS(vm *goja.Runtime, v any) (val goja.Value, cost int, ok bool) {
+	switch x := v.(type) {
+	case nil:
+		return goja.Null(), 4, true
+	case string:
+		return vm.ToValue(x), len(x) + 2, true
+	case bool:
+		return vm.ToValue(x), 4, true
+	case int:
+		return vm.ToValue(x), 8, true
+	case int32:
+		return vm.ToValue(x), 8, true
+	case int64:
+		return vm.ToValue(x), 8, true
+	case uint32:
+		return vm.ToValue(x), 8, true
+	case uint64:
+		return vm.ToValue(x), 8, true
+	case float32:
+		return vm.ToValue(float64(x)), 8, true
+	case float64:
+		return vm.ToValue(x), 8, true
+	case json.Number:
+		// An integer within ±2^53 stays exact; anything else that is
+		// not a number stays a string.
+		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil && i >= -(1<<53) && i <= 1<<53 {
+			return vm.ToValue(i), len(x), true
+		}
+		f, err := strconv.ParseFloat(string(x), 64)
+		if err != nil {
+			return vm.ToValue(string(x)), len(x), true
+		}
+		return vm.ToValue(f), len(x), true
+	}
+	return nil, 0, false
 }
 
 func (rt *jsRuntime) objectFromMap(m map[string]any, depth int, b *inputBudget) (*goja.Object, error) {
@@ -212,7 +223,11 @@ func (rt *jsRuntime) buildUser(m map[string]any, b *inputBudget) (*goja.Object, 
 	return obj, nil
 }
 
-// buildContext builds the context argument.
+// buildContext builds the context argument as native objects. buildUser
+// and buildContext are the reference input builders: lazyUser and
+// lazyContext (lazy.go) must show rules the same objects, charge the
+// same budget and fail on the same inputs (converter_test.go and
+// lazy_test.go compare them).
 func (rt *jsRuntime) buildContext(c *Context, b *inputBudget) (*goja.Object, error) {
 	vm := rt.vm
 	var obj *goja.Object
@@ -251,73 +266,20 @@ func (rt *jsRuntime) buildContext(c *Context, b *inputBudget) (*goja.Object, err
 		return nil, err
 	}
 
-	req := vm.NewObject()
-	for _, kv := range [...][2]string{
-		{"ip", c.Request.IP},
-		{"hostname", c.Request.Hostname},
-		{"userAgent", c.Request.UserAgent},
-	} {
-		if err := b.add(len(kv[0]) + len(kv[1]) + 4); err != nil {
-			return nil, err
-		}
-		if err := req.Set(kv[0], kv[1]); err != nil {
-			return nil, err
-		}
-	}
-	for _, kv := range [...]struct {
-		k string
-		v map[string]any
-	}{{"query", c.Request.Query}, {"body", c.Request.Body}} {
-		o, err := rt.objectFromMap(kv.v, 2, b)
-		if err != nil {
-			return nil, err
-		}
-		if err := req.Set(kv.k, o); err != nil {
-			return nil, err
-		}
-	}
-	nets := c.Request.Networks
-	if nets == nil {
-		nets = []string{}
-	}
-	nv, err := rt.toJS(nets, 2, b)
+	req, err := rt.buildRequest(&c.Request, b)
 	if err != nil {
 		return nil, err
-	}
-	if err := req.Set("networks", nv); err != nil {
-		return nil, err
-	}
-	if c.Request.Geoip != nil {
-		g, err := rt.objectFromMap(c.Request.Geoip, 2, b)
-		if err != nil {
-			return nil, err
-		}
-		if err := req.Set("geoip", g); err != nil {
-			return nil, err
-		}
 	}
 	if err := obj.Set("request", req); err != nil {
 		return nil, err
 	}
 
-	methods := make([]any, len(c.AuthenticationMethods))
-	for i, m := range c.AuthenticationMethods {
+	for _, m := range c.AuthenticationMethods {
 		if err := b.add(len(m.Name) + 32); err != nil {
 			return nil, err
 		}
-		mo := vm.NewObject()
-		if err := mo.Set("name", m.Name); err != nil {
-			return nil, err
-		}
-		if err := mo.Set("timestamp", m.Timestamp); err != nil {
-			return nil, err
-		}
-		methods[i] = mo
 	}
-	auth := vm.NewObject()
-	if err := auth.Set("methods", vm.NewArray(methods...)); err != nil {
-		return nil, err
-	}
+	auth := rt.authenticationObject(c.AuthenticationMethods)
 	if err := obj.Set("authentication", auth); err != nil {
 		return nil, err
 	}
@@ -340,6 +302,73 @@ func (rt *jsRuntime) buildContext(c *Context, b *inputBudget) (*goja.Object, err
 		return nil, err
 	}
 	return obj, nil
+}
+
+// buildRequest builds context.request.
+func (rt *jsRuntime) buildRequest(r *Request, b *inputBudget) (*goja.Object, error) {
+	vm := rt.vm
+	req := vm.NewObject()
+	for _, kv := range [...][2]string{
+		{"ip", r.IP},
+		{"hostname", r.Hostname},
+		{"userAgent", r.UserAgent},
+	} {
+		if err := b.add(len(kv[0]) + len(kv[1]) + 4); err != nil {
+			return nil, err
+		}
+		if err := req.Set(kv[0], kv[1]); err != nil {
+			return nil, err
+		}
+	}
+	for _, kv := range [...]struct {
+		k string
+		v map[string]any
+	}{{"query", r.Query}, {"body", r.Body}} {
+		o, err := rt.objectFromMap(kv.v, 2, b)
+		if err != nil {
+			return nil, err
+		}
+		if err := req.Set(kv.k, o); err != nil {
+			return nil, err
+		}
+	}
+	nets := r.Networks
+	if nets == nil {
+		nets = []string{}
+	}
+	nv, err := rt.toJS(nets, 2, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Set("networks", nv); err != nil {
+		return nil, err
+	}
+	if r.Geoip != nil {
+		g, err := rt.objectFromMap(r.Geoip, 2, b)
+		if err != nil {
+			return nil, err
+		}
+		if err := req.Set("geoip", g); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+// authenticationObject builds context.authentication: {methods: [{name,
+// timestamp}, ...]}.
+func (rt *jsRuntime) authenticationObject(methods []Method) *goja.Object {
+	vm := rt.vm
+	items := make([]any, len(methods))
+	for i, m := range methods {
+		mo := vm.NewObject()
+		must(mo.Set("name", m.Name))
+		must(mo.Set("timestamp", m.Timestamp))
+		items[i] = mo
+	}
+	auth := vm.NewObject()
+	must(auth.Set("methods", vm.NewArray(items...)))
+	return auth
 }
 
 var (

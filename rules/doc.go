@@ -71,9 +71,12 @@
 // console (to the engine's slog logger with rule=<name>), global (the
 // global object itself, persisting across the runs of one pooled runtime,
 // as in Auth0), setTimeout & co, URL and URLSearchParams. There is no
-// process, no file system and no network. require() is a deny-by-default
-// registry of native Go modules: ipaddr.js, jsonwebtoken, querystring, url
-// and buffer; "name@version" ignores the version. Budgets: each rule gets
+// process, no file system and no network. require() resolves through a
+// deny-by-default registry of native Go modules: ipaddr.js, jsonwebtoken,
+// querystring, url and buffer; "name@version" ignores the version, and the
+// Node.js core modules (buffer, querystring, url) also answer to
+// "node:name". New and Lint refuse a literal require() of any other name;
+// a computed one throws an Error with code MODULE_NOT_FOUND. Budgets: each rule gets
 // Options.RuleTimeout and the run Options.PipelineTimeout, both capped by
 // the context deadline; goja's Interrupt stops runaway code (an infinite
 // loop costs at most its budget). One stretch of synchronous JavaScript
@@ -128,4 +131,34 @@
 // and one interrupt timer per runtime serves every rule budget. An Engine
 // is immutable: to reload rules, build a new one and swap it in
 // atomically.
+//
+// # Layout
+//
+//   - engine.go: Options, New, Run and the pipeline of one run.
+//   - pool.go: the runtimes and the places to run JavaScript (PoolSize,
+//     MaxWaitingRuns); it knows nothing of what a runtime holds.
+//   - runtime.go: one goja runtime: its globals, the interrupt that
+//     enforces budgets, timers and the per-rule event loop.
+//   - source.go and analyze.go: reading rule files, validating,
+//     compiling and linting them.
+//   - convert.go builds user and context as native objects and is the
+//     reference; lazy.go builds the same objects on first access and is
+//     tested against it. readback.go turns the final objects into a
+//     Result.
+//   - modules.go is the module registry; each module has its own file,
+//     module_<name>.go (ipaddr.go and jsonwebtoken_*.go hold the larger
+//     parts of two of them). console.go, prelude.js (Buffer, the error
+//     classes), lockdown.js and protoguard.go complete the sandbox.
+//
+// # Extension points
+//
+// A native module is a nativeModule value, a name and a loader that
+// builds its exports in one runtime, listed in builtinModules: load and
+// lint then accept require() of it, each runtime loads it at most once,
+// and it is frozen like the other built-ins. A script kind other than a
+// rule (another entry point than function (user, context, callback))
+// needs its own analysis into compiled programs and its own run loop; it
+// can share the pool, the runtime's sandbox, budgets and event loop, and
+// the module registry, none of which depend on the rule calling
+// convention.
 package rules

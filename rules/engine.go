@@ -8,7 +8,6 @@ import (
 	"maps"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -115,8 +114,10 @@ type Engine struct {
 	rules      []*compiledRule
 	names      []string
 	configKeys []string
-	logger     *slog.Logger
-	now        func() time.Time
+	// modules are the native modules require() resolves through.
+	modules *moduleRegistry
+	logger  *slog.Logger
+	now     func() time.Time
 	// maxSlice is the longest stretch of synchronous JavaScript (the
 	// package's maxSlice; tests that are not about it raise it).
 	maxSlice time.Duration
@@ -125,41 +126,12 @@ type Engine struct {
 	// operation lazy objects do not support.
 	nativeInput bool
 
-	// idle holds the runtimes not in use, the most recently released
-	// last: acquire takes that one (LIFO), whose objects are most likely
-	// still in the CPU's caches. A FIFO rotation through every runtime
-	// made a real server's Check touch cold memory each time.
-	idle []*jsRuntime // guarded by mu
-	// waiters counts the acquirers waiting for a runtime that no release
-	// has served yet (guarded by mu). While there are any, a released
-	// runtime goes to them through handoff, oldest waiter first (a
-	// channel serves blocked receivers in order), never to idle: a new
-	// request cannot overtake one that has been waiting.
-	waiters int
-	// handoff carries runtimes to waiters, or nil: a slot freed by a
-	// dropped runtime, reserved for the waiter that receives it to build
-	// a new one in. Everything in it holds a slot and there are at most
-	// PoolSize slots, its capacity, so a send under mu never blocks.
-	handoff chan *jsRuntime
-	mu      sync.Mutex
-	slots   int // runtimes in existence (idle, handed over or in use); guarded by mu
-	// capacity is the most runtimes there may be: PoolSize running plus
-	// MaxWaitingRuns parked.
-	capacity int
-	// cpu holds a token per run executing JavaScript (PoolSize at most);
-	// blocked senders are served in order.
-	cpu chan struct{}
-	// queued counts the runs waiting for a cpu token; holdNanos is the
-	// moving average of how long a token is held.
-	queued    atomic.Int64
-	holdNanos atomic.Int64
-	queueObs  QueueObserver
-	closed    atomic.Bool
+	// pool holds the runtimes and the places to run JavaScript.
+	pool *pool
 
-	compiles          atomic.Int64
-	runtimesCreated   atomic.Int64
-	runtimesDiscarded atomic.Int64
-	runs              atomic.Int64
+	compiles        atomic.Int64
+	runtimesCreated atomic.Int64
+	runs            atomic.Int64
 }
 
 // New validates and compiles every enabled rule. It reports every problem
@@ -173,14 +145,13 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	setRegexpTimeout()
-	qo, _ := opts.Observer.(QueueObserver)
 	e := &Engine{
-		queueObs:   qo,
 		maxSlice:   maxSlice,
 		opts:       opts,
 		logger:     opts.Logger,
 		now:        opts.Now,
 		configKeys: sortedKeys(opts.Configuration),
+		modules:    builtinModules,
 	}
 	var problems, warnings []Finding
 	seen := map[string]bool{}
@@ -201,7 +172,7 @@ func New(opts Options) (*Engine, error) {
 		if needsNativeObjects(src.Code) {
 			e.nativeInput = true
 		}
-		r, findings := analyze(src, i, cfg)
+		r, findings := analyze(src, i, cfg, e.modules)
 		for _, f := range findings {
 			if f.Severity == SeverityError {
 				problems = append(problems, f)
@@ -221,10 +192,8 @@ func New(opts Options) (*Engine, error) {
 	for _, f := range warnings {
 		e.logger.Warn("rule warning (see `stepup rules lint`)", "rule", f.Rule, "warning", f.Message)
 	}
-	e.capacity = opts.PoolSize + opts.MaxWaitingRuns
-	e.idle = make([]*jsRuntime, 0, e.capacity)
-	e.handoff = make(chan *jsRuntime, e.capacity)
-	e.cpu = make(chan struct{}, opts.PoolSize)
+	qo, _ := opts.Observer.(QueueObserver)
+	e.pool = newPool(opts.PoolSize, opts.MaxWaitingRuns, qo, e.newRuntime)
 	return e, nil
 }
 
@@ -233,24 +202,12 @@ func normalize(o *Options) error {
 	if o.RuleTimeout < 0 || o.PipelineTimeout < 0 || o.MaxCallStackSize < 0 || o.MaxInputBytes < 0 || o.PoolSize < 0 {
 		errs = append(errs, errors.New("negative limit in rules options"))
 	}
-	if o.RuleTimeout == 0 {
-		o.RuleTimeout = DefaultRuleTimeout
-	}
-	if o.PipelineTimeout == 0 {
-		o.PipelineTimeout = DefaultPipelineTimeout
-	}
-	if o.MaxCallStackSize == 0 {
-		o.MaxCallStackSize = DefaultMaxCallStackSize
-	}
-	if o.MaxRuntimeMemory == 0 {
-		o.MaxRuntimeMemory = DefaultMaxRuntimeMemory
-	}
-	if o.MaxInputBytes == 0 {
-		o.MaxInputBytes = DefaultMaxInputBytes
-	}
-	if o.PoolSize == 0 {
-		o.PoolSize = 2 * runtime.GOMAXPROCS(0)
-	}
+	orDefault(&o.RuleTimeout, DefaultRuleTimeout)
+	orDefault(&o.PipelineTimeout, DefaultPipelineTimeout)
+	orDefault(&o.MaxCallStackSize, DefaultMaxCallStackSize)
+	orDefault(&o.MaxRuntimeMemory, DefaultMaxRuntimeMemory)
+	orDefault(&o.MaxInputBytes, DefaultMaxInputBytes)
+	orDefault(&o.PoolSize, 2*runtime.GOMAXPROCS(0))
 	switch {
 	case o.MaxWaitingRuns == 0:
 		o.MaxWaitingRuns = 4 * o.PoolSize
@@ -270,6 +227,14 @@ func normalize(o *Options) error {
 	return errors.Join(errs...)
 }
 
+// orDefault sets *v to def when it is the zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
 // Rules returns the names of the enabled rules in run order.
 func (e *Engine) Rules() []string { return slices.Clone(e.names) }
 
@@ -278,212 +243,19 @@ func (e *Engine) Stats() Stats {
 	return Stats{
 		Compiles:          e.compiles.Load(),
 		RuntimesCreated:   e.runtimesCreated.Load(),
-		RuntimesDiscarded: e.runtimesDiscarded.Load(),
+		RuntimesDiscarded: e.pool.discarded.Load(),
 		Runs:              e.runs.Load(),
 	}
 }
 
 // Close releases the pooled runtimes. Runs in flight finish; later runs
 // fail with KindInternal. Close is idempotent.
-func (e *Engine) Close() {
-	if e.closed.Swap(true) {
-		return
-	}
-	e.mu.Lock()
-	idle := e.idle
-	e.idle = nil
-	e.mu.Unlock()
-	for _, rt := range idle {
-		e.drop(rt)
-	}
-}
+func (e *Engine) Close() { e.pool.close() }
 
-// Warm creates up to n runtimes ahead of traffic (at most PoolSize), so
-// that the first requests do not pay for runtime construction.
-func (e *Engine) Warm(n int) error {
-	var rts []*jsRuntime
-	defer func() {
-		for _, rt := range rts {
-			e.release(rt, false)
-		}
-	}()
-	for range min(n, e.capacity) {
-		if !e.reserve() {
-			return nil
-		}
-		rt, err := e.newRuntime()
-		if err != nil {
-			e.unreserve()
-			return err
-		}
-		rts = append(rts, rt)
-	}
-	return nil
-}
-
-func (e *Engine) reserve() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.slots >= e.capacity {
-		return false
-	}
-	e.slots++
-	return true
-}
-
-func (e *Engine) unreserve() {
-	e.mu.Lock()
-	e.passSlotLocked()
-	e.mu.Unlock()
-}
-
-// acquire returns a runtime: an idle one, a new one while fewer than
-// PoolSize exist, or else the next one released, waiting for it in line
-// until the deadline.
-func (e *Engine) acquire(ctx context.Context, deadline time.Time) (*jsRuntime, error) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		e.mu.Lock()
-		if rt := e.popLocked(); rt != nil {
-			e.mu.Unlock()
-			return rt, nil
-		}
-		if e.slots < e.capacity {
-			e.slots++
-			e.mu.Unlock()
-			rt, err := e.newRuntime()
-			if err != nil {
-				e.unreserve()
-				return nil, err
-			}
-			return rt, nil
-		}
-		e.waiters++
-		e.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(time.Until(deadline))
-		}
-		select {
-		case rt := <-e.handoff:
-			if rt != nil {
-				return rt, nil
-			}
-			// A slot passed on to this waiter: build a runtime in it.
-			rt, err := e.newRuntime()
-			if err != nil {
-				e.unreserve()
-				return nil, err
-			}
-			return rt, nil
-		case <-ctx.Done():
-			e.abandon()
-			return nil, context.Cause(ctx)
-		case <-timer.C:
-			e.abandon()
-			return nil, errors.New("no JavaScript runtime became available before the deadline")
-		}
-	}
-}
-
-// abandon takes a waiter out of the line. A release may have served it
-// meanwhile: then a runtime or a slot is in handoff (for it, or for a
-// waiter that has not received yet), and passing that on keeps the count
-// right either way.
-func (e *Engine) abandon() {
-	e.mu.Lock()
-	var rt *jsRuntime
-	select {
-	case rt = <-e.handoff:
-		if rt == nil {
-			e.passSlotLocked()
-			e.mu.Unlock()
-			return
-		}
-	default:
-		e.waiters--
-		e.mu.Unlock()
-		return
-	}
-	kept := e.giveLocked(rt)
-	e.mu.Unlock()
-	if !kept {
-		e.drop(rt)
-	}
-}
-
-// release returns a runtime to the pool, or drops it.
-func (e *Engine) release(rt *jsRuntime, discard bool) {
-	if discard {
-		e.runtimesDiscarded.Add(1)
-		e.drop(rt)
-		return
-	}
-	e.mu.Lock()
-	kept := e.giveLocked(rt)
-	e.mu.Unlock()
-	if !kept {
-		e.drop(rt)
-	}
-}
-
-// giveLocked hands rt to the oldest waiter (also on a closed engine:
-// runs already waiting on it finish there), or makes it idle. It reports
-// false when the caller must drop rt instead (the engine is closed and
-// nobody waits). Called with mu held; Close takes the idle runtimes under
-// mu too, so a runtime released concurrently with Close is never left
-// idle.
-func (e *Engine) giveLocked(rt *jsRuntime) bool {
-	switch {
-	case e.waiters > 0:
-		e.waiters--
-		e.handoff <- rt
-	case e.closed.Load():
-		return false
-	default:
-		e.idle = append(e.idle, rt)
-	}
-	return true
-}
-
-// passSlotLocked passes a free slot to the oldest waiter, or gives it
-// back. Called with mu held.
-func (e *Engine) passSlotLocked() {
-	if e.waiters > 0 {
-		e.waiters--
-		e.handoff <- nil
-		return
-	}
-	e.slots--
-}
-
-// pop takes the most recently released idle runtime, or returns nil.
-// While acquirers wait, idle is empty: releases go to them.
-func (e *Engine) pop() *jsRuntime {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.popLocked()
-}
-
-func (e *Engine) popLocked() *jsRuntime {
-	n := len(e.idle)
-	if n == 0 {
-		return nil
-	}
-	rt := e.idle[n-1]
-	e.idle[n-1] = nil
-	e.idle = e.idle[:n-1]
-	return rt
-}
-
-func (e *Engine) drop(rt *jsRuntime) {
-	rt.close()
-	e.unreserve()
-}
+// Warm creates up to n runtimes ahead of traffic (at most PoolSize +
+// MaxWaitingRuns), so that the first requests do not pay for runtime
+// construction.
+func (e *Engine) Warm(n int) error { return e.pool.warm(n) }
 
 // Run executes the pipeline once. It never panics and never returns an
 // allow on a fault: every failure is reported in Result.Err.
@@ -496,7 +268,7 @@ func (e *Engine) RunDebug(ctx context.Context, in Input) Result { return e.run(c
 
 func (e *Engine) run(ctx context.Context, in Input, debug bool) (res Result) {
 	e.runs.Add(1)
-	if e.closed.Load() {
+	if e.pool.closed.Load() {
 		return Result{Err: &Error{Kind: KindInternal, Name: "InternalError", Message: ErrClosed.Error()}}
 	}
 	if ctx == nil {
@@ -508,30 +280,14 @@ func (e *Engine) run(ctx context.Context, in Input, debug bool) (res Result) {
 	// Waiting for a place and a runtime (or building one) and running
 	// the pipeline each get PipelineTimeout; the context deadline caps
 	// both.
-	start := time.Now()
-	queueDeadline := e.deadline(ctx)
-	if err := e.takeCPU(ctx, queueDeadline); err != nil {
+	rt, err := e.pool.get(ctx, e.deadline(ctx))
+	if err != nil {
 		return Result{Err: err}
 	}
-	rt := e.pop()
-	if rt == nil {
-		var err error
-		if rt, err = e.acquire(ctx, queueDeadline); err != nil {
-			e.releaseCPU(start)
-			e.observeQueue("timeout", time.Since(start))
-			return Result{Err: &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "no runtime: " + err.Error()}}
-		}
-	}
-	e.observeQueue("ok", time.Since(start))
 	deadline := e.deadline(ctx)
 	discard := false
-	rt.cpuSince = time.Now()
-	rt.hasCPU = true
 	defer func() {
-		if rt.hasCPU {
-			rt.hasCPU = false
-			e.releaseCPU(rt.cpuSince)
-		}
+		e.pool.yieldCPU(rt)
 		if p := recover(); p != nil {
 			rule := rt.st.rule
 			e.logger.LogAttrs(ctx, slog.LevelError, "rules: internal fault", slog.String("rule", rule), slog.String("panic", fmt.Sprint(p)))
@@ -539,63 +295,10 @@ func (e *Engine) run(ctx context.Context, in Input, debug bool) (res Result) {
 			discard = true
 		}
 		rt.st.end()
-		e.release(rt, discard)
+		e.pool.release(rt, discard)
 	}()
 	res, discard = rt.runPipeline(ctx, in, deadline, debug)
 	return res
-}
-
-// takeCPU takes a place to run JavaScript, waiting in line until
-// deadline, or fails at once when the expected wait would pass it.
-func (e *Engine) takeCPU(ctx context.Context, deadline time.Time) *Error {
-	select {
-	case e.cpu <- struct{}{}:
-		return nil
-	default:
-	}
-	start := time.Now()
-	ahead := e.queued.Add(1)
-	defer e.queued.Add(-1)
-	expected := time.Duration(ahead * e.holdNanos.Load() / int64(e.opts.PoolSize))
-	if start.Add(expected).After(deadline) {
-		e.observeQueue("rejected", 0)
-		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: fmt.Sprintf("overloaded: %d runs waiting to run, the expected wait %v passes the deadline", ahead, expected.Round(time.Millisecond))}
-	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case e.cpu <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		e.observeQueue("timeout", time.Since(start))
-		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "request cancelled while waiting to run: " + context.Cause(ctx).Error()}
-	case <-timer.C:
-		e.observeQueue("timeout", time.Since(start))
-		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "no place to run before the deadline"}
-	}
-}
-
-// releaseCPU gives back a place taken at since, and folds the hold time
-// into the average (weight 1/8).
-func (e *Engine) releaseCPU(since time.Time) {
-	<-e.cpu
-	held := int64(time.Since(since))
-	for {
-		old := e.holdNanos.Load()
-		avg := held
-		if old != 0 {
-			avg = old + (held-old)/8
-		}
-		if e.holdNanos.CompareAndSwap(old, avg) {
-			return
-		}
-	}
-}
-
-func (e *Engine) observeQueue(outcome string, d time.Duration) {
-	if e.queueObs != nil {
-		e.queueObs.ObserveQueueWait(outcome, d)
-	}
 }
 
 // deadline is PipelineTimeout from now, capped by the context deadline.

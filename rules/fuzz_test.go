@@ -33,7 +33,7 @@ func FuzzParseGallery(f *testing.F) {
 			t.Fatalf("CodeLine = %d", g.CodeLine)
 		}
 		// Whatever parses must also go through the analyser without panics.
-		_, _ = analyze(Source{Name: "f", Path: "f.md", Code: data, Enabled: true}, 0, map[string]string{})
+		_, _ = analyze(Source{Name: "f", Path: "f.md", Code: data, Enabled: true}, 0, map[string]string{}, builtinModules)
 	})
 }
 

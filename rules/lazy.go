@@ -385,16 +385,7 @@ func (o *lazyObject) materialize(p *lazyProp) goja.Value {
 	case lazyRequest:
 		return vm.NewDynamicObject(&o.in.req)
 	case lazyAuthentication:
-		methods := make([]any, len(c.AuthenticationMethods))
-		for i, m := range c.AuthenticationMethods {
-			mo := vm.NewObject()
-			must(mo.Set("name", m.Name))
-			must(mo.Set("timestamp", m.Timestamp))
-			methods[i] = mo
-		}
-		auth := vm.NewObject()
-		must(auth.Set("methods", vm.NewArray(methods...)))
-		return auth
+		return rt.authenticationObject(c.AuthenticationMethods)
 	case lazyStats:
 		return rt.lazyMap(c.Stats)
 	case lazySSO:
@@ -524,36 +515,10 @@ func (rt *jsRuntime) lazyStrings(m map[string]string) *goja.Object {
 // values, with maps as lazy objects.
 func (rt *jsRuntime) lazyJS(v any) goja.Value {
 	vm := rt.vm
+	if jv, _, ok := scalarJS(vm, v); ok {
+		return jv
+	}
 	switch x := v.(type) {
-	case nil:
-		return goja.Null()
-	case string:
-		return vm.ToValue(x)
-	case bool:
-		return vm.ToValue(x)
-	case int:
-		return vm.ToValue(x)
-	case int32:
-		return vm.ToValue(x)
-	case int64:
-		return vm.ToValue(x)
-	case uint32:
-		return vm.ToValue(x)
-	case uint64:
-		return vm.ToValue(x)
-	case float32:
-		return vm.ToValue(float64(x))
-	case float64:
-		return vm.ToValue(x)
-	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil && i >= -(1<<53) && i <= 1<<53 {
-			return vm.ToValue(i)
-		}
-		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil {
-			return vm.ToValue(string(x))
-		}
-		return vm.ToValue(f)
 	case map[string]any:
 		return rt.lazyMap(x)
 	case map[string]string:

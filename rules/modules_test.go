@@ -1,8 +1,11 @@
 package rules
 
 import (
+	"os"
+	"strings"
 	"testing"
 
+	"github.com/dop251/goja"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -97,5 +100,51 @@ return [b.toString(), s.toString(), Buffer.isBuffer(s), s.equals(Buffer.from('bc
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestModuleRegistry: every registered module loads under each name
+// require() accepts for it, is frozen like the other built-ins, and is
+// listed in the package documentation; other names are refused.
+func TestModuleRegistry(t *testing.T) {
+	names := builtinModules.names()
+	if want := []string{"buffer", "ipaddr.js", "jsonwebtoken", "querystring", "url"}; !cmp.Equal(names, want) {
+		t.Fatalf("registered modules %v, want %v", names, want)
+	}
+	e := newEngine(t, Options{})
+	rt, err := e.newRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.close()
+	isFrozen, _ := goja.AssertFunction(rt.vm.Get("Object").ToObject(rt.vm).Get("isFrozen"))
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		ids := []string{name, name + "@1.0.0"}
+		if m, _ := builtinModules.resolve(name); m.nodeCore {
+			ids = append(ids, "node:"+name)
+		}
+		for _, id := range ids {
+			v, err := rt.requireModule(id)
+			if err != nil {
+				t.Errorf("require(%q): %v", id, err)
+				continue
+			}
+			r, err := isFrozen(goja.Undefined(), v)
+			if err != nil || !r.ToBoolean() {
+				t.Errorf("require(%q) is not frozen (%v)", id, err)
+			}
+		}
+		if !strings.Contains(string(doc), name) {
+			t.Errorf("doc.go does not mention module %q", name)
+		}
+	}
+	for _, id := range []string{"fs", "node:ipaddr.js", "node:jsonwebtoken", "child_process@1.0.0", ""} {
+		if _, ok := builtinModules.resolve(id); ok {
+			t.Errorf("resolve(%q) succeeded", id)
+		}
 	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/dlclark/regexp2/v2"
 	"github.com/dop251/goja"
-	gojaurl "github.com/dop251/goja_nodejs/url"
 )
 
 //go:embed prelude.js
@@ -95,7 +94,7 @@ type jsRuntime struct {
 
 	modules     map[string]goja.Value
 	nextTimerID int64
-	// hasCPU says the run holds a place to run JavaScript (Engine.cpu),
+	// hasCPU says the run holds a place to run JavaScript (pool.cpu),
 	// taken at cpuSince.
 	hasCPU   bool
 	cpuSince time.Time
@@ -394,10 +393,7 @@ func (rt *jsRuntime) disarm() {
 // place to run JavaScript while it sleeps and takes one again, in line,
 // before deadline.
 func (rt *jsRuntime) wait(ctx context.Context, d time.Duration, deadline time.Time) *Error {
-	if rt.hasCPU {
-		rt.hasCPU = false
-		rt.e.releaseCPU(rt.cpuSince)
-	}
+	rt.e.pool.yieldCPU(rt)
 	rt.sleep.Reset(d)
 	select {
 	case <-rt.sleep.C:
@@ -405,11 +401,7 @@ func (rt *jsRuntime) wait(ctx context.Context, d time.Duration, deadline time.Ti
 		rt.sleep.Stop()
 		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "request cancelled: " + context.Cause(ctx).Error()}
 	}
-	if err := rt.e.takeCPU(ctx, deadline); err != nil {
-		return err
-	}
-	rt.hasCPU, rt.cpuSince = true, time.Now()
-	return nil
+	return rt.e.pool.resumeCPU(ctx, rt, deadline)
 }
 
 // cb is the callback given to rules: callback(err, user, context).
@@ -779,14 +771,4 @@ func (rt *jsRuntime) construct(ctor *goja.Object, args ...goja.Value) *goja.Obje
 		panic(err)
 	}
 	return o
-}
-
-// whatwgURL loads goja_nodejs's WHATWG URL implementation (it touches no
-// file system or network) into a fresh exports object.
-func (rt *jsRuntime) whatwgURL() *goja.Object {
-	mod := rt.vm.NewObject()
-	exports := rt.vm.NewObject()
-	must(mod.Set("exports", exports))
-	gojaurl.Require(rt.vm, mod)
-	return exports
 }

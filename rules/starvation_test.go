@@ -77,7 +77,7 @@ func TestQueueWaitPastDeadlineFailsAtOnce(t *testing.T) {
 		done <- e.Run(context.Background(), busy)
 	}()
 	<-started
-	for e.queued.Load() == 0 && len(e.cpu) == 0 {
+	for e.pool.queued.Load() == 0 && len(e.pool.cpu) == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(20 * time.Millisecond)

@@ -240,3 +240,14 @@ func must(err error) {
 		panic(err)
 	}
 }
+
+// bufferModule is require('buffer'): {Buffer}, the Buffer global. The
+// class itself is written in JavaScript (prelude.js) over the natives
+// below.
+var bufferModule = nativeModule{name: "buffer", nodeCore: true, load: (*jsRuntime).loadBuffer}
+
+func (rt *jsRuntime) loadBuffer() *goja.Object {
+	o := rt.vm.NewObject()
+	must(o.Set("Buffer", rt.bufferCtor))
+	return o
+}
