@@ -86,6 +86,8 @@ type Options struct {
 	// Realms groups hosts that share sessions; it must be the one Check
 	// uses. Nil: every host is its own realm.
 	Realms *session.Realms
+	// WebAuthn configures passkeys and security keys.
+	WebAuthn WebAuthnOptions
 }
 
 // Handler serves the MFA step under its prefix. It is safe for concurrent
@@ -112,6 +114,7 @@ type Handler struct {
 	duo         duoSetup
 	redirect    redirectSetup
 	realms      *session.Realms
+	wa          webAuthnSetup
 }
 
 // New checks o, fills in defaults and returns a Handler. Every problem is
@@ -212,6 +215,9 @@ func New(o Options) (*Handler, error) {
 	if h.redirect, err = newRedirectSetup(o.Redirect); err != nil {
 		errs = append(errs, err)
 	}
+	if h.wa, err = newWebAuthnSetup(o.WebAuthn, h.issuer); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("mfa: %w", err)
 	}
@@ -248,6 +254,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			h.methodNotAllowed(w, r)
 		}
+	case "stepup.js":
+		h.serveScript(w, r)
 	case "duo/callback":
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")
@@ -443,3 +451,6 @@ func printableText(s string) bool {
 func contextWithoutCancel(r *http.Request) context.Context {
 	return context.WithoutCancel(r.Context())
 }
+
+// tr returns the text of the request's language.
+func (h *Handler) tr(r *http.Request) catalog { return h.msgs }
