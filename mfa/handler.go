@@ -65,9 +65,16 @@ type Options struct {
 	// cannot carry the header passes its own (it must be as strong as
 	// Check's identification).
 	Identify func(r *http.Request) (session.Assertion, error)
-	// Messages replaces texts by message id, to translate the pages (see
+	// Messages replaces English texts by message id (see
 	// [DefaultMessages]); an unknown id is an error.
 	Messages map[string]string
+	// Translations replaces texts of other languages, or adds languages:
+	// language tag → message id → text. English and German are built in;
+	// a language's ids left out are English. The language of a page is
+	// chosen from the request's Accept-Language.
+	Translations map[string]map[string]string
+	// Brand is the organisation's name, logo and accent colour.
+	Brand Branding
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Logger receives one line per verification, lockout, enrolment and
@@ -105,8 +112,9 @@ type Handler struct {
 	rememberFor time.Duration
 	reauth      time.Duration
 	identifyFn  func(*http.Request) (session.Assertion, error)
-	msgs        catalog
-	pages       *pages
+	msgs        catalog // English, for logs and the limiter
+	pages       *pages  // English: its CSP is every language's
+	langs       *languages
 	now         func() time.Time
 	log         *slog.Logger
 	metrics     *metrics
@@ -196,15 +204,18 @@ func New(o Options) (*Handler, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	msgs, err := newCatalog(o.Messages)
+	brand, err := newBrandSetup(o.Brand)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	h.msgs = msgs
-	if msgs != nil {
-		if h.pages, err = parsePages(msgs); err != nil {
-			errs = append(errs, err)
-		}
+	css, err := styleCSS(brand)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if h.langs, err = newLanguages(o.Messages, o.Translations, css, brand); err != nil {
+		errs = append(errs, err)
+	} else {
+		h.msgs, h.pages = h.langs.byIndex[0].msgs, h.langs.byIndex[0].pages
 	}
 	if h.metrics, err = newMetrics(o.Metrics); err != nil {
 		errs = append(errs, err)
@@ -451,6 +462,3 @@ func printableText(s string) bool {
 func contextWithoutCancel(r *http.Request) context.Context {
 	return context.WithoutCancel(r.Context())
 }
-
-// tr returns the text of the request's language.
-func (h *Handler) tr(r *http.Request) catalog { return h.msgs }

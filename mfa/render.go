@@ -43,11 +43,19 @@ type pages struct {
 	cspScript string
 }
 
-func parsePages(c catalog) (*pages, error) {
+// styleCSS is the pages' style sheet.
+func styleCSS(brand brandSetup) ([]byte, error) {
 	css, err := templateFS.ReadFile("templates/style.css")
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
+	if brand.accent != "" {
+		css = append(css, ":root{--accent:"+brand.accent+";--accent-fg:#fff}\n"...)
+	}
+	return css, nil
+}
+
+func parsePages(c catalog, css []byte, brand brandSetup) (*pages, error) {
 	sum := sha256.Sum256(css)
 	p := &pages{
 		byName: make(map[string]*template.Template, len(pageNames)),
@@ -58,9 +66,16 @@ func parsePages(c catalog) (*pages, error) {
 			"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 	}
 	p.cspScript = p.csp + "; script-src 'self'"
+	org := brand.org
+	if org == "" {
+		org = c.get("product")
+	}
+	logo := template.URL(brand.logo)
 	funcs := template.FuncMap{
-		"t":  c.get,
-		"tn": c.plural,
+		"t":     c.get,
+		"tn":    c.plural,
+		"brand": func() string { return org },
+		"logo":  func() template.URL { return logo },
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
@@ -147,21 +162,22 @@ type view struct {
 // render writes page with v and status. The page is built in memory
 // first, so that a template error becomes a clean 500.
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, page string, v *view) {
-	v.Style = h.pages.style
+	pg := h.lang(r).pages
+	v.Style = pg.style
 	if len(v.Codes) > 0 {
 		v.CodesFile = template.URL("data:text/plain;charset=utf-8," + url.PathEscape(strings.Join(v.Codes, "\n")+"\n"))
 	}
 	if v.PK != nil || len(v.Codes) > 0 {
 		v.Script, v.ScriptSRI = h.prefix+"stepup.js", scriptSRI
-		w.Header().Set("Content-Security-Policy", h.pages.cspScript)
+		w.Header().Set("Content-Security-Policy", pg.cspScript)
 	}
 	var buf bytes.Buffer
-	if err := h.pages.byName[page].ExecuteTemplate(&buf, "layout", v); err != nil {
+	if err := pg.byName[page].ExecuteTemplate(&buf, "layout", v); err != nil {
 		h.log.LogAttrs(r.Context(), slog.LevelError, "mfa step: render page",
 			slog.String("page", page), slog.String("error", err.Error()), requestID(r))
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write([]byte(h.msgs.get("internal_title") + "\n"))
+		_, _ = w.Write([]byte(h.tr(r).get("internal_title") + "\n"))
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -171,9 +187,9 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, pag
 
 // message renders a page with a title, a paragraph and an optional link.
 func (h *Handler) message(w http.ResponseWriter, r *http.Request, status int, titleID, bodyID, link, linkTextID string) {
-	v := &view{Title: h.msgs.get(titleID), Body: h.msgs.get(bodyID)}
+	v := &view{Title: h.tr(r).get(titleID), Body: h.tr(r).get(bodyID)}
 	if link != "" {
-		v.Link, v.LinkText = link, h.msgs.get(linkTextID)
+		v.Link, v.LinkText = link, h.tr(r).get(linkTextID)
 	}
 	h.render(w, r, status, "message", v)
 }

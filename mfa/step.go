@@ -520,12 +520,12 @@ func (h *Handler) checkRecovery(w http.ResponseWriter, r *http.Request, tx trans
 	}
 	if locked > 0 {
 		h.metrics.verifications.WithLabelValues(factorLabelRecovery, resultLocked).Inc()
-		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests)
+		h.showStep(w, r, tx, formRecovery, h.tr(r).get("err_locked", h.tr(r).duration(locked)), http.StatusTooManyRequests)
 		return false
 	}
 	raw := r.PostForm.Get("code")
 	if raw == "" {
-		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_recovery_empty"), http.StatusOK)
+		h.showStep(w, r, tx, formRecovery, h.tr(r).get("err_recovery_empty"), http.StatusOK)
 		return false
 	}
 	ok := false
@@ -560,11 +560,11 @@ func (h *Handler) checkCode(w http.ResponseWriter, r *http.Request, tx transacti
 	}
 	if locked > 0 {
 		h.metrics.verifications.WithLabelValues(factor, resultLocked).Inc()
-		return h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests, false
+		return h.tr(r).get("err_locked", h.tr(r).duration(locked)), http.StatusTooManyRequests, false
 	}
 	raw := r.PostForm.Get("code")
 	if raw == "" {
-		return h.msgs.get("err_code_empty"), http.StatusOK, false
+		return h.tr(r).get("err_code_empty"), http.StatusOK, false
 	}
 	var step int64
 	code, valid := normalizeTOTP(raw)
@@ -609,11 +609,11 @@ func (h *Handler) countFailure(w http.ResponseWriter, r *http.Request, tx transa
 		slog.String("factor", factor), slog.String("result", result), slog.Int("left", left), requestID(r))
 	switch {
 	case paused > 0:
-		return h.msgs.get("err_locked", h.msgs.duration(paused)), http.StatusTooManyRequests, false
+		return h.tr(r).get("err_locked", h.tr(r).duration(paused)), http.StatusTooManyRequests, false
 	case left > 0:
-		return h.msgs.get(msgID) + " " + h.msgs.plural("attempts_left", left), http.StatusOK, false
+		return h.tr(r).get(msgID) + " " + h.tr(r).plural("attempts_left", left), http.StatusOK, false
 	default:
-		return h.msgs.get(msgID), http.StatusOK, false
+		return h.tr(r).get(msgID), http.StatusOK, false
 	}
 }
 
@@ -683,7 +683,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tx transactio
 	}
 	dest := h.returnURL(r, tx.st.ReturnURL)
 	if codes != nil {
-		h.render(w, r, http.StatusOK, "codes", &view{Title: h.msgs.get("codes_title"), Codes: codes, Continue: dest})
+		h.render(w, r, http.StatusOK, "codes", &view{Title: h.tr(r).get("codes_title"), Codes: codes, Continue: dest})
 		return
 	}
 	http.Redirect(w, r, dest, http.StatusSeeOther)
