@@ -45,9 +45,9 @@
 // user (a per-step marker written with PutIfAbsent), so an observed code
 // cannot be replayed.
 //
-// Provider "any" offers every factor the user has or may enrol (today the
-// authenticator app and its recovery codes); "google-authenticator" offers
-// the same: recovery codes are the authenticator's own fallback, as in
+// Provider "any" offers every factor the user has or may enrol (the
+// authenticator app, passkeys and recovery codes); "google-authenticator"
+// offers the authenticator app and recovery codes only: recovery codes are the authenticator's own fallback, as in
 // Auth0, and without them a lost phone needs an administrator.
 //
 // # Duo
