@@ -280,6 +280,37 @@ type MFA struct {
 	// Redirect configures Auth0's redirect protocol (a rule's
 	// context.redirect to a custom MFA service).
 	Redirect MFARedirect `yaml:"redirect"`
+	// WebAuthn configures passkeys and security keys.
+	WebAuthn MFAWebAuthn `yaml:"webauthn"`
+	// Branding is the organisation's look of the MFA pages.
+	Branding MFABranding `yaml:"branding"`
+	// MessagesFile is a YAML file of texts by language and message id
+	// ({de: {product: "Anmeldung"}, fr: {...}}): overrides of the shipped
+	// English and German, or another language. Unknown ids are errors.
+	MessagesFile string `yaml:"messages_file"`
+}
+
+// MFAWebAuthn configures passkeys and security keys.
+type MFAWebAuthn struct {
+	// Disabled turns passkeys off.
+	Disabled bool `yaml:"disabled"`
+	// RPID is the relying party id: empty (default) for each protected
+	// host, or a parent domain of the protected hosts to share passkeys
+	// between them. Never an IP address.
+	RPID string `yaml:"rp_id"`
+	// RPName is the name authenticators show; default mfa.totp_issuer.
+	RPName string `yaml:"rp_name"`
+	// UserVerification: preferred (default), required or discouraged.
+	UserVerification string `yaml:"user_verification"`
+}
+
+// MFABranding is the organisation's name, logo and accent colour.
+type MFABranding struct {
+	Organisation string `yaml:"organisation"`
+	// LogoFile is a PNG, JPEG, GIF, WebP or SVG file of at most 64 KiB.
+	LogoFile string `yaml:"logo_file"`
+	// AccentColor is "#rrggbb"; white text on it needs 4.5:1 contrast.
+	AccentColor string `yaml:"accent_color"`
 }
 
 // MFADuo configures the Duo step. The Duo application itself (ikey, skey,
@@ -679,6 +710,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.MFA.RateLimits.MaxLockout, time.Hour)
 	defDur(&c.MFA.RateLimits.Window, 24*time.Hour)
 	def(&c.MFA.Duo.Fallback, "none")
+	def(&c.MFA.WebAuthn.UserVerification, "preferred")
 	defDur(&c.MFA.Duo.Timeout, 10*time.Second)
 	verifies := []*RedirectVerify{c.MFA.Redirect.Verify}
 	for i := range c.MFA.Redirect.Services {
@@ -905,6 +937,7 @@ func (c *Config) Validate() error {
 		v.add("mfa.rate_limits", "user_failures and ip_failures must be positive and lockout ≤ max_lockout")
 	}
 	c.validateExternalMFA(&v)
+	c.validateWebAuthn(&v)
 	for _, h := range []struct{ path, val string }{
 		{"upstream.user_header", c.Upstream.UserHeader},
 		{"upstream.email_header", c.Upstream.EmailHeader},
@@ -1246,4 +1279,43 @@ func validServiceName(s string) bool {
 		}
 	}
 	return true
+}
+
+// validateWebAuthn checks mfa.webauthn, mfa.branding and
+// mfa.messages_file (the files' contents are checked when stepup starts).
+func (c *Config) validateWebAuthn(v *validator) {
+	wa := c.MFA.WebAuthn
+	switch wa.UserVerification {
+	case "preferred", "required", "discouraged":
+	default:
+		v.add("mfa.webauthn.user_verification", "must be preferred, required or discouraged, not %q", wa.UserVerification)
+	}
+	if id := wa.RPID; id != "" {
+		if _, err := netip.ParseAddr(id); err == nil {
+			v.add("mfa.webauthn.rp_id", "must be a domain name, not an IP address")
+		} else if id != strings.ToLower(id) || strings.ContainsAny(id, ":/ ") || strings.HasPrefix(id, ".") || !strings.Contains(id, ".") && id != "localhost" {
+			v.add("mfa.webauthn.rp_id", "must be a lower-case domain name such as example.com, not %q", id)
+		}
+	}
+	if len(wa.RPName) > 64 {
+		v.add("mfa.webauthn.rp_name", "must be at most 64 characters")
+	}
+	if a := c.MFA.Branding.AccentColor; a != "" {
+		if len(a) != 7 || a[0] != '#' || strings.Trim(strings.ToLower(a[1:]), "0123456789abcdef") != "" {
+			v.add("mfa.branding.accent_color", "must be #rrggbb, not %q", a)
+		}
+	}
+	if len(c.MFA.Branding.Organisation) > 100 {
+		v.add("mfa.branding.organisation", "must be at most 100 characters")
+	}
+	for _, f := range []struct{ path, file string }{{"mfa.branding.logo_file", c.MFA.Branding.LogoFile}, {"mfa.messages_file", c.MFA.MessagesFile}} {
+		if f.file == "" {
+			continue
+		}
+		if st, err := os.Stat(f.file); err != nil {
+			v.add(f.path, "%v", err)
+		} else if st.IsDir() {
+			v.add(f.path, "%q is a directory", f.file)
+		}
+	}
 }

@@ -3,7 +3,6 @@ package extauthz
 import (
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -63,7 +62,9 @@ const (
 // FactorMeets is the requirement table: whether a proof of factor meets a
 // requirement for provider, restricted to allowed when allowed is not
 // empty. duoFallback says whether the configuration lets the
-// authenticator app stand in for Duo while Duo is down.
+// authenticator app stand in for Duo while Duo is down. The table itself
+// is [session.FactorMeets], shared with the MFA step, which offers only
+// the factors it accepts:
 //
 //	provider              met by
 //	any, ""               otp, recovery-code, duo, webauthn-platform,
@@ -73,24 +74,12 @@ const (
 //	duo                   duo; duo-fallback when the fallback is on
 //	anything else         nothing
 //
-// A completed redirect that is not a declared MFA service ("done:…") meets
-// no requirement. docs/security-model.md carries the same table.
+// An allowed list (an Action's challengeWith) narrows it further: with
+// [webauthn-roaming] only a security key meets "any". A completed
+// redirect that is not a declared MFA service ("done:…") meets no
+// requirement. docs/security-model.md carries the same table.
 func FactorMeets(provider string, allowed []string, factor string, duoFallback bool) bool {
-	if len(allowed) > 0 && !slices.Contains(allowed, factor) {
-		// The duo-fallback marker stands for Duo in an allow list too.
-		if !(factor == session.FactorDuoFallback && slices.Contains(allowed, session.FactorDuo)) {
-			return false
-		}
-	}
-	switch provider {
-	case ProviderAny, "":
-		return session.IsFactor(factor)
-	case ProviderGoogleAuthenticator, ProviderGuardian:
-		return factor == session.FactorOTP || factor == session.FactorRecoveryCode
-	case ProviderDuo:
-		return factor == session.FactorDuo || duoFallback && factor == session.FactorDuoFallback
-	}
-	return false
+	return session.FactorMeets(provider, allowed, factor, duoFallback)
 }
 
 // metBy returns the newest proof in ps that meets q at now: the table of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -491,5 +492,40 @@ func TestUndeclaredServiceHiddenFromRules(t *testing.T) {
 	cookie := f.proofCookie(t, testRealm, 0, "redirect:gone")
 	if got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", cookie))); got.status == 200 {
 		t.Errorf("an undeclared service's proof counted as 'mfa' for the rules: %+v", got)
+	}
+}
+
+// TestRequirementFactorsList: a requirement's allowed list (an Action's
+// challengeWith) narrows the table: with [webauthn-roaming] only a
+// security key meets "any"; passkeys never meet google-authenticator or
+// guardian, whatever the list says.
+func TestRequirementFactorsList(t *testing.T) {
+	for _, tc := range []struct {
+		provider string
+		allowed  []string
+		meets    []string
+	}{
+		{"any", []string{session.FactorWebAuthnRoaming}, []string{session.FactorWebAuthnRoaming}},
+		{"any", []string{session.FactorWebAuthnPlatform, session.FactorWebAuthnRoaming}, []string{session.FactorWebAuthnPlatform, session.FactorWebAuthnRoaming}},
+		{"any", []string{session.FactorOTP}, []string{session.FactorOTP}},
+		{"google-authenticator", []string{session.FactorWebAuthnRoaming}, nil},
+		{"guardian", []string{session.FactorWebAuthnPlatform, session.FactorOTP}, []string{session.FactorOTP}},
+	} {
+		for _, factor := range []string{session.FactorOTP, session.FactorRecoveryCode, session.FactorDuo, session.FactorWebAuthnPlatform, session.FactorWebAuthnRoaming} {
+			want := slices.Contains(tc.meets, factor)
+			if got := FactorMeets(tc.provider, tc.allowed, factor, false); got != want {
+				t.Errorf("FactorMeets(%q, %q, %q) = %v, want %v", tc.provider, tc.allowed, factor, got, want)
+			}
+			f := newSessionFixture(t, nil)
+			s := newTestServer(t, func(o *Options) {
+				o.Sessions = NewSessions(f.m)
+				o.Now = func() time.Time { return f.now }
+				o.Policy = fixedPolicy{PolicyResult{MFA: Requirement{Provider: tc.provider, Factors: tc.allowed}}}
+			})
+			got, _ := run(t, s, checkReq("203.0.113.7", withHeader("cookie", f.proofCookie(t, testRealm, 0, factor))))
+			if want != (got.status == 200) {
+				t.Errorf("provider %q allowing %q, session proving %q: %+v (want allowed %v)", tc.provider, tc.allowed, factor, got, want)
+			}
+		}
 	}
 }

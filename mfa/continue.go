@@ -263,9 +263,9 @@ func (h *Handler) continueRedirect(w http.ResponseWriter, r *http.Request) {
 		h.metrics.redirects.WithLabelValues(redirectResultDenied).Inc()
 		h.log.LogAttrs(ctx, slog.LevelInfo, "mfa step: the rules denied a redirect callback",
 			slog.String("user", id.User), slog.String("rule", res.Rule), slog.String("client_ip", id.ClientIP), requestID(r))
-		v := &view{Title: h.msgs.get("denied_title"), Body: res.Message}
+		v := &view{Title: h.tr(r).get("denied_title"), Body: res.Message}
 		if v.Body == "" {
-			v.Body = h.msgs.get("denied_body")
+			v.Body = h.tr(r).get("denied_body")
 		}
 		h.render(w, r, http.StatusForbidden, "message", v)
 		return

@@ -24,7 +24,11 @@
 //	GET  {prefix}mfa?state=T&method=recovery  verify with a recovery code
 //	POST {prefix}mfa                          method=enrol|totp|recovery
 //	GET  {prefix}factors                      the user's sign-in methods
-//	POST {prefix}factors                      reset the authenticator
+//	POST {prefix}mfa                          method=webauthn_enrol|webauthn
+//	GET  {prefix}factors?confirm=A&id=I       confirm a removal
+//	POST {prefix}factors                      action=reset|recovery_codes|webauthn_add|
+//	                                          remove_totp|remove_passkey|forget_device
+//	GET  {prefix}stepup.js                    the step's script
 //	GET  {prefix}duo/callback?state=D&duo_code=C   back from Duo
 //	GET|POST {prefix}continue?state=T         back from a custom MFA service
 //
@@ -41,9 +45,9 @@
 // user (a per-step marker written with PutIfAbsent), so an observed code
 // cannot be replayed.
 //
-// Provider "any" offers every factor the user has or may enrol (today the
-// authenticator app and its recovery codes); "google-authenticator" offers
-// the same: recovery codes are the authenticator's own fallback, as in
+// Provider "any" offers every factor the user has or may enrol (the
+// authenticator app, passkeys and recovery codes); "google-authenticator"
+// offers the authenticator app and recovery codes only: recovery codes are the authenticator's own fallback, as in
 // Auth0, and without them a lost phone needs an administrator.
 //
 // # Duo
@@ -103,7 +107,10 @@
 //
 //   - Every response: a strict Content-Security-Policy (no script at all,
 //     the one inline style block allowed by its hash, images only from
-//     data: URIs, form-action 'self', frame-ancestors 'none'),
+//     data: URIs, form-action 'self', frame-ancestors 'none'); the pages
+//     that run a WebAuthn ceremony, and the recovery codes page, add
+//     script-src 'self' for the step's one script, {prefix}stepup.js
+//     (loaded with Subresource Integrity; no inline script anywhere),
 //     Cache-Control: no-store, nosniff, no referrer, X-Frame-Options DENY.
 //   - Every POST: a CSRF token signed with the session keyring (purpose
 //     "csrf") bound to the user, the state and the form; Origin and
@@ -119,10 +126,25 @@
 //   - An optional policy ([Options.EnrollNetworks]) allows a first
 //     enrolment only from named networks, taken from the assertion.
 //
+// # Passkeys
+//
+// WebAuthn credentials (package github.com/go-webauthn/webauthn) are a
+// first factor to enrol next to the authenticator app, or added from the
+// factors page; see [WebAuthnOptions]. A page that runs a ceremony keeps
+// its challenge in the store (bound to the user and the state, or the
+// factors page, single use) and puts the options in the form; the script
+// runs the ceremony and posts the answer with the form. A verified
+// credential proves "webauthn-platform" or "webauthn-roaming". The step
+// offers only the factors the requirement accepts
+// ([session.FactorMeets]).
+//
 // # Text
 //
-// Every word shown to users lives in messages.go, keyed by id, so that it
-// can be translated with [Options.Messages].
+// Every word shown to users lives in messages.go (English) and
+// messages_de.go (German), keyed by id; the language follows
+// Accept-Language; [Options.Messages] and [Options.Translations] replace
+// texts or add languages; [Options.Brand] sets the organisation's name,
+// logo and accent colour.
 //
 // # Storage
 //

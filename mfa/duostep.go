@@ -259,7 +259,7 @@ func (h *Handler) duoGet(w http.ResponseWriter, r *http.Request, tx transaction)
 		h.internalError(w, r, "csrf token", errors.New("cannot sign a csrf token"))
 		return
 	}
-	v.Title = h.msgs.get("duo_title")
+	v.Title = h.tr(r).get("duo_title")
 	// The form's answer redirects to Duo: form-action must allow it.
 	host, _ := canonicalHost(app.host, "https")
 	w.Header().Set("Content-Security-Policy", strings.Replace(h.pages.csp, "form-action 'self'", "form-action 'self' https://"+host, 1))

@@ -13,16 +13,23 @@ import (
 )
 
 // The CSRF forms of the factors page, also the values of its "action"
-// field: reset the factors, or make new recovery codes.
+// field: reset the factors, make new recovery codes, remove the
+// authenticator app or one passkey, forget one remembered browser (and
+// formWebAuthnAdd: register another passkey).
 const (
-	formReset = "reset"
-	formCodes = "recovery_codes"
+	formReset         = "reset"
+	formCodes         = "recovery_codes"
+	formRemoveTOTP    = "remove_totp"
+	formRemovePasskey = "remove_passkey"
+	formForgetDevice  = "forget_device"
 )
 
 // ResetResult says what [ResetFactors] removed.
 type ResetResult struct {
 	// Authenticators is the number of authenticator apps removed (0 or 1).
 	Authenticators int `json:"authenticators"`
+	// Passkeys is the number of passkeys and security keys removed.
+	Passkeys int `json:"passkeys"`
 	// RecoveryCodes is the number of unused recovery codes removed.
 	RecoveryCodes int `json:"recovery_codes"`
 	// Sessions is the number of MFA sessions and remembered browsers
@@ -30,10 +37,10 @@ type ResetResult struct {
 	Sessions int `json:"sessions"`
 }
 
-// ResetFactors removes the user's authenticator and recovery codes and
-// revokes their MFA sessions and remembered browsers, so that the next
-// step-up enrols afresh (subject to [Options.EnrollNetworks]). It backs
-// the factors page and `stepup factors reset`. It stops at the first
+// ResetFactors removes the user's authenticator, passkeys and recovery
+// codes and revokes their MFA sessions and remembered browsers, so that
+// the next step-up enrols afresh (subject to [Options.EnrollNetworks]). It
+// backs the factors page and `stepup factors reset`. It stops at the first
 // store error, returning what was removed until then; running it again
 // finishes the job.
 func ResetFactors(ctx context.Context, store session.Store, m *session.Manager, user string) (ResetResult, error) {
@@ -45,6 +52,9 @@ func ResetFactors(ctx context.Context, store session.Store, m *session.Manager, 
 	if res.Authenticators, err = store.DeleteUser(ctx, user, KindFactor, ""); err != nil {
 		return res, fmt.Errorf("reset factors: %w", err)
 	}
+	if res.Passkeys, err = store.DeleteUser(ctx, user, KindWebAuthn, ""); err != nil {
+		return res, fmt.Errorf("reset factors: %w", err)
+	}
 	if res.RecoveryCodes, err = store.DeleteUser(ctx, user, KindRecoveryCode, ""); err != nil {
 		return res, fmt.Errorf("reset factors: %w", err)
 	}
@@ -54,39 +64,84 @@ func ResetFactors(ctx context.Context, store session.Store, m *session.Manager, 
 	return res, nil
 }
 
-// factorsGet shows the user's sign-in methods and, after a recent
-// verification, the reset form.
+// factorItem is one line of the factors page: a passkey, the
+// authenticator app or a remembered browser, with its remove link.
+type factorItem struct {
+	ID       string
+	Name     string
+	Kind     string
+	Created  string
+	LastUsed string
+	// Remove is the confirmation page of its removal.
+	Remove string
+}
+
+// factorsGet shows the user's sign-in methods and remembered browsers,
+// after a recent verification, with a remove link for each, the forms
+// that add a passkey and make new recovery codes, and the reset form.
+// With ?confirm=<action>&id=<id> it shows the confirmation of a removal.
 func (h *Handler) factorsGet(w http.ResponseWriter, r *http.Request) {
 	id, ok := h.identify(w, r)
 	if !ok {
 		return
 	}
 	ctx := r.Context()
-	rec, err := h.loadTOTP(ctx, id.User)
-	enrolled := err == nil
-	// New recovery codes need a readable authenticator to verify with.
-	readable := err == nil
-	switch {
-	case errors.Is(err, errNoFactor):
-	case errors.Is(err, session.ErrMalformed):
-		// Broken: resetting is exactly what helps; a recovery code still
-		// proves the user.
-		enrolled = true
-	case err != nil:
-		h.storeDown(w, r, "load authenticator", err)
+	c := h.tr(r)
+	f, err := h.factorsOf(ctx, r, id.User)
+	if err != nil {
+		h.storeDown(w, r, "load factors", err)
 		return
 	}
-	if enrolled && !h.freshlyVerified(w, r, id, false) {
-		return
-	}
-	v := &view{Title: h.msgs.get("factors_title"), Action: h.prefix + "factors"}
-	if !enrolled {
-		v.Lines = append(v.Lines, h.msgs.get("factors_totp_off"))
+	v := &view{Title: c.get("factors_title"), Action: h.prefix + "factors", Back: "/"}
+	if !f.any() {
+		// Nothing to manage: the first factor is enrolled by the step.
+		v.Lines = append(v.Lines, c.get("factors_totp_off"), c.get("factors_passkeys_none"))
 		h.render(w, r, http.StatusOK, "factors", v)
 		return
 	}
-	if rec.Created > 0 {
-		v.Lines = append(v.Lines, h.msgs.get("factors_totp_on", h.msgs.date(time.Unix(rec.Created, 0))))
+	if !h.freshlyVerified(w, r, id, false) {
+		return
+	}
+	if action := r.URL.Query().Get("confirm"); action != "" {
+		h.confirmRemoval(w, r, id, action, r.URL.Query().Get("id"))
+		return
+	}
+	if r.URL.Query().Get("added") == "1" {
+		v.Notice = c.get("factors_passkey_added")
+	}
+	confirm := func(action, item string) string {
+		q := url.Values{"confirm": {action}}
+		if item != "" {
+			q.Set("id", item)
+		}
+		return h.prefix + "factors?" + q.Encode()
+	}
+	if rec, err := h.loadTOTP(ctx, id.User); err == nil || f.totpBroken != nil {
+		it := &factorItem{Name: c.get("factors_totp_name"), Remove: confirm(formRemoveTOTP, "")}
+		if rec.Created > 0 {
+			it.Created = c.date(time.Unix(rec.Created, 0))
+		}
+		v.TOTP = it
+		if rec.Created > 0 {
+			v.Lines = append(v.Lines, c.get("factors_totp_on", it.Created))
+		}
+	} else {
+		v.Lines = append(v.Lines, c.get("factors_totp_off"))
+	}
+	all, err := h.loadPasskeys(ctx, id.User, "")
+	if err != nil {
+		h.storeDown(w, r, "load passkeys", err)
+		return
+	}
+	for _, p := range all {
+		kind := c.get("passkey_kind_roaming")
+		if p.Factor == session.FactorWebAuthnPlatform {
+			kind = c.get("passkey_kind_platform")
+		}
+		v.Passkeys = append(v.Passkeys, factorItem{
+			ID: p.ID, Name: p.Name, Kind: kind, Created: passkeyDate(c, p.Created), LastUsed: passkeyDate(c, p.LastUsed),
+			Remove: confirm(formRemovePasskey, p.ID),
+		})
 	}
 	left, err := h.recoveryCodesLeft(ctx, id.User)
 	if err != nil {
@@ -94,39 +149,101 @@ func (h *Handler) factorsGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case left == 0 && readable:
-		v.Lines = append(v.Lines, h.msgs.get("factors_recovery_none"))
 	case left == 0:
-		v.Lines = append(v.Lines, h.msgs.get("recovery_none"))
+		v.Lines = append(v.Lines, c.get("factors_recovery_none"))
 	default:
-		v.Lines = append(v.Lines, h.msgs.plural("recovery_left", left))
+		v.Lines = append(v.Lines, c.plural("recovery_left", left))
 	}
 	s, err := h.m.ListUser(ctx, id.User)
 	if err != nil {
 		h.storeDown(w, r, "list sessions", err)
 		return
 	}
-	v.Lines = append(v.Lines, h.msgs.plural("factors_devices", len(s.Devices)))
+	v.Lines = append(v.Lines, c.plural("factors_devices", len(s.Devices)))
+	for _, d := range s.Devices {
+		ua := d.UserAgent
+		if ua == "" {
+			ua = c.get("device_unknown")
+		}
+		last := c.get("never")
+		if !d.LastUsed.IsZero() {
+			last = c.date(d.LastUsed)
+		}
+		v.Devices = append(v.Devices, factorItem{ID: d.ID, Name: ua, Created: c.date(d.Created), LastUsed: last, Remove: confirm(formForgetDevice, d.ID)})
+	}
 	v.CanReset = true
 	if !h.enrolAllowed(id) {
-		v.ResetNote = h.msgs.get("factors_reset_network")
+		v.ResetNote = c.get("factors_reset_network")
 	}
 	if v.CSRF, err = h.csrfToken(id.User, bindFactors, formReset, ""); err != nil {
 		h.internalError(w, r, "csrf token", err)
 		return
 	}
-	if readable {
-		v.CanRegenerate = true
-		if v.CSRFCodes, err = h.csrfToken(id.User, bindFactors, formCodes, ""); err != nil {
-			h.internalError(w, r, "csrf token", err)
+	v.CanRegenerate = true
+	if v.CSRFCodes, err = h.csrfToken(id.User, bindFactors, formCodes, ""); err != nil {
+		h.internalError(w, r, "csrf token", err)
+		return
+	}
+	if _, _, ok := h.relyingParty(r); ok && len(all) < MaxPasskeys {
+		pk, err := h.passkeyRegisterForm(r, id, bindFactors, formWebAuthnAdd, "action", "", f.passkeys)
+		if err != nil {
+			h.internalError(w, r, "passkey options", err)
 			return
 		}
+		pk.Submit = c.get("factors_passkey_add_submit")
+		v.PK = pk
 	}
 	h.render(w, r, http.StatusOK, "factors", v)
 }
 
-// factorsPost resets the user's factors, or makes new recovery codes
-// (the form's "action": "reset", the default, or "recovery_codes").
+// confirmRemoval shows the confirmation page of a removal: what goes, a
+// button that does it and a way back.
+func (h *Handler) confirmRemoval(w http.ResponseWriter, r *http.Request, id identity, action, item string) {
+	c := h.tr(r)
+	v := &view{Action: h.prefix + "factors", Method: action, Item: item, Back: h.prefix + "factors", Continue: ""}
+	switch action {
+	case formReset:
+		v.Title, v.Body, v.Submit = c.get("confirm_reset_title"), c.get("factors_reset_intro"), c.get("factors_reset_submit")
+	case formRemoveTOTP:
+		v.Title, v.Body, v.Submit = c.get("confirm_totp_title"), c.get("confirm_totp_body"), c.get("confirm_remove")
+	case formRemovePasskey:
+		p, err := h.loadPasskey(r.Context(), id.User, item)
+		if err != nil {
+			h.message(w, r, http.StatusNotFound, "factors_gone_title", "factors_gone_body", h.prefix+"factors", "back_to_factors")
+			return
+		}
+		v.Title, v.Body, v.Submit = c.get("confirm_passkey_title", p.Name), c.get("confirm_passkey_body"), c.get("confirm_remove")
+	case formForgetDevice:
+		v.Title, v.Body, v.Submit = c.get("confirm_device_title"), c.get("confirm_device_body"), c.get("confirm_forget")
+	default:
+		h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", h.prefix+"factors", "back_to_factors")
+		return
+	}
+	csrf, err := h.csrfToken(id.User, bindFactors, action, "")
+	if err != nil {
+		h.internalError(w, r, "csrf token", err)
+		return
+	}
+	v.CSRF = csrf
+	h.render(w, r, http.StatusOK, "confirm", v)
+}
+
+// loadPasskey returns one of the user's passkeys by record id.
+func (h *Handler) loadPasskey(ctx context.Context, user, id string) (passkey, error) {
+	if session.ValidateUserRecord(user, KindWebAuthn, id) != nil {
+		return passkey{}, session.ErrNotFound
+	}
+	val, err := h.store.GetUser(ctx, user, KindWebAuthn, id)
+	if err != nil {
+		return passkey{}, err
+	}
+	return h.openPasskey(user, id, val)
+}
+
+// factorsPost carries out a form of the factors page (its "action":
+// "reset", the default, "recovery_codes", "webauthn_add",
+// "remove_totp", "remove_passkey" or "forget_device"). A removal without
+// confirm=yes shows its confirmation page instead.
 func (h *Handler) factorsPost(w http.ResponseWriter, r *http.Request) {
 	id, ok := h.identify(w, r)
 	if !ok {
@@ -145,7 +262,7 @@ func (h *Handler) factorsPost(w http.ResponseWriter, r *http.Request) {
 	switch form {
 	case "":
 		form = formReset
-	case formReset, formCodes:
+	case formReset, formCodes, formWebAuthnAdd, formRemoveTOTP, formRemovePasskey, formForgetDevice:
 	default:
 		h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", "", "")
 		return
@@ -163,6 +280,23 @@ func (h *Handler) factorsPost(w http.ResponseWriter, r *http.Request) {
 	if !h.freshlyVerified(w, r, id, false) {
 		return
 	}
+	item := r.PostForm.Get("id")
+	if form != formWebAuthnAdd && r.PostForm.Get("confirm") != "yes" {
+		h.confirmRemoval(w, r, id, form, item)
+		return
+	}
+	switch form {
+	case formWebAuthnAdd:
+		h.addPasskey(w, r, id)
+	case formRemoveTOTP, formRemovePasskey, formForgetDevice:
+		h.removeItem(w, r, id, form, item)
+	default:
+		h.resetAll(w, r, id)
+	}
+}
+
+// resetAll removes every factor of the user and their sessions.
+func (h *Handler) resetAll(w http.ResponseWriter, r *http.Request, id identity) {
 	res, err := ResetFactors(contextWithoutCancel(r), h.store, h.m, id.User)
 	if err != nil {
 		h.internalError(w, r, "reset factors", err)
@@ -171,7 +305,7 @@ func (h *Handler) factorsPost(w http.ResponseWriter, r *http.Request) {
 	h.metrics.resets.Inc()
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa factors reset by the user",
 		slog.String("user", id.User), slog.String("client_ip", id.ClientIP),
-		slog.Int("authenticators", res.Authenticators), slog.Int("recovery_codes", res.RecoveryCodes),
+		slog.Int("authenticators", res.Authenticators), slog.Int("passkeys", res.Passkeys), slog.Int("recovery_codes", res.RecoveryCodes),
 		slog.Int("sessions", res.Sessions), requestID(r))
 	mfaName, rememberName, _ := h.m.CookieNames()
 	http.SetCookie(w, h.m.ClearCookie(mfaName))
@@ -179,20 +313,98 @@ func (h *Handler) factorsPost(w http.ResponseWriter, r *http.Request) {
 	h.message(w, r, http.StatusOK, "factors_reset_done", "factors_reset_done_msg", "/", "go_to_app")
 }
 
+// removeItem removes the authenticator app or one passkey, or forgets one
+// remembered browser. Removing the last factor is a reset: recovery codes
+// of no factor and sessions proving it go too.
+func (h *Handler) removeItem(w http.ResponseWriter, r *http.Request, id identity, form, item string) {
+	ctx := contextWithoutCancel(r)
+	var (
+		n   int
+		err error
+	)
+	switch form {
+	case formRemoveTOTP:
+		n, err = h.store.DeleteUser(ctx, id.User, KindFactor, factorTOTP)
+	case formRemovePasskey:
+		if session.ValidateUserRecord(id.User, KindWebAuthn, item) == nil {
+			n, err = h.store.DeleteUser(ctx, id.User, KindWebAuthn, item)
+		}
+	case formForgetDevice:
+		if session.ValidateUserRecord(id.User, session.KindDevice, item) == nil {
+			n, err = h.store.DeleteUser(ctx, id.User, session.KindDevice, item)
+		}
+	}
+	if err != nil {
+		h.internalError(w, r, "remove "+form, err)
+		return
+	}
+	if n == 0 {
+		h.message(w, r, http.StatusNotFound, "factors_gone_title", "factors_gone_body", h.prefix+"factors", "back_to_factors")
+		return
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa factors page: removed by the user",
+		slog.String("user", id.User), slog.String("what", form), slog.String("client_ip", id.ClientIP), requestID(r))
+	if form != formForgetDevice {
+		f, err := h.factorsOf(ctx, r, id.User)
+		if err != nil {
+			h.storeDown(w, r, "load factors", err)
+			return
+		}
+		if !f.any() {
+			h.resetAll(w, r, id)
+			return
+		}
+	}
+	http.Redirect(w, r, h.prefix+"factors", http.StatusSeeOther)
+}
+
+// addPasskey registers another passkey from the factors page.
+func (h *Handler) addPasskey(w http.ResponseWriter, r *http.Request, id identity) {
+	ctx := r.Context()
+	c := h.tr(r)
+	all, err := h.loadPasskeys(ctx, id.User, "")
+	if err != nil {
+		h.storeDown(w, r, "load passkeys", err)
+		return
+	}
+	if len(all) >= MaxPasskeys {
+		h.message(w, r, http.StatusConflict, "factors_title", "err_passkey_too_many", h.prefix+"factors", "back_to_factors")
+		return
+	}
+	name, ok := h.passkeyName(c, r.PostForm.Get("name"), len(all))
+	if !ok {
+		h.message(w, r, http.StatusBadRequest, "factors_title", "err_passkey_name", h.prefix+"factors", "back_to_factors")
+		return
+	}
+	p, err := h.finishRegistration(r, id.User, bindFactors, formWebAuthnAdd, name)
+	if err == nil {
+		err = h.storePasskey(contextWithoutCancel(r), id.User, p)
+	}
+	if errors.Is(err, errPasskeyRefused) {
+		h.passkeyRefused(r, id, "add", err)
+		h.message(w, r, http.StatusBadRequest, "factors_title", "err_passkey_register", h.prefix+"factors", "back_to_factors")
+		return
+	} else if err != nil {
+		h.internalError(w, r, "add passkey", err)
+		return
+	}
+	h.metrics.enrolments.Inc()
+	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa passkey added by the user",
+		slog.String("user", id.User), slog.String("factor", p.Factor), slog.String("client_ip", id.ClientIP), requestID(r))
+	http.Redirect(w, r, h.prefix+"factors?added=1", http.StatusSeeOther)
+}
+
 // regenerateCodes replaces the user's recovery codes with a new set and
-// shows it once. It needs an MFA session from an authenticator code less
-// than ReauthAfter ago: a recovery code (or another factor) does not
-// mint new recovery codes.
+// shows it once. It needs an MFA session from the authenticator app or a
+// passkey less than ReauthAfter ago: a recovery code (or a factor the
+// user does not manage here) does not mint new recovery codes.
 func (h *Handler) regenerateCodes(w http.ResponseWriter, r *http.Request, id identity) {
-	switch _, err := h.loadTOTP(r.Context(), id.User); {
-	case errors.Is(err, errNoFactor):
-		h.message(w, r, http.StatusConflict, "factors_title", "factors_codes_no_totp", "/", "go_to_app")
-		return
-	case errors.Is(err, session.ErrMalformed):
-		h.factorBroken(w, r, id, err)
-		return
+	switch f, err := h.factorsOf(r.Context(), r, id.User); {
 	case err != nil:
-		h.storeDown(w, r, "load authenticator", err)
+		h.storeDown(w, r, "load factors", err)
+		return
+	case !f.any():
+		h.message(w, r, http.StatusConflict, "factors_title", "factors_codes_no_totp", "/", "go_to_app")
 		return
 	}
 	if !h.freshlyVerified(w, r, id, true) {
@@ -210,7 +422,7 @@ func (h *Handler) regenerateCodes(w http.ResponseWriter, r *http.Request, id ide
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa recovery codes regenerated by the user",
 		slog.String("user", id.User), slog.String("client_ip", id.ClientIP), requestID(r))
 	h.render(w, r, http.StatusOK, "codes", &view{
-		Title: h.msgs.get("codes_title"), Codes: codes, Continue: h.prefix + "factors", Regenerated: true,
+		Title: h.tr(r).get("codes_title"), Codes: codes, Continue: h.prefix + "factors", Regenerated: true,
 	})
 }
 
@@ -220,7 +432,7 @@ func (h *Handler) regenerateCodes(w http.ResponseWriter, r *http.Request, id ide
 // code (not when totpOnly: a recovery code does not mint new ones), a
 // passkey. Duo, a custom MFA service or a completed redirect never
 // qualify: they are not factors the user manages here. If not, it sends
-// the browser through the MFA step (authenticator only, never
+// the browser through the MFA step (the user's own factors only, never
 // remembered), back to the factors page, and returns false.
 func (h *Handler) freshlyVerified(w http.ResponseWriter, r *http.Request, id identity, totpOnly bool) bool {
 	ctx := r.Context()
@@ -249,7 +461,7 @@ func (h *Handler) freshlyVerified(w http.ResponseWriter, r *http.Request, id ide
 		ClientID:    "stepup",
 		Host:        session.CanonicalHost(r.Host),
 		ReturnURL:   self,
-		Requirement: session.Requirement{Provider: "google-authenticator"},
+		Requirement: session.Requirement{Provider: "any", Factors: ownFactors(totpOnly)},
 	})
 	if err != nil {
 		h.internalError(w, r, "new state", err)
@@ -280,4 +492,14 @@ func ownFactor(factor string, totpOnly bool) bool {
 		return !totpOnly
 	}
 	return false
+}
+
+// ownFactors lists the factors ownFactor accepts, for the requirement of
+// a verification the factors page asks for.
+func ownFactors(noRecovery bool) []string {
+	out := []string{session.FactorOTP, session.FactorWebAuthnPlatform, session.FactorWebAuthnRoaming}
+	if !noRecovery {
+		out = append(out, session.FactorRecoveryCode)
+	}
+	return out
 }

@@ -42,7 +42,7 @@ func TestFactorsPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := session.Requirement{Provider: "google-authenticator"}
+	want := session.Requirement{Provider: "any", Factors: []string{session.FactorOTP, session.FactorWebAuthnPlatform, session.FactorWebAuthnRoaming, session.FactorRecoveryCode}}
 	if diff := cmp.Diff(want, state.Requirement); diff != "" || state.ReturnURL != "https://app.example/.stepup/factors" {
 		t.Fatalf("state %+v (-want +got):\n%s", state, diff)
 	}
@@ -65,7 +65,7 @@ func TestFactorsPage(t *testing.T) {
 			t.Errorf("factors page lacks %q", want)
 		}
 	}
-	csrf := scrape(t, reCSRF, body)
+	csrf := scrape(t, reResetCSRF, body)
 
 	// Another user's session cookie, a missing token, a cross-site post:
 	// refused, nothing removed.
@@ -92,7 +92,15 @@ func TestFactorsPage(t *testing.T) {
 	e.clk.Advance(30 * time.Second)
 	_, form := e.verifyForm(alice, anyRemember, returnURL, "totp", e.code(secret, 0))
 	sc = cookie(e.post("/.stepup/mfa", alice, form), mfaName)
+	// First the confirmation, then the reset.
 	rec = e.post("/.stepup/factors", alice, url.Values{"csrf": {csrf}}, sc)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `name="confirm" value="yes"`) {
+		t.Fatalf("reset without confirmation: %d\n%s", rec.Code, rec.Body)
+	}
+	if _, err := e.h.loadTOTP(ctx, alice.user); err != nil {
+		t.Fatalf("factor gone before the confirmation: %v", err)
+	}
+	rec = e.post("/.stepup/factors", alice, url.Values{"csrf": {csrf}, "confirm": {"yes"}}, sc)
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "Your authenticator was removed") {
 		t.Fatalf("reset: %d\n%s", rec.Code, rec.Body)
 	}

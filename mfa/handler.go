@@ -65,9 +65,16 @@ type Options struct {
 	// cannot carry the header passes its own (it must be as strong as
 	// Check's identification).
 	Identify func(r *http.Request) (session.Assertion, error)
-	// Messages replaces texts by message id, to translate the pages (see
+	// Messages replaces English texts by message id (see
 	// [DefaultMessages]); an unknown id is an error.
 	Messages map[string]string
+	// Translations replaces texts of other languages, or adds languages:
+	// language tag → message id → text. English and German are built in;
+	// a language's ids left out are English. The language of a page is
+	// chosen from the request's Accept-Language.
+	Translations map[string]map[string]string
+	// Brand is the organisation's name, logo and accent colour.
+	Brand Branding
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Logger receives one line per verification, lockout, enrolment and
@@ -86,6 +93,8 @@ type Options struct {
 	// Realms groups hosts that share sessions; it must be the one Check
 	// uses. Nil: every host is its own realm.
 	Realms *session.Realms
+	// WebAuthn configures passkeys and security keys.
+	WebAuthn WebAuthnOptions
 }
 
 // Handler serves the MFA step under its prefix. It is safe for concurrent
@@ -103,8 +112,9 @@ type Handler struct {
 	rememberFor time.Duration
 	reauth      time.Duration
 	identifyFn  func(*http.Request) (session.Assertion, error)
-	msgs        catalog
-	pages       *pages
+	msgs        catalog // English, for logs and the limiter
+	pages       *pages  // English: its CSP is every language's
+	langs       *languages
 	now         func() time.Time
 	log         *slog.Logger
 	metrics     *metrics
@@ -112,6 +122,7 @@ type Handler struct {
 	duo         duoSetup
 	redirect    redirectSetup
 	realms      *session.Realms
+	wa          webAuthnSetup
 }
 
 // New checks o, fills in defaults and returns a Handler. Every problem is
@@ -193,15 +204,18 @@ func New(o Options) (*Handler, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	msgs, err := newCatalog(o.Messages)
+	brand, err := newBrandSetup(o.Brand)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	h.msgs = msgs
-	if msgs != nil {
-		if h.pages, err = parsePages(msgs); err != nil {
-			errs = append(errs, err)
-		}
+	css, err := styleCSS(brand)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if h.langs, err = newLanguages(o.Messages, o.Translations, css, brand); err != nil {
+		errs = append(errs, err)
+	} else {
+		h.msgs, h.pages = h.langs.byIndex[0].msgs, h.langs.byIndex[0].pages
 	}
 	if h.metrics, err = newMetrics(o.Metrics); err != nil {
 		errs = append(errs, err)
@@ -210,6 +224,9 @@ func New(o Options) (*Handler, error) {
 		errs = append(errs, err)
 	}
 	if h.redirect, err = newRedirectSetup(o.Redirect); err != nil {
+		errs = append(errs, err)
+	}
+	if h.wa, err = newWebAuthnSetup(o.WebAuthn, h.issuer); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -248,6 +265,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			h.methodNotAllowed(w, r)
 		}
+	case "stepup.js":
+		h.serveScript(w, r)
 	case "duo/callback":
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")

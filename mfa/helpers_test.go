@@ -196,8 +196,18 @@ func checkSecurityHeaders(t testing.TB, rec *httptest.ResponseRecorder) {
 			t.Errorf("%d response: CSP %q lacks %q", rec.Code, csp, want)
 		}
 	}
-	if strings.Contains(csp, "script-src") || strings.Contains(csp, "unsafe") {
-		t.Errorf("CSP %q allows scripts or unsafe sources", csp)
+	// The step's own script, by 'self', on the pages that need it; never
+	// an inline, eval'd or third-party script.
+	if strings.Contains(csp, "unsafe") || strings.Contains(csp, "script-src") && !strings.HasSuffix(csp, "; script-src 'self'") {
+		t.Errorf("CSP %q allows unsafe sources or other scripts", csp)
+	}
+	if body := rec.Body.String(); strings.Contains(body, "<script") {
+		if !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("a page with a script, but CSP %q allows none", csp)
+		}
+		if strings.Count(body, "<script") != 1 || !strings.Contains(body, `<script src="/.stepup/stepup.js" integrity="sha384-`) {
+			t.Errorf("a page with another script than the step's own")
+		}
 	}
 	for k, want := range map[string]string{
 		"Cache-Control":          "no-store",

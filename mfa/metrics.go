@@ -12,6 +12,7 @@ const (
 	factorLabelTOTP     = "totp"
 	factorLabelRecovery = "recovery_code"
 	factorLabelDuo      = "duo"
+	factorLabelWebAuthn = "webauthn"
 
 	resultSuccess = "success"
 	resultFailure = "failure"

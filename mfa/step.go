@@ -95,6 +95,10 @@ func (h *Handler) stepPost(w http.ResponseWriter, r *http.Request) {
 	switch form {
 	case formEnrol:
 		h.enrolPost(w, r, tx)
+	case formWebAuthnEnrol:
+		h.passkeyEnrolPost(w, r, tx)
+	case formWebAuthn:
+		h.passkeyPost(w, r, tx)
 	case formTOTP:
 		h.totpPost(w, r, tx)
 	case formRecovery:
@@ -186,22 +190,45 @@ func (h *Handler) stateError(w http.ResponseWriter, r *http.Request, id identity
 	}
 }
 
-// showStep renders the page for where the user is: enrolment when no
-// authenticator is set up (and enrolment is allowed here), else the code
-// or recovery-code form. errMsg, when set, is shown above the form.
+// showStep renders the page for where the user is: enrolment when the
+// user has no factor yet (and enrolment is allowed here), else the
+// verification page with the factors the requirement accepts (a passkey,
+// the authenticator app's code), or the recovery-code form. errMsg, when
+// set, is shown above the form.
 func (h *Handler) showStep(w http.ResponseWriter, r *http.Request, tx transaction, mode, errMsg string, status int) {
 	ctx := r.Context()
-	_, err := h.loadTOTP(ctx, tx.id.User)
-	switch {
-	case errors.Is(err, errNoFactor):
+	c := h.tr(r)
+	f, err := h.factorsOf(ctx, r, tx.id.User)
+	if err != nil {
+		h.storeDown(w, r, "load factors", err)
+		return
+	}
+	if !f.any() {
 		h.showEnrol(w, r, tx, errMsg, status)
 		return
-	case errors.Is(err, session.ErrMalformed):
-		h.factorBroken(w, r, tx.id, err)
-		return
-	case err != nil:
-		h.storeDown(w, r, "load authenticator", err)
-		return
+	}
+	usable := h.usablePasskeys(tx, f)
+	offerTOTP := f.totp && f.totpBroken == nil && h.offers(tx, session.FactorOTP)
+	offerRecovery := h.offers(tx, session.FactorRecoveryCode)
+	if mode == formRecovery && !offerRecovery {
+		mode = formTOTP
+	}
+	if mode != formRecovery && !offerTOTP && len(usable) == 0 {
+		switch {
+		case f.totpBroken != nil && len(f.passkeys) == 0:
+			h.factorBroken(w, r, tx.id, f.totpBroken)
+			return
+		case offerRecovery:
+			mode = formRecovery
+		default:
+			// Enrolled, but nothing this requirement accepts: adding a
+			// factor needs a verification first, on the factors page.
+			h.log.LogAttrs(ctx, slog.LevelInfo, "mfa step: the user has no factor the requirement accepts",
+				slog.String("user", tx.id.User), slog.String("provider", tx.st.Requirement.Provider),
+				slog.Any("factors", tx.st.Requirement.Factors), requestID(r))
+			h.message(w, r, http.StatusForbidden, "factor_needed_title", "factor_needed_body", h.prefix+"factors", "manage_factors")
+			return
+		}
 	}
 	if errMsg == "" {
 		locked, err := h.limits.lockedFor(ctx, tx.id)
@@ -210,7 +237,7 @@ func (h *Handler) showStep(w http.ResponseWriter, r *http.Request, tx transactio
 			return
 		}
 		if locked > 0 {
-			errMsg = h.msgs.get("err_locked", h.msgs.duration(locked))
+			errMsg = c.get("err_locked", c.duration(locked))
 		}
 	}
 	v := h.formView(tx, mode)
@@ -219,25 +246,52 @@ func (h *Handler) showStep(w http.ResponseWriter, r *http.Request, tx transactio
 		h.internalError(w, r, "csrf token", errors.New("cannot sign a csrf token"))
 		return
 	}
+	v.Back = h.returnURL(r, tx.st.ReturnURL)
 	stateQuery := h.prefix + "mfa?state=" + url.QueryEscape(tx.token)
 	if mode == formRecovery {
-		v.Title = h.msgs.get("recovery_title")
-		v.AltLink, v.AltLinkText = stateQuery, h.msgs.get("use_totp")
+		v.Title = c.get("recovery_title")
+		switch {
+		case offerTOTP:
+			v.AltLink, v.AltLinkText = stateQuery, c.get("use_totp")
+		case len(usable) > 0:
+			v.AltLink, v.AltLinkText = stateQuery, c.get("use_passkey")
+		}
 		left, err := h.recoveryCodesLeft(ctx, tx.id.User)
 		if err != nil {
 			h.storeDown(w, r, "count recovery codes", err)
 			return
 		}
 		if left == 0 {
-			v.Notice = h.msgs.get("recovery_none")
+			v.Notice = c.get("recovery_none")
 		} else {
-			v.Notice = h.msgs.plural("recovery_left", left)
+			v.Notice = c.plural("recovery_left", left)
 		}
 		h.render(w, r, status, "recovery", v)
 		return
 	}
-	v.Title = h.msgs.get("verify_title")
-	v.AltLink, v.AltLinkText = stateQuery+"&method="+formRecovery, h.msgs.get("use_recovery")
+	if len(usable) > 0 {
+		pk, err := h.passkeyLoginForm(r, tx, usable)
+		if err != nil && !offerTOTP {
+			h.internalError(w, r, "passkey options", err)
+			return
+		} else if err != nil {
+			h.log.LogAttrs(ctx, slog.LevelError, "mfa step: cannot offer the user's passkeys",
+				slog.String("user", tx.id.User), slog.String("error", err.Error()), requestID(r))
+		}
+		v.PK = pk
+	}
+	v.ShowCode = offerTOTP
+	switch {
+	case v.PK != nil && offerTOTP:
+		v.Title = c.get("verify_any_title")
+	case v.PK != nil:
+		v.Title = c.get("passkey_verify_title")
+	default:
+		v.Title = c.get("verify_title")
+	}
+	if offerRecovery {
+		v.AltLink, v.AltLinkText = stateQuery+"&method="+formRecovery, c.get("use_recovery")
+	}
 	h.render(w, r, status, "verify", v)
 }
 
@@ -268,19 +322,14 @@ func (h *Handler) showEnrol(w http.ResponseWriter, r *http.Request, tx transacti
 		h.message(w, r, http.StatusForbidden, "enrol_network_title", "enrol_network_body", "", "")
 		return
 	}
-	p, err := h.pending(ctx, tx.id.User, tx.id.Account, tx.bind, tx.st.ExpiresAt.Sub(h.now()))
-	if err != nil {
-		h.internalError(w, r, "pending enrolment", err)
-		return
-	}
-	uri, err := h.otpauthURL(p)
-	if err != nil {
-		h.internalError(w, r, "key uri", err)
-		return
-	}
-	img, err := qrPNG(uri)
-	if err != nil {
-		h.internalError(w, r, "qr code", err)
+	c := h.tr(r)
+	offerTOTP := h.offers(tx, session.FactorOTP)
+	offerPasskey := h.offersPasskeys(r, tx)
+	if !offerTOTP && !offerPasskey {
+		h.log.LogAttrs(ctx, slog.LevelWarn, "mfa step: no factor the requirement accepts can be enrolled here",
+			slog.String("user", tx.id.User), slog.String("provider", tx.st.Requirement.Provider),
+			slog.Any("factors", tx.st.Requirement.Factors), requestID(r))
+		h.message(w, r, http.StatusNotImplemented, "unavailable_title", "unavailable_body", "", "")
 		return
 	}
 	v := h.formView(tx, formEnrol)
@@ -288,33 +337,71 @@ func (h *Handler) showEnrol(w http.ResponseWriter, r *http.Request, tx transacti
 		h.internalError(w, r, "csrf token", errors.New("cannot sign a csrf token"))
 		return
 	}
-	v.Title = h.msgs.get("enrol_title")
 	v.Error = errMsg
-	v.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(img))
-	v.QRSize = 200
-	v.OTPAuth = template.URL(uri)
-	v.Secret = groupSecret(p.Secret)
-	v.Account = p.Account
+	v.Back = h.returnURL(r, tx.st.ReturnURL)
+	if offerTOTP {
+		p, err := h.pending(ctx, tx.id.User, tx.id.Account, tx.bind, tx.st.ExpiresAt.Sub(h.now()))
+		if err != nil {
+			h.internalError(w, r, "pending enrolment", err)
+			return
+		}
+		uri, err := h.otpauthURL(p)
+		if err != nil {
+			h.internalError(w, r, "key uri", err)
+			return
+		}
+		img, err := qrPNG(uri)
+		if err != nil {
+			h.internalError(w, r, "qr code", err)
+			return
+		}
+		v.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(img))
+		v.QRSize = 200
+		v.OTPAuth = template.URL(uri)
+		v.Secret = groupSecret(p.Secret)
+		v.Account = p.Account
+	}
+	if offerPasskey {
+		pk, err := h.passkeyRegisterForm(r, tx.id, tx.bind, formWebAuthnEnrol, "method", tx.st.ReturnURL, nil)
+		if err != nil {
+			h.internalError(w, r, "passkey options", err)
+			return
+		}
+		v.PK = pk
+	}
+	switch {
+	case offerTOTP && offerPasskey:
+		v.Title = c.get("enrol_choice_title")
+	case offerPasskey:
+		v.Title = c.get("passkey_enrol_title")
+	default:
+		v.Title = c.get("enrol_title")
+	}
 	h.render(w, r, status, "enrol", v)
 }
 
 // enrolPost confirms a pending enrolment with a code.
 func (h *Handler) enrolPost(w http.ResponseWriter, r *http.Request, tx transaction) {
 	ctx := r.Context()
-	switch _, err := h.loadTOTP(ctx, tx.id.User); {
-	case err == nil:
+	f, err := h.factorsOf(ctx, r, tx.id.User)
+	switch {
+	case err != nil:
+		h.storeDown(w, r, "load factors", err)
+		return
+	case f.totpBroken != nil:
+		h.factorBroken(w, r, tx.id, f.totpBroken)
+		return
+	case f.any():
 		// Set up meanwhile (another tab): verify instead, never replace.
-		h.showStep(w, r, tx, formTOTP, h.msgs.get("err_already_enrolled"), http.StatusConflict)
-		return
-	case errors.Is(err, session.ErrMalformed):
-		h.factorBroken(w, r, tx.id, err)
-		return
-	case !errors.Is(err, errNoFactor):
-		h.storeDown(w, r, "load authenticator", err)
+		h.showStep(w, r, tx, formTOTP, h.tr(r).get("err_already_enrolled"), http.StatusConflict)
 		return
 	}
 	if !h.enrolAllowed(tx.id) {
 		h.showEnrol(w, r, tx, "", http.StatusForbidden)
+		return
+	}
+	if !h.offers(tx, session.FactorOTP) {
+		h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", "", "")
 		return
 	}
 	p, err := h.loadPending(ctx, tx.id.User, tx.bind)
@@ -403,14 +490,14 @@ func (h *Handler) totpPost(w http.ResponseWriter, r *http.Request, tx transactio
 // recoveryPost verifies a recovery code.
 func (h *Handler) recoveryPost(w http.ResponseWriter, r *http.Request, tx transaction) {
 	ctx := r.Context()
-	switch _, err := h.loadTOTP(ctx, tx.id.User); {
-	case errors.Is(err, errNoFactor):
-		h.showStep(w, r, tx, formTOTP, "", http.StatusOK)
-		return
-	case errors.Is(err, session.ErrMalformed):
-		// Recovery codes are the way out of a broken authenticator.
+	// Recovery codes are also the way out of a broken authenticator.
+	f, err := h.factorsOf(ctx, r, tx.id.User)
+	switch {
 	case err != nil:
-		h.storeDown(w, r, "load authenticator", err)
+		h.storeDown(w, r, "load factors", err)
+		return
+	case !f.any() || !h.offers(tx, session.FactorRecoveryCode):
+		h.showStep(w, r, tx, formTOTP, "", http.StatusOK)
 		return
 	}
 	if ok := h.checkRecovery(w, r, tx); !ok {
@@ -433,12 +520,12 @@ func (h *Handler) checkRecovery(w http.ResponseWriter, r *http.Request, tx trans
 	}
 	if locked > 0 {
 		h.metrics.verifications.WithLabelValues(factorLabelRecovery, resultLocked).Inc()
-		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests)
+		h.showStep(w, r, tx, formRecovery, h.tr(r).get("err_locked", h.tr(r).duration(locked)), http.StatusTooManyRequests)
 		return false
 	}
 	raw := r.PostForm.Get("code")
 	if raw == "" {
-		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_recovery_empty"), http.StatusOK)
+		h.showStep(w, r, tx, formRecovery, h.tr(r).get("err_recovery_empty"), http.StatusOK)
 		return false
 	}
 	a, locked, err := h.limits.admit(contextWithoutCancel(r), tx.id)
@@ -448,7 +535,7 @@ func (h *Handler) checkRecovery(w http.ResponseWriter, r *http.Request, tx trans
 	}
 	if locked > 0 {
 		h.metrics.verifications.WithLabelValues(factorLabelRecovery, resultLocked).Inc()
-		h.showStep(w, r, tx, formRecovery, h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests)
+		h.showStep(w, r, tx, formRecovery, h.tr(r).get("err_locked", h.tr(r).duration(locked)), http.StatusTooManyRequests)
 		return false
 	}
 	ok := false
@@ -481,11 +568,11 @@ func (h *Handler) checkCode(w http.ResponseWriter, r *http.Request, tx transacti
 	}
 	if locked > 0 {
 		h.metrics.verifications.WithLabelValues(factor, resultLocked).Inc()
-		return h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests, false
+		return h.tr(r).get("err_locked", h.tr(r).duration(locked)), http.StatusTooManyRequests, false
 	}
 	raw := r.PostForm.Get("code")
 	if raw == "" {
-		return h.msgs.get("err_code_empty"), http.StatusOK, false
+		return h.tr(r).get("err_code_empty"), http.StatusOK, false
 	}
 	a, locked, err := h.limits.admit(contextWithoutCancel(r), tx.id)
 	if err != nil {
@@ -494,7 +581,7 @@ func (h *Handler) checkCode(w http.ResponseWriter, r *http.Request, tx transacti
 	}
 	if locked > 0 {
 		h.metrics.verifications.WithLabelValues(factor, resultLocked).Inc()
-		return h.msgs.get("err_locked", h.msgs.duration(locked)), http.StatusTooManyRequests, false
+		return h.tr(r).get("err_locked", h.tr(r).duration(locked)), http.StatusTooManyRequests, false
 	}
 	var step int64
 	code, valid := normalizeTOTP(raw)
@@ -529,11 +616,11 @@ func (h *Handler) countFailure(r *http.Request, tx transaction, a attempt, facto
 		slog.String("factor", factor), slog.String("result", result), slog.Int("left", left), requestID(r))
 	switch {
 	case paused > 0:
-		return h.msgs.get("err_locked", h.msgs.duration(paused)), http.StatusTooManyRequests
+		return h.tr(r).get("err_locked", h.tr(r).duration(paused)), http.StatusTooManyRequests
 	case left > 0:
-		return h.msgs.get(msgID) + " " + h.msgs.plural("attempts_left", left), http.StatusOK
+		return h.tr(r).get(msgID) + " " + h.tr(r).plural("attempts_left", left), http.StatusOK
 	default:
-		return h.msgs.get(msgID), http.StatusOK
+		return h.tr(r).get(msgID), http.StatusOK
 	}
 }
 
@@ -603,7 +690,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tx transactio
 	}
 	dest := h.returnURL(r, tx.st.ReturnURL)
 	if codes != nil {
-		h.render(w, r, http.StatusOK, "codes", &view{Title: h.msgs.get("codes_title"), Codes: codes, Continue: dest})
+		h.render(w, r, http.StatusOK, "codes", &view{Title: h.tr(r).get("codes_title"), Codes: codes, Continue: dest})
 		return
 	}
 	http.Redirect(w, r, dest, http.StatusSeeOther)

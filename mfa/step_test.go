@@ -26,7 +26,8 @@ func TestEnrolThenVerify(t *testing.T) {
 	st := e.state(alice.user, anyRemember, returnURL)
 	page := e.get(mfaURL(st), alice)
 	body := page.Body.String()
-	if page.Code != http.StatusOK || !strings.Contains(body, "Set up your authenticator app") {
+	// Provider "any": the choice of an authenticator app or a passkey.
+	if page.Code != http.StatusOK || !strings.Contains(body, "Set up a second step") || !strings.Contains(body, `data-webauthn="create"`) {
 		t.Fatalf("enrol page: %d\n%s", page.Code, body)
 	}
 	for _, want := range []string{`src="data:image/png;base64,`, `href="otpauth://totp/stepup:auth0%7Calice@example.com?`, `id="totp-secret"`,

@@ -25,6 +25,10 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 	if err != nil {
 		return nil, err
 	}
+	brand, translations, err := mfaLook(cfg)
+	if err != nil {
+		return nil, err
+	}
 	rl := cfg.MFA.RateLimits
 	return mfa.New(mfa.Options{
 		Prefix:         cfg.MFA.Prefix,
@@ -49,5 +53,13 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 		Duo:         duo,
 		Redirect:    redirect,
 		Realms:      a.realms,
+		WebAuthn: mfa.WebAuthnOptions{
+			Disabled:         cfg.MFA.WebAuthn.Disabled,
+			RPID:             cfg.MFA.WebAuthn.RPID,
+			RPName:           cfg.MFA.WebAuthn.RPName,
+			UserVerification: cfg.MFA.WebAuthn.UserVerification,
+		},
+		Brand:        brand,
+		Translations: translations,
 	})
 }
