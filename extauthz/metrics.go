@@ -42,6 +42,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"mode"}),
 	}
 	reg.MustRegister(m.decisions, m.duration, m.errors, m.inFlight, m.rejected)
+	// Exported at zero from the start, so that alerts and dashboards see
+	// the series before the first overload.
+	for _, mode := range []Mode{ModeGRPC, ModeEnvoyHTTP, ModeForwardAuth} {
+		m.rejected.WithLabelValues(string(mode))
+	}
 	return m
 }
 
