@@ -28,6 +28,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/stepup-dev/stepup/cidr"
 )
 
 //go:embed default.yaml
@@ -429,10 +431,12 @@ type Sessions struct {
 	EncryptionKeys []SigningKey `yaml:"encryption_keys"`
 	// CookiePrefix default "stepup".
 	CookiePrefix string `yaml:"cookie_prefix"`
-	// MFASessionTTL default 12h; MFASessionIdle default 1h.
+	// MFASessionTTL default 12h; MFASessionIdle default 1h (0 also means
+	// the default).
 	MFASessionTTL  Duration `yaml:"mfa_session_ttl"`
 	MFASessionIdle Duration `yaml:"mfa_session_idle"`
-	// RememberTTL default 720h (30 days); RememberIdle 0 = none.
+	// RememberTTL default 720h (30 days); RememberIdle default 0: no
+	// inactivity expiry.
 	RememberTTL  Duration `yaml:"remember_ttl"`
 	RememberIdle Duration `yaml:"remember_idle"`
 	// MaxDevices caps the remembered browsers of one user: remembering
@@ -972,7 +976,7 @@ func (c *Config) Validate() error {
 		val  Duration
 	}{{"sessions.mfa_session_idle", s.MFASessionIdle}, {"sessions.remember_idle", s.RememberIdle}} {
 		if d.val > 0 && d.val <= Duration(2*time.Minute) {
-			v.add(d.path, "must be longer than 2m, or 0 for no idle timeout")
+			v.add(d.path, "must be longer than 2m")
 		}
 	}
 	if s.MaxDevices < 1 || s.MaxDevices > 1000 {
@@ -1056,26 +1060,18 @@ func (c *Config) NetworkCIDRs() (map[string][]string, error) {
 	return out, errors.Join(errs...)
 }
 
+// readCIDRFile reads a networks file as [cidr.ParseList] does for loading.
 func readCIDRFile(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for i, line := range strings.Split(string(data), "\n") {
-		if j := strings.IndexByte(line, '#'); j >= 0 {
-			line = line[:j]
-		}
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		if _, err := parsePrefix(line); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
-		}
-		out = append(out, line)
+	defer f.Close()
+	list, err := cidr.ParseList(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return out, nil
+	return list, nil
 }
 
 // parsePrefix accepts a CIDR or a bare address.

@@ -121,11 +121,35 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
 }
 
-// Limits bound the size of what a check may carry.
+// Limits bound the size of what a check may carry; a check over any of
+// them is denied with 400. A zero field takes its value from
+// [DefaultLimits].
 type Limits struct {
-	MaxHeaderBytes  int
+	// MaxHeaderBytes bounds one header value.
+	MaxHeaderBytes int
+	// MaxHeadersBytes bounds all header names and values together.
 	MaxHeadersBytes int
-	MaxPathBytes    int
+	// MaxPathBytes bounds :path.
+	MaxPathBytes int
+}
+
+// DefaultLimits are the defaults of the configuration's limits section,
+// which the server passes explicitly; a test in cmd/stepup keeps the two
+// equal.
+var DefaultLimits = Limits{MaxHeaderBytes: 16 << 10, MaxHeadersBytes: 64 << 10, MaxPathBytes: 8 << 10}
+
+// orDefault fills the zero fields of l from DefaultLimits.
+func (l Limits) orDefault() Limits {
+	for _, f := range []struct{ v, def *int }{
+		{&l.MaxHeaderBytes, &DefaultLimits.MaxHeaderBytes},
+		{&l.MaxHeadersBytes, &DefaultLimits.MaxHeadersBytes},
+		{&l.MaxPathBytes, &DefaultLimits.MaxPathBytes},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	return l
 }
 
 // fromCheckRequest normalizes an Envoy CheckRequest (ENVOY.md §3).

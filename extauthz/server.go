@@ -164,16 +164,7 @@ func New(o Options) (*Server, error) {
 	s.headers.network = def(o.NetworkHeader, "x-stepup-network")
 	s.headers.claimPrefix = def(o.ClaimPrefix, "x-stepup-claim-")
 	s.headers.remove = o.RemoveHeaders
-	s.limits = o.Limits
-	if s.limits.MaxHeaderBytes == 0 {
-		s.limits.MaxHeaderBytes = 16 << 10
-	}
-	if s.limits.MaxHeadersBytes == 0 {
-		s.limits.MaxHeadersBytes = 64 << 10
-	}
-	if s.limits.MaxPathBytes == 0 {
-		s.limits.MaxPathBytes = 8 << 10
-	}
+	s.limits = o.Limits.orDefault()
 	switch o.LogDecisions {
 	case "all":
 		s.logAll = true

@@ -138,22 +138,14 @@ func newSealer(cfg *config.Config, log *slog.Logger) (*session.Sealer, error) {
 }
 
 func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.Key, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
-	idle := cfg.Sessions.RememberIdle.D()
-	if idle == 0 {
-		idle = session.NoTimeout
-	}
-	mfaIdle := cfg.Sessions.MFASessionIdle.D()
-	if mfaIdle == 0 {
-		mfaIdle = session.NoTimeout
-	}
 	return session.NewManager(session.Config{
 		Keys:              keys,
 		Store:             store,
 		Now:               now,
 		MFASessionTTL:     cfg.Sessions.MFASessionTTL.D(),
-		MFASessionIdle:    mfaIdle,
+		MFASessionIdle:    cfg.Sessions.MFASessionIdle.D(),
 		RememberTTL:       cfg.Sessions.RememberTTL.D(),
-		RememberIdle:      idle,
+		RememberIdle:      cfg.Sessions.RememberIdle.D(),
 		StateTTL:          cfg.Sessions.StateTTL.D(),
 		MaxDevicesPerUser: cfg.Sessions.MaxDevices,
 		Development:       cfg.Development,
