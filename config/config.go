@@ -81,8 +81,8 @@ type Server struct {
 	GRPC GRPC `yaml:"grpc"`
 	HTTP HTTP `yaml:"http"`
 	// DrainDelay is how long stepup keeps answering after it reported
-	// NOT_SERVING on shutdown, so that Envoy's health checks notice first
-	// (ENVOY.md §7.2: interval × unhealthy_threshold). Default 0 in the
+	// NOT_SERVING on shutdown, so that Envoy's health checks notice first:
+	// at least its health check interval × unhealthy_threshold. Default 0 in the
 	// embedded demo; set it to 10s behind Envoy.
 	DrainDelay Duration `yaml:"drain_delay"`
 	// ShutdownTimeout bounds the graceful stop of both servers. Default 10s.
@@ -147,8 +147,9 @@ func (n *Network) UnmarshalYAML(v *yaml.Node) error {
 	return nil
 }
 
-// ClientIP says how the client's address is derived from a request
-// (ENVOY.md §3.2).
+// ClientIP says how the client's address is derived from a request: from
+// Envoy's x-envoy-external-address, or by walking x-forwarded-for from the
+// right past trusted proxies or a fixed number of hops.
 type ClientIP struct {
 	// EnvoyExternalAddress trusts x-envoy-external-address in gRPC Checks
 	// and Envoy HTTP-mode checks. Envoy writes it at the edge with
@@ -187,7 +188,8 @@ type Identity struct {
 }
 
 // JWTAuthn reads the payload Envoy's jwt_authn filter verified, as
-// forwarded through metadata_context_namespaces (ENVOY.md §3.4).
+// forwarded in the CheckRequest's metadata_context under its filter
+// namespace when ext_authz lists it in metadata_context_namespaces.
 type JWTAuthn struct {
 	Enabled *bool `yaml:"enabled"`
 	// Namespace default "envoy.filters.http.jwt_authn".
