@@ -175,7 +175,18 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 		}
 	}
 
-	a.authz, err = extauthz.New(extauthz.Options{
+	a.authz, err = extauthz.New(authzOptions(cfg, a, policy, idOpts))
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// authzOptions are the decision core's options from cfg, over a's
+// networks, sessions and metrics.
+func authzOptions(cfg *config.Config, a *app, policy extauthz.Policy, idOpts extauthz.IdentityOptions) extauthz.Options {
+	return extauthz.Options{
 		Networks:                  a.nets,
 		Policy:                    policy,
 		Sessions:                  extauthz.NewSessions(a.sessions, extauthz.WithSealer(a.sealer)),
@@ -201,18 +212,13 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 			MaxPathBytes:    cfg.Limits.MaxPathBytes,
 		},
 		LogDecisions:     cfg.Log.Decisions,
-		Logger:           log,
+		Logger:           a.log,
 		Metrics:          extauthz.NewMetrics(a.reg),
 		Realms:           a.realms,
 		RedirectServices: redirectServices(cfg),
 		DuoFallback:      cfg.MFA.Duo.Fallback == mfa.DuoFallbackTOTP,
 		ClientMaxAge:     clientMaxAge(cfg),
-	})
-	if err != nil {
-		a.Close()
-		return nil, err
 	}
-	return a, nil
 }
 
 func lower(ss []string) []string {
