@@ -28,6 +28,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/stepup-dev/stepup/cidr"
 )
 
 //go:embed default.yaml
@@ -79,8 +81,8 @@ type Server struct {
 	GRPC GRPC `yaml:"grpc"`
 	HTTP HTTP `yaml:"http"`
 	// DrainDelay is how long stepup keeps answering after it reported
-	// NOT_SERVING on shutdown, so that Envoy's health checks notice first
-	// (ENVOY.md §7.2: interval × unhealthy_threshold). Default 0 in the
+	// NOT_SERVING on shutdown, so that Envoy's health checks notice first:
+	// at least its health check interval × unhealthy_threshold. Default 0 in the
 	// embedded demo; set it to 10s behind Envoy.
 	DrainDelay Duration `yaml:"drain_delay"`
 	// ShutdownTimeout bounds the graceful stop of both servers. Default 10s.
@@ -150,8 +152,9 @@ func (n *Network) UnmarshalYAML(v *yaml.Node) error {
 	return nil
 }
 
-// ClientIP says how the client's address is derived from a request
-// (ENVOY.md §3.2).
+// ClientIP says how the client's address is derived from a request: from
+// Envoy's x-envoy-external-address, or by walking x-forwarded-for from the
+// right past trusted proxies or a fixed number of hops.
 type ClientIP struct {
 	// EnvoyExternalAddress trusts x-envoy-external-address in gRPC Checks
 	// and Envoy HTTP-mode checks. Envoy writes it at the edge with
@@ -195,7 +198,8 @@ type Identity struct {
 }
 
 // JWTAuthn reads the payload Envoy's jwt_authn filter verified, as
-// forwarded through metadata_context_namespaces (ENVOY.md §3.4).
+// forwarded in the CheckRequest's metadata_context under its filter
+// namespace when ext_authz lists it in metadata_context_namespaces.
 type JWTAuthn struct {
 	Enabled *bool `yaml:"enabled"`
 	// Namespace default "envoy.filters.http.jwt_authn".
@@ -477,10 +481,12 @@ type Sessions struct {
 	EncryptionKeys []SigningKey `yaml:"encryption_keys"`
 	// CookiePrefix default "stepup".
 	CookiePrefix string `yaml:"cookie_prefix"`
-	// MFASessionTTL default 12h; MFASessionIdle default 1h.
+	// MFASessionTTL default 12h; MFASessionIdle default 1h (0 also means
+	// the default).
 	MFASessionTTL  Duration `yaml:"mfa_session_ttl"`
 	MFASessionIdle Duration `yaml:"mfa_session_idle"`
-	// RememberTTL default 720h (30 days); RememberIdle 0 = none.
+	// RememberTTL default 720h (30 days); RememberIdle default 0: no
+	// inactivity expiry.
 	RememberTTL  Duration `yaml:"remember_ttl"`
 	RememberIdle Duration `yaml:"remember_idle"`
 	// MaxDevices caps the remembered browsers of one user: remembering
@@ -1034,7 +1040,7 @@ func (c *Config) Validate() error {
 		val  Duration
 	}{{"sessions.mfa_session_idle", s.MFASessionIdle}, {"sessions.remember_idle", s.RememberIdle}} {
 		if d.val > 0 && d.val <= Duration(2*time.Minute) {
-			v.add(d.path, "must be longer than 2m, or 0 for no idle timeout")
+			v.add(d.path, "must be longer than 2m")
 		}
 	}
 	if s.MaxDevices < 1 || s.MaxDevices > 1000 {
@@ -1118,26 +1124,18 @@ func (c *Config) NetworkCIDRs() (map[string][]string, error) {
 	return out, errors.Join(errs...)
 }
 
+// readCIDRFile reads a networks file as [cidr.ParseList] does for loading.
 func readCIDRFile(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for i, line := range strings.Split(string(data), "\n") {
-		if j := strings.IndexByte(line, '#'); j >= 0 {
-			line = line[:j]
-		}
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		if _, err := parsePrefix(line); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
-		}
-		out = append(out, line)
+	defer f.Close()
+	list, err := cidr.ParseList(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return out, nil
+	return list, nil
 }
 
 // parsePrefix accepts a CIDR or a bare address.

@@ -142,8 +142,16 @@ func TestNetworkFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "corp.txt"), []byte("10.0.0.0/8\nnot-a-cidr\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.NetworkCIDRs(); err == nil || !strings.Contains(err.Error(), "corp.txt:2") {
+	if _, err := c.NetworkCIDRs(); err == nil || !strings.Contains(err.Error(), "corp.txt: line 2") {
 		t.Errorf("bad file line: err = %v, want the file and line number", err)
+	}
+	// A file saved with a byte order mark and CRLF line ends reads as the
+	// loader reads it.
+	if err := os.WriteFile(filepath.Join(dir, "corp.txt"), []byte("\uFEFF10.0.0.0/8\r\n192.0.2.1\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.NetworkCIDRs(); err != nil || !cmp.Equal(got["corporate"], []string{"172.16.0.0/12", "10.0.0.0/8", "192.0.2.1"}) {
+		t.Errorf("file with a BOM: %v, %v", got, err)
 	}
 }
 

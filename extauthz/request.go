@@ -38,7 +38,6 @@ type Request struct {
 	HostPort string
 	Path     string // without the query
 	RawQuery string
-	Protocol string
 	// Headers are lowercase-keyed; repeated headers are joined with ','.
 	Headers map[string]string
 	// PeerIP is the direct peer: attributes.source.address in gRPC (the
@@ -54,12 +53,9 @@ type Request struct {
 	JWTPayload *structpb.Struct
 }
 
-// Header returns a header's value ("" when absent). name must be lowercase.
-func (r *Request) Header(name string) string { return r.Headers[name] }
-
 // Cookie returns the value of the named cookie. Cookie headers are split on
-// both ';' and ',' (ENVOY.md §1 item 5 and §3.3: HTTP/1.1 requests with
-// several Cookie lines reach ext_authz joined with ',').
+// both ';' and ',': Envoy joins the several Cookie lines of an HTTP/1.1
+// request with ',' in the CheckRequest.
 func (r *Request) Cookie(name string) (string, bool) {
 	return findCookie(r.Headers["cookie"], name)
 }
@@ -101,7 +97,7 @@ func (r *Request) URL() string {
 
 // WantsHTML reports whether the client is a browser navigating (it accepts
 // text/html and is not a script's fetch), so that a step-up is a 302
-// rather than a 401 (ENVOY.md §4.7).
+// rather than a 401.
 func (r *Request) WantsHTML() bool {
 	if r.Headers["x-requested-with"] != "" {
 		return false
@@ -121,14 +117,40 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
 }
 
-// Limits bound the size of what a check may carry.
+// Limits bound the size of what a check may carry; a check over any of
+// them is denied with 400. A zero field takes its value from
+// [DefaultLimits].
 type Limits struct {
-	MaxHeaderBytes  int
+	// MaxHeaderBytes bounds one header value.
+	MaxHeaderBytes int
+	// MaxHeadersBytes bounds all header names and values together.
 	MaxHeadersBytes int
-	MaxPathBytes    int
+	// MaxPathBytes bounds :path.
+	MaxPathBytes int
 }
 
-// fromCheckRequest normalizes an Envoy CheckRequest (ENVOY.md §3).
+// DefaultLimits are the defaults of the configuration's limits section,
+// which the server passes explicitly; a test in cmd/stepup keeps the two
+// equal.
+var DefaultLimits = Limits{MaxHeaderBytes: 16 << 10, MaxHeadersBytes: 64 << 10, MaxPathBytes: 8 << 10}
+
+// orDefault fills the zero fields of l from DefaultLimits.
+func (l Limits) orDefault() Limits {
+	for _, f := range []struct{ v, def *int }{
+		{&l.MaxHeaderBytes, &DefaultLimits.MaxHeaderBytes},
+		{&l.MaxHeadersBytes, &DefaultLimits.MaxHeadersBytes},
+		{&l.MaxPathBytes, &DefaultLimits.MaxPathBytes},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	return l
+}
+
+// fromCheckRequest normalizes an Envoy CheckRequest: attributes.request.http
+// (falling back to the pseudo-headers), the source address, the context
+// extensions and jwt_authn's payload in the metadata context.
 func (s *Server) fromCheckRequest(req *authv3.CheckRequest, r *Request) error {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
@@ -144,7 +166,6 @@ func (s *Server) fromCheckRequest(req *authv3.CheckRequest, r *Request) error {
 	r.StreamID = h.GetId()
 	r.Method = h.GetMethod()
 	r.Scheme = h.GetScheme()
-	r.Protocol = h.GetProtocol()
 	r.HostPort = h.GetHost()
 	path := h.GetPath()
 	if r.Method == "" {
@@ -165,7 +186,6 @@ func (s *Server) fromCheckRequest(req *authv3.CheckRequest, r *Request) error {
 	if err := r.setTarget(path); err != nil {
 		return err
 	}
-	r.ID = r.Headers["x-request-id"]
 	peer, err := socketAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress())
 	if err != nil {
 		return badRequest("attributes.source.address: %v", err)

@@ -189,21 +189,12 @@ func New(o Options) (*Server, error) {
 		s.headers.spellingNames = append(s.headers.spellingNames, canonicalHeaderSpelling(n))
 	}
 	s.headers.spellingPrefixes = []string{canonicalHeaderSpelling(s.headers.claimPrefix)}
-	s.limits = o.Limits
+	s.limits = o.Limits.orDefault()
 	s.admit.max = int64(o.MaxInFlight)
 	if s.admit.max <= 0 {
 		s.admit.max = int64(DefaultMaxInFlight())
 	}
 	s.admit.metrics = s.metrics
-	if s.limits.MaxHeaderBytes == 0 {
-		s.limits.MaxHeaderBytes = 16 << 10
-	}
-	if s.limits.MaxHeadersBytes == 0 {
-		s.limits.MaxHeadersBytes = 64 << 10
-	}
-	if s.limits.MaxPathBytes == 0 {
-		s.limits.MaxPathBytes = 8 << 10
-	}
 	switch o.LogDecisions {
 	case "all":
 		s.logAll = true

@@ -80,7 +80,7 @@ func newEnv(t testing.TB, mod func(*Options)) *env {
 	e.keys = []session.Key{testKey(t, "k1")}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
-	e.m, err = session.NewManager(session.Config{Keys: e.keys, Store: e.store, Now: e.clk.Now, Logger: log})
+	e.m, err = session.NewManager(session.Config{Keys: e.keys, Store: e.store, Now: e.clk.Now, StateTTL: 10 * time.Minute, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

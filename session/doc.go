@@ -55,8 +55,8 @@
 // agent summary such as "Chrome on Linux", expiry, and the realm and
 // second factors it stands in for) under kind [KindDevice].
 // Devices live [Config.RememberTTL] (default 30 days) and, like Auth0's
-// remember-browser cookie, expire after [Config.RememberIdle] (default 7 days)
-// without use; a negative RememberIdle turns the inactivity expiry off.
+// remember-browser cookie, can expire after [Config.RememberIdle] without
+// use (Auth0 used 7 days); by default (zero) they have no inactivity expiry.
 //
 // # Transaction state
 //
@@ -66,7 +66,7 @@
 // signing key and the state's id, used for that one token, and the token's
 // MAC covers the ciphertext. Making a state costs no store operation; the
 // token cannot be read (the return URL and the user do not show) nor
-// altered, and it lives [Config.StateTTL] (default 10 min). A state whose
+// altered, and it lives [Config.StateTTL] (default 1 h). A state whose
 // JSON exceeds [MaxEmbeddedStateSize] (a very long return URL) is stored
 // under its id instead, and its token names it.
 //

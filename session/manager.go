@@ -12,13 +12,14 @@ import (
 	"time"
 )
 
-// Defaults for the zero values of [Config].
+// Defaults for the zero values of [Config]. They are the defaults of the
+// configuration's sessions section, which the server passes explicitly; a
+// test in cmd/stepup keeps the two equal.
 const (
 	DefaultMFASessionTTL  = 12 * time.Hour
 	DefaultMFASessionIdle = time.Hour
 	DefaultRememberTTL    = 30 * 24 * time.Hour
-	DefaultRememberIdle   = 7 * 24 * time.Hour
-	DefaultStateTTL       = 10 * time.Minute
+	DefaultStateTTL       = time.Hour
 	DefaultAssertionTTL   = 2 * time.Minute
 	DefaultCookiePrefix   = "stepup"
 	// DefaultMaxDevices is how many remembered browsers a user keeps by
@@ -45,7 +46,7 @@ const (
 )
 
 // NoTimeout, as [Config.MFASessionIdle] or [Config.RememberIdle], turns the
-// idle timeout off. Any negative value does.
+// idle timeout off. Any negative value does, and a zero RememberIdle.
 const NoTimeout time.Duration = -1
 
 // Config configures a [Manager]. Zero durations take the Default values.
@@ -68,16 +69,16 @@ type Config struct {
 	// RememberTTL bounds a remembered browser's lifetime (default 30 days).
 	RememberTTL time.Duration
 	// RememberIdle forgets a remembered browser unused for this long
-	// (default 7 days, as Auth0 did); negative turns it off, so the browser
-	// is remembered for the full RememberTTL.
+	// (Auth0 used 7 days); zero or negative turns it off, so the browser is
+	// remembered for the full RememberTTL.
 	RememberIdle time.Duration
 	// MaxDevicesPerUser caps the remembered browsers of one user (default
 	// [DefaultMaxDevices], at most [MaxMaxDevices]): remembering one more
 	// forgets the oldest, so that a user (or a script with their identity)
 	// cannot pile up device records without bound.
 	MaxDevicesPerUser int
-	// StateTTL bounds a transaction state's lifetime (default 10 min, at
-	// most [MaxStateTTL]).
+	// StateTTL bounds a transaction state's lifetime (default 1 h, at most
+	// [MaxStateTTL]).
 	StateTTL time.Duration
 	// AssertionTTL bounds an identity assertion's lifetime (default 2 min).
 	AssertionTTL time.Duration
@@ -139,7 +140,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		mfaTTL:       orDefault(cfg.MFASessionTTL, DefaultMFASessionTTL),
 		mfaIdle:      orDefault(cfg.MFASessionIdle, DefaultMFASessionIdle),
 		rememberTTL:  orDefault(cfg.RememberTTL, DefaultRememberTTL),
-		rememberIdle: orDefault(cfg.RememberIdle, DefaultRememberIdle),
+		rememberIdle: max(cfg.RememberIdle, 0),
 		stateTTL:     orDefault(cfg.StateTTL, DefaultStateTTL),
 		assertionTTL: orDefault(cfg.AssertionTTL, DefaultAssertionTTL),
 		maxDevices:   cfg.MaxDevicesPerUser,
@@ -168,7 +169,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	checkTTL("assertion ttl", m.assertionTTL, MaxAssertionTTL)
 	checkIdle := func(name string, d *time.Duration) {
 		switch {
-		case *d < 0:
+		case *d <= 0:
 			*d = 0 // off
 		case *d <= 2*TouchInterval:
 			errs = append(errs, fmt.Errorf("%s %v: must be longer than %v, or negative to turn it off", name, *d, 2*TouchInterval))

@@ -471,7 +471,7 @@ func TestRememberThirtyDays(t *testing.T) {
 		useEvery time.Duration // 0: not used in between
 	}{
 		{"idle timeout off", session.NoTimeout, 0},
-		{"used every 6 days", 0, 6 * day},
+		{"used every 6 days", 7 * day, 6 * day},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, func(c *session.Config) { c.RememberIdle = tt.idle })
@@ -499,7 +499,7 @@ func TestRememberThirtyDays(t *testing.T) {
 
 func TestRememberInactivity(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, nil) // default RememberIdle: 7 days
+	e := newEnv(t, func(c *session.Config) { c.RememberIdle = 7 * day })
 	c1, _ := issueRemember(t, e.m, "alice")
 	c2, _ := issueRemember(t, e.m, "alice")
 	e.clk.Advance(6 * day)

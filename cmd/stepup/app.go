@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,13 +9,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stepup-dev/stepup/cidr"
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
+	"github.com/stepup-dev/stepup/internal/buildinfo"
+	"github.com/stepup-dev/stepup/internal/gotune"
+	"github.com/stepup-dev/stepup/internal/jwtkeys"
+	"github.com/stepup-dev/stepup/internal/rulesload"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
 	"github.com/stepup-dev/stepup/session/memstore"
@@ -31,13 +33,13 @@ type app struct {
 	authz    *extauthz.Server
 	store    session.Store
 	sessions *session.Manager
-	rules    *rulesReloader // nil when no rules are configured
+	rules    *rulesload.Reloader // nil when no rules are configured
 	// now is the clock of decisions (nil: the real one); see testClockFlag.
 	now      func() time.Time
 	closers  []func()
 	warnings []string
 	// tuner applies the runtime section (serve only; nil elsewhere).
-	tuner *runtimeTuner
+	tuner *gotune.Tuner
 
 	// sealer encrypts secrets at rest: TOTP seeds, and the Duo secret in
 	// transaction states.
@@ -90,7 +92,7 @@ type buildOptions struct {
 func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buildOptions) (*app, error) {
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: bo.now}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	bi := readBuildInfo()
+	bi := buildinfo.Read()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "stepup_build_info",
 		Help:        "Always 1; labels say which build runs (revision is the short commit hash, empty when unknown).",
@@ -154,15 +156,15 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 
 	var policy extauthz.Policy
 	if len(cfg.Rules.List) > 0 {
-		rm := newRuleMetrics(a.reg)
-		e, err := newRulesEngine(cfg, log, rm)
+		rm := rulesload.NewMetrics(a.reg)
+		e, err := rulesload.NewEngine(cfg, log, rm)
 		if err != nil {
 			a.Close()
 			return nil, err
 		}
 		rp := extauthz.NewRulesPolicy(e, cfg.Clients.Names)
 		a.closers = append(a.closers, func() { rp.Engine().Close() })
-		a.rules = &rulesReloader{policy: rp, metrics: rm, log: log}
+		a.rules = rulesload.NewReloader(rp, rm, log)
 		policy = rp
 	} else {
 		// No rules: the built-in network policy.
@@ -173,7 +175,18 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 		}
 	}
 
-	a.authz, err = extauthz.New(extauthz.Options{
+	a.authz, err = extauthz.New(authzOptions(cfg, a, policy, idOpts))
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// authzOptions are the decision core's options from cfg, over a's
+// networks, sessions and metrics.
+func authzOptions(cfg *config.Config, a *app, policy extauthz.Policy, idOpts extauthz.IdentityOptions) extauthz.Options {
+	return extauthz.Options{
 		Networks:                  a.nets,
 		Policy:                    policy,
 		Sessions:                  extauthz.NewSessions(a.sessions, extauthz.WithSealer(a.sealer)),
@@ -199,7 +212,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 			MaxPathBytes:    cfg.Limits.MaxPathBytes,
 		},
 		LogDecisions:     cfg.Log.Decisions,
-		Logger:           log,
+		Logger:           a.log,
 		MaxInFlight:      cfg.Server.MaxInFlight,
 		Metrics:          extauthz.NewMetrics(a.reg),
 		Realms:           a.realms,
@@ -207,12 +220,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 		DuoFallback:      cfg.MFA.Duo.Fallback == mfa.DuoFallbackTOTP,
 		ClientMaxAge:     clientMaxAge(cfg),
 		DryRun:           cfg.Policy.Mode == extauthz.ModeDryRun,
-	})
-	if err != nil {
-		a.Close()
-		return nil, err
 	}
-	return a, nil
 }
 
 func lower(ss []string) []string {
@@ -235,38 +243,22 @@ func loadNetworks(cfg *config.Config) (*cidr.Set, error) {
 	return set, nil
 }
 
+// buildKeyfunc loads the keys of identity.jwt (nil: none configured).
 func buildKeyfunc(ctx context.Context, cfg *config.Config, log *slog.Logger) (extauthz.Keyfunc, error) {
 	j := cfg.Identity.JWT
 	switch {
 	case j.JWKSFile != "":
-		raw, err := os.ReadFile(cfg.Resolve(j.JWKSFile))
+		kf, err := jwtkeys.JWKSFile(cfg.Resolve(j.JWKSFile))
 		if err != nil {
 			return nil, fmt.Errorf("identity.jwt.jwks_file: %w", err)
 		}
-		if !json.Valid(raw) {
-			return nil, fmt.Errorf("identity.jwt.jwks_file: not valid JSON")
-		}
-		kf, err := keyfunc.NewJWKSetJSON(raw)
-		if err != nil {
-			return nil, fmt.Errorf("identity.jwt.jwks_file: %w", err)
-		}
-		return kf.Keyfunc, nil
+		return kf, nil
 	case j.JWKSURL != "":
-		noErr := true
-		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{j.JWKSURL}, keyfunc.Override{
-			RefreshInterval:           j.JWKSRefresh.D(),
-			HTTPTimeout:               5e9,
-			NoErrorReturnFirstHTTPReq: &noErr,
-			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-				return func(ctx context.Context, err error) {
-					log.Warn("jwks refresh failed", "url", u, "error", err.Error())
-				}
-			},
-		})
+		kf, err := jwtkeys.JWKSURL(ctx, j.JWKSURL, j.JWKSRefresh.D(), log)
 		if err != nil {
 			return nil, fmt.Errorf("identity.jwt.jwks_url: %w", err)
 		}
-		return kf.Keyfunc, nil
+		return kf, nil
 	}
 	return nil, nil
 }

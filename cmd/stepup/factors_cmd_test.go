@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stepup-dev/stepup/config"
+	"github.com/stepup-dev/stepup/internal/admin"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
 )
@@ -89,13 +91,15 @@ func TestFactorsReset(t *testing.T) {
 	if _, err := openStore(cfg, log); !isLocked(err) {
 		t.Fatalf("second open: %v, want locked", err)
 	}
-	token, err := ensureAdminToken(mustDataDir(cfg))
+	token, err := admin.EnsureToken(mustDataDir(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(adminFactorsHandler(store, m, token, log))
+	mux := http.NewServeMux()
+	admin.Register(mux, admin.Options{Token: token, Ops: admin.StoreOps{Manager: m, Store: store}, Logger: log})
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	if err := writeAdminAddress(mustDataDir(cfg), strings.TrimPrefix(srv.URL, "http://")); err != nil {
+	if err := admin.WriteAddress(mustDataDir(cfg), strings.TrimPrefix(srv.URL, "http://")); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
@@ -111,7 +115,7 @@ func TestFactorsReset(t *testing.T) {
 	}
 
 	// A wrong token is refused.
-	if err := os.WriteFile(filepath.Join(mustDataDir(cfg), adminTokenFile), []byte(strings.Repeat("0", 64)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(mustDataDir(cfg), admin.TokenFile), []byte(strings.Repeat("0", 64)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := runFactors(context.Background(), []string{"reset", "--user", "auth0|bob", "--config", path}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "403") {

@@ -1,19 +1,7 @@
 // Command stepup is an Envoy external-authorization server that adds
 // contextual multi-factor authentication in front of any web application.
-//
-// Usage:
-//
-//	stepup serve [--config FILE]          run the gRPC and HTTP servers
-//	stepup check --request FILE [--config FILE]
-//	                                      decide one CheckRequest (dry run)
-//	stepup rules try|lint ...             try or lint Auth0-style rules
-//	stepup keys generate                  print new session keys
-//	stepup sessions list|revoke --user U  a user's MFA sessions and remembered browsers
-//	stepup config default|validate        print the embedded default, or validate a file
-//	stepup version
-//
-// With no --config, stepup runs on its embedded default configuration
-// (see config/default.yaml).
+// `stepup help` lists its commands. With no --config, stepup runs on its
+// embedded default configuration (config/default.yaml).
 package main
 
 import (
@@ -24,6 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/stepup-dev/stepup/internal/buildinfo"
+	"github.com/stepup-dev/stepup/internal/rulescli"
 )
 
 func main() {
@@ -66,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "check":
 		err = runCheck(ctx, args[1:], stdout, stderr)
 	case "rules":
-		return runRulesCmd(ctx, args[1:], stdout, stderr)
+		return rulescli.Run(ctx, args[1:], stdout, stderr)
 	case "config":
 		err = runConfig(args[1:], stdout, stderr)
 	case "keys":
@@ -76,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "factors":
 		err = runFactors(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, readBuildInfo())
+		fmt.Fprintln(stdout, buildinfo.Read())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,7 +13,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,263 +20,322 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
+	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/internal/buildinfo"
+	"github.com/stepup-dev/stepup/internal/gotune"
+	"github.com/stepup-dev/stepup/internal/profiling"
+	"github.com/stepup-dev/stepup/internal/readiness"
+	"github.com/stepup-dev/stepup/internal/servertls"
+	"github.com/stepup-dev/stepup/internal/testclock"
+	"github.com/stepup-dev/stepup/session"
 )
 
+// testClockFlag names serve's hidden test hook: a file holding a Go
+// duration that is added to the real time wherever stepup decides by the
+// clock (see package testclock). It is not shown in usage, and serve
+// refuses it unless the configuration says development: true, so a
+// production configuration can never run on a shifted clock.
+const testClockFlag = "test-clock-file"
+
+// runServe implements `stepup serve`: build, listen, serve until a signal
+// or a server error, then drain.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (default: the embedded default)")
-	clockFile := fs.String(testClockFlag, "", "test hook (development only): file holding a clock offset")
-	fs.Usage = func() { serveUsage(fs) }
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	cfgPath, clockFile, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return err
 	}
 	log := newLogger(stderr, cfg.Log.Level)
-	if *cfgPath == "" {
+	if cfgPath == "" {
 		log.Warn("running on the embedded default configuration: a demo on loopback; write your own with `stepup config default` for production")
 	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	s, err := buildServer(runCtx, cfg, cfgPath, clockFile, log)
+	if err != nil {
+		return err
+	}
+	defer s.a.Close()
+	if err := s.listen(); err != nil {
+		return err
+	}
+	errc := s.serve(runCtx, stdout)
+	runErr := s.wait(ctx, errc)
+	s.drain(runErr)
+	return runErr
+}
+
+// parseServeFlags returns --config and the test hook's file.
+func parseServeFlags(args []string, stderr io.Writer) (cfgPath, clockFile string, err error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfgPath, "config", "", "configuration file (default: the embedded default)")
+	fs.StringVar(&clockFile, testClockFlag, "", "test hook (development only): file holding a clock offset")
+	fs.Usage = func() {
+		// serve's flags except the hidden test hook.
+		w := fs.Output()
+		fmt.Fprintln(w, "Usage: stepup serve [--config FILE]")
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name != testClockFlag {
+				fmt.Fprintf(w, "  --%s\n    \t%s\n", f.Name, f.Usage)
+			}
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", "", fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return "", "", fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return cfgPath, clockFile, nil
+}
+
+// server is a built `stepup serve`: the decision core, the gRPC and HTTP
+// servers, their listeners once listening, and the health they report.
+type server struct {
+	a       *app
+	cfgPath string
+	dataDir string
+	log     *slog.Logger
+
+	gs      *grpc.Server
+	ready   *readiness.State
+	httpSrv *http.Server
+
+	grpcLis, httpLis net.Listener
+}
+
+// buildServer builds everything serve runs, before it listens.
+func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile string, log *slog.Logger) (*server, error) {
 	var bo buildOptions
-	if *clockFile != "" {
+	if clockFile != "" {
 		if !cfg.Development {
-			return fmt.Errorf("%w: --%s is a test hook, refused unless the configuration says development: true", errUsage, testClockFlag)
+			return nil, fmt.Errorf("%w: --%s is a test hook, refused unless the configuration says development: true", errUsage, testClockFlag)
 		}
-		clk, err := newTestClock(*clockFile, log)
+		clk, err := testclock.New(clockFile, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		bo.now = clk.Now
-		log.Warn("TEST HOOK: stepup's clock is the real time plus the offset in a file; never use this outside tests", "file", *clockFile, "offset", clk.offset.String())
+		log.Warn("TEST HOOK: stepup's clock is the real time plus the offset in a file; never use this outside tests", "file", clockFile, "offset", clk.Offset().String())
 	}
 	dataDir, err := filepath.Abs(cfg.Resolve(cfg.DataDir))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("data_dir: %w", err)
+		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	a, err := buildApp(runCtx, cfg, log, bo)
+	a, err := buildApp(ctx, cfg, log, bo)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer a.Close()
+	s := &server{a: a, cfgPath: cfgPath, dataDir: dataDir, log: log}
+	if err := s.build(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// build adds the runtime tuning, the profiling endpoint, the store monitor
+// and the two servers to s.a.
+func (s *server) build(ctx context.Context) error {
+	a, cfg := s.a, s.a.cfg
 	// With the networks and rules loaded, the live heap is known: tune the
 	// collector for it (runtime section; GOGC and GOMEMLIMIT win).
-	a.tuner = newRuntimeTuner(log)
-	a.tuner.apply(cfg.Runtime)
-	go a.tuner.watch(runCtx, retuneInterval)
-	if _, err := startPprof(runCtx, log, os.LookupEnv); err != nil {
+	a.tuner = gotune.New(s.log)
+	a.tuner.Apply(cfg.Runtime)
+	go a.tuner.Watch(ctx, gotune.RetuneInterval)
+	if _, err := profiling.Start(ctx, s.log, os.LookupEnv); err != nil {
 		return err
-	}
-
-	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC.Listen)
-	if err != nil {
-		return fmt.Errorf("grpc listen: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", cfg.Server.HTTP.Listen)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("http listen: %w", err)
 	}
 
 	gs, err := newGRPCServer(cfg)
 	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
 		return err
 	}
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
+	s.gs, s.ready = gs, readiness.New(authv3.Authorization_ServiceDesc.ServiceName)
+	s.ready.Register(gs)
 	a.authz.Register(gs)
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	mon := session.NewStoreMonitor(a.store, a.reg, s.log, s.ready.SetStore)
+	go mon.Run(ctx, 2*time.Second)
+	checkStoreSettings(ctx, a.store)
 
-	var draining, storeDown atomic.Bool
-	mon := newStoreMonitor(a.store, a.reg, log, func(up bool) {
-		storeDown.Store(!up)
-		st := healthpb.HealthCheckResponse_SERVING
-		if !up {
-			st = healthpb.HealthCheckResponse_NOT_SERVING
-		}
-		if !draining.Load() {
-			hs.SetServingStatus("", st)
-			hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
-		}
-	})
-	go mon.run(runCtx, 2*time.Second)
-	checkStoreSettings(runCtx, a.store)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if draining.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, "draining\n")
-			return
-		}
-		if storeDown.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, "session store unavailable\n")
-			return
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	a.authz.RegisterHTTP(mux)
-	adminToken, err := ensureAdminToken(dataDir)
+	mux, err := s.httpMux()
 	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
-		return fmt.Errorf("admin token: %w", err)
-	}
-	mux.Handle(adminPath, adminHandler(a.sessions, adminToken, log))
-	mux.Handle(adminFactorsPath, adminFactorsHandler(a.store, a.sessions, adminToken, log))
-	step, err := newMFAStep(cfg, a, log)
-	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
 		return err
 	}
-	mux.Handle(cfg.MFA.Prefix, step)
-	if err := writeAdminAddress(dataDir, httpLis.Addr().String()); err != nil {
-		log.Warn("cannot record the admin address: the CLI will use server.http.listen", "error", err.Error())
-	}
-	httpSrv := &http.Server{
+	s.httpSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	if cfg.Server.HTTP.TLS.Enabled() {
-		tc, err := serverTLS(cfg.Server.HTTP.TLS, []string{"h2", "http/1.1"})
-		if err != nil {
-			grpcLis.Close()
-			httpLis.Close()
+	if t := cfg.Server.HTTP.TLS; t.Enabled() {
+		if s.httpSrv.TLSConfig, err = servertls.Config(t.CertFile, t.KeyFile, t.ClientCAFile, []string{"h2", "http/1.1"}); err != nil {
 			return fmt.Errorf("server.http.tls: %w", err)
 		}
-		httpSrv.TLSConfig = tc
 	}
+	return nil
+}
 
+// httpMux serves health, readiness, metrics, the HTTP ext_authz check, the
+// admin endpoint and the MFA step.
+func (s *server) httpMux() (*http.ServeMux, error) {
+	a := s.a
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", s.ready.Readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	a.authz.RegisterHTTP(mux)
+	token, err := admin.EnsureToken(s.dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	admin.Register(mux, admin.Options{
+		Token:  token,
+		Ops:    admin.StoreOps{Manager: a.sessions, Store: a.store},
+		Logger: s.log,
+	})
+	step, err := newMFAStep(a.cfg, a, s.log)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(a.cfg.MFA.Prefix, step)
+	return mux, nil
+}
+
+// listen opens the gRPC and HTTP listeners and records the HTTP address
+// for the command line's admin client.
+func (s *server) listen() error {
+	cfg := s.a.cfg
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", cfg.Server.GRPC.Listen); err != nil {
+		return fmt.Errorf("grpc listen: %w", err)
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.Server.HTTP.Listen); err != nil {
+		s.grpcLis.Close()
+		return fmt.Errorf("http listen: %w", err)
+	}
+	if err := admin.WriteAddress(s.dataDir, s.httpLis.Addr().String()); err != nil {
+		s.log.Warn("cannot record the admin address: the CLI will use server.http.listen", "error", err.Error())
+	}
+	return nil
+}
+
+// serve starts both servers, announces them and starts watching the rule
+// files; the channel receives the first server error.
+func (s *server) serve(ctx context.Context, stdout io.Writer) <-chan error {
+	a, cfg := s.a, s.a.cfg
 	errc := make(chan error, 2)
 	go func() {
-		if err := gs.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := s.gs.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
 	go func() {
 		var err error
-		if httpSrv.TLSConfig != nil {
-			err = httpSrv.ServeTLS(httpLis, "", "")
+		if s.httpSrv.TLSConfig != nil {
+			err = s.httpSrv.ServeTLS(s.httpLis, "", "")
 		} else {
-			err = httpSrv.Serve(httpLis)
+			err = s.httpSrv.Serve(s.httpLis)
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http: %w", err)
 		}
 	}()
 
-	bi := readBuildInfo()
-	log.Info("stepup started",
+	bi := buildinfo.Read()
+	cfgName := s.cfgPath
+	if cfgName == "" {
+		cfgName = "(embedded default)"
+	}
+	s.log.Info("stepup started",
 		"version", bi.Version,
 		"revision", bi.Revision,
 		"modified", bi.Modified,
-		"grpc", grpcLis.Addr().String(),
-		"http", httpLis.Addr().String(),
-		"data_dir", dataDir,
-		"config", cfgOrDefault(*cfgPath),
+		"grpc", s.grpcLis.Addr().String(),
+		"http", s.httpLis.Addr().String(),
+		"data_dir", s.dataDir,
+		"config", cfgName,
 		"networks", a.nets.Load().Names(),
 		"prefixes", a.nets.Load().Len(),
 	)
 	fmt.Fprintf(stdout, "stepup %s\n  gRPC ext_authz  %s (%s)\n  HTTP            %s (%s)\n  data            %s\n  config          %s\n",
-		bi.Version, grpcLis.Addr(), tlsWord(cfg.Server.GRPC.TLS), httpLis.Addr(), tlsWord(cfg.Server.HTTP.TLS), dataDir, cfgOrDefault(*cfgPath))
+		bi.Version, s.grpcLis.Addr(), tlsWord(cfg.Server.GRPC.TLS), s.httpLis.Addr(), tlsWord(cfg.Server.HTTP.TLS), s.dataDir, cfgName)
 
 	if a.rules != nil && cfg.Rules.WatchOn() {
 		load := func() (*config.Config, error) {
-			if *cfgPath == "" {
+			if s.cfgPath == "" {
 				return cfg, nil
 			}
-			return config.Load(*cfgPath)
+			return config.Load(s.cfgPath)
 		}
-		if err := a.rules.watch(runCtx, cfg, load); err != nil {
-			log.Warn("cannot watch rule files: reload with SIGHUP", "error", err.Error())
+		if err := a.rules.Watch(ctx, cfg, load); err != nil {
+			s.log.Warn("cannot watch rule files: reload with SIGHUP", "error", err.Error())
 		}
 	}
+	return errc
+}
 
+// wait reloads on SIGHUP until ctx ends (nil) or a server fails (its
+// error).
+func (s *server) wait(ctx context.Context, errc <-chan error) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-
-	var runErr error
-loop:
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
+			return nil
 		case err := <-errc:
-			runErr = err
-			break loop
+			return err
 		case <-hup:
-			a.reload(*cfgPath)
+			s.a.reload(s.cfgPath)
 		}
 	}
+}
 
-	// Graceful stop (ENVOY.md §7.2): NOT_SERVING, drain, stop with a
-	// deadline.
-	log.Info("shutting down", "drain_delay", cfg.Server.DrainDelay.String())
-	draining.Store(true)
-	hs.Shutdown()
+// drain stops gracefully: health turns NOT_SERVING and /readyz 503 so that
+// Envoy and load balancers stop sending, server.drain_delay passes (unless
+// a server failed), then both servers stop, waiting for calls in flight up
+// to server.shutdown_timeout.
+func (s *server) drain(runErr error) {
+	cfg := s.a.cfg
+	s.log.Info("shutting down", "drain_delay", cfg.Server.DrainDelay.String())
+	s.ready.Drain()
 	if d := cfg.Server.DrainDelay.D(); d > 0 && runErr == nil {
 		time.Sleep(d)
 	}
 	stopped := make(chan struct{})
 	go func() {
-		gs.GracefulStop()
+		s.gs.GracefulStop()
 		close(stopped)
 	}()
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
 	defer cancel()
-	_ = httpSrv.Shutdown(shutCtx)
+	_ = s.httpSrv.Shutdown(shutCtx)
 	select {
 	case <-stopped:
 	case <-shutCtx.Done():
-		log.Warn("graceful stop timed out: closing remaining connections")
-		gs.Stop()
+		s.log.Warn("graceful stop timed out: closing remaining connections")
+		s.gs.Stop()
 	}
-	log.Info("stopped")
-	return runErr
-}
-
-// serveUsage prints serve's flags except the hidden test hook.
-func serveUsage(fs *flag.FlagSet) {
-	w := fs.Output()
-	fmt.Fprintln(w, "Usage: stepup serve [--config FILE]")
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == testClockFlag {
-			return
-		}
-		fmt.Fprintf(w, "  --%s\n    \t%s\n", f.Name, f.Usage)
-	})
+	s.log.Info("stopped")
 }
 
 // reload re-reads the configuration's networks; a bad reload keeps the
@@ -302,18 +358,11 @@ func (a *app) reload(path string) {
 	a.nets.Store(set)
 	a.log.Info("networks reloaded", "networks", set.Names(), "prefixes", set.Len())
 	if a.rules != nil {
-		_ = a.rules.reload(cfg)
+		_ = a.rules.Reload(cfg)
 	}
 	if a.tuner != nil {
-		a.tuner.apply(cfg.Runtime)
+		a.tuner.Apply(cfg.Runtime)
 	}
-}
-
-func cfgOrDefault(p string) string {
-	if p == "" {
-		return "(embedded default)"
-	}
-	return p
 }
 
 func tlsWord(t config.TLS) string {
@@ -341,8 +390,9 @@ func newGRPCServer(cfg *config.Config) (*grpc.Server, error) {
 		// CPU of a Check (docs/performance.md). A worker keeps its grown
 		// stack; grpc-go spawns a goroutine when all workers are busy.
 		grpc.NumStreamWorkers(uint32(streamWorkers())),
-		// Envoy pings idle HTTP/2 connections; tolerate it instead of
-		// answering too_many_pings (ENVOY.md §7.2).
+		// Envoy pings idle HTTP/2 connections (its HTTP/2 keepalive);
+		// tolerate pings as often as keepalive_min_time instead of
+		// answering too_many_pings and closing the connection.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             cfg.Server.GRPC.KeepaliveMinTime.D(),
 			PermitWithoutStream: true,
@@ -355,79 +405,12 @@ func newGRPCServer(cfg *config.Config) (*grpc.Server, error) {
 	// Every CheckRequest gets a decision: over-size and undecodable ones
 	// are denied rather than refused with a gRPC error.
 	opts = append(opts, extauthz.GRPCServerOptions(cfg.Server.GRPC.MaxRecvBytes)...)
-	if cfg.Server.GRPC.TLS.Enabled() {
-		tc, err := serverTLS(cfg.Server.GRPC.TLS, []string{"h2"})
+	if t := cfg.Server.GRPC.TLS; t.Enabled() {
+		tc, err := servertls.Config(t.CertFile, t.KeyFile, t.ClientCAFile, []string{"h2"})
 		if err != nil {
 			return nil, fmt.Errorf("server.grpc.tls: %w", err)
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	return grpc.NewServer(opts...), nil
-}
-
-// serverTLS builds a TLS config; with a client CA it requires and verifies
-// client certificates (mTLS). The certificate is re-read when its file
-// changes, so rotation needs no restart.
-func serverTLS(t config.TLS, alpn []string) (*tls.Config, error) {
-	cr, err := newCertReloader(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	tc := &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		NextProtos:     alpn,
-		GetCertificate: cr.get,
-	}
-	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client_ca_file %s: no certificates found", t.ClientCAFile)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
-}
-
-// certReloader serves the current certificate, reloading it when the
-// files' modification time changes (checked at most every 10 s).
-type certReloader struct {
-	certFile, keyFile string
-	cur               atomic.Pointer[tls.Certificate]
-	mod               atomic.Int64
-	checked           atomic.Int64
-}
-
-func newCertReloader(certFile, keyFile string) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile}
-	if err := c.load(); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-func (c *certReloader) load() error {
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
-	if err != nil {
-		return err
-	}
-	c.cur.Store(&cert)
-	if fi, err := os.Stat(c.certFile); err == nil {
-		c.mod.Store(fi.ModTime().UnixNano())
-	}
-	return nil
-}
-
-func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	now := time.Now().Unix()
-	if last := c.checked.Load(); now-last >= 10 && c.checked.CompareAndSwap(last, now) {
-		if fi, err := os.Stat(c.certFile); err == nil && fi.ModTime().UnixNano() != c.mod.Load() {
-			_ = c.load() // on error keep serving the current certificate
-		}
-	}
-	return c.cur.Load(), nil
 }

@@ -8,10 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/session"
@@ -141,22 +138,14 @@ func newSealer(cfg *config.Config, log *slog.Logger) (*session.Sealer, error) {
 }
 
 func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.Key, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
-	idle := cfg.Sessions.RememberIdle.D()
-	if idle == 0 {
-		idle = session.NoTimeout
-	}
-	mfaIdle := cfg.Sessions.MFASessionIdle.D()
-	if mfaIdle == 0 {
-		mfaIdle = session.NoTimeout
-	}
 	return session.NewManager(session.Config{
 		Keys:              keys,
 		Store:             store,
 		Now:               now,
 		MFASessionTTL:     cfg.Sessions.MFASessionTTL.D(),
-		MFASessionIdle:    mfaIdle,
+		MFASessionIdle:    cfg.Sessions.MFASessionIdle.D(),
 		RememberTTL:       cfg.Sessions.RememberTTL.D(),
-		RememberIdle:      idle,
+		RememberIdle:      cfg.Sessions.RememberIdle.D(),
 		StateTTL:          cfg.Sessions.StateTTL.D(),
 		MaxDevicesPerUser: cfg.Sessions.MaxDevices,
 		Development:       cfg.Development,
@@ -164,79 +153,6 @@ func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.
 		Logger:            log,
 	})
 }
-
-// storeMonitor pings the store and reports its health: a gauge, a log line
-// on every change, and a callback that drives gRPC health and /readyz.
-// Checks fail closed on their own while the store is down; the monitor
-// only makes the outage visible, and notices the recovery.
-type storeMonitor struct {
-	store    session.Store
-	log      *slog.Logger
-	up       atomic.Bool
-	gauge    prometheus.Gauge
-	failures prometheus.Counter
-	onChange func(up bool)
-}
-
-func newStoreMonitor(store session.Store, reg prometheus.Registerer, log *slog.Logger, onChange func(bool)) *storeMonitor {
-	m := &storeMonitor{
-		store: store, log: log, onChange: onChange,
-		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "stepup_session_store_up",
-			Help: "1 when the session store answers its health check.",
-		}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "stepup_session_store_errors_total",
-			Help: "Failed session store health checks.",
-		}),
-	}
-	reg.MustRegister(m.gauge, m.failures)
-	m.up.Store(true)
-	m.gauge.Set(1)
-	return m
-}
-
-// run pings every interval until ctx ends.
-func (m *storeMonitor) run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		m.check(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (m *storeMonitor) check(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	err := m.store.Ping(pctx)
-	cancel()
-	if ctx.Err() != nil {
-		return
-	}
-	up := err == nil
-	if !up {
-		m.failures.Inc()
-	}
-	if m.up.Swap(up) != up {
-		if up {
-			m.gauge.Set(1)
-			m.log.Info("session store is back")
-		} else {
-			m.gauge.Set(0)
-			m.log.Error("session store unavailable: checks that need it fail closed", "error", err.Error())
-		}
-		if m.onChange != nil {
-			m.onChange(up)
-		}
-	}
-}
-
-// Up reports the last known state.
-func (m *storeMonitor) Up() bool { return m.up.Load() }
 
 var errStoreLocked = boltstore.ErrLocked
 

@@ -2,26 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/netip"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/stepup-dev/stepup/config"
+	"github.com/stepup-dev/stepup/internal/admin"
 	"github.com/stepup-dev/stepup/session"
 )
 
@@ -81,20 +72,20 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	log := newLogger(stderr, "warn")
-	ops, closeOps, err := openSessionOps(cfg, log)
+	ops, closeOps, err := openUserOps(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeOps()
 	switch verb {
 	case "list":
-		s, err := ops.list(ctx, *user)
+		s, err := ops.ListUser(ctx, *user)
 		if err != nil {
 			return err
 		}
 		return printSessions(stdout, *user, s, *asJSON)
 	default:
-		n, err := ops.revoke(ctx, *user, *device)
+		n, err := ops.Revoke(ctx, *user, *device)
 		if err != nil {
 			return err
 		}
@@ -106,32 +97,31 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 }
 
-// sessionOps lists and revokes, directly on the store or through the
-// running server's admin endpoint when the embedded store is locked by it.
-type sessionOps struct {
-	list   func(ctx context.Context, user string) (session.Sessions, error)
-	revoke func(ctx context.Context, user, id string) (int, error)
-}
-
-func openSessionOps(cfg *config.Config, log *slog.Logger) (sessionOps, func(), error) {
+// openUserOps works directly on the store, or through the running server's
+// admin endpoint when the embedded store is locked by it.
+func openUserOps(cfg *config.Config, log *slog.Logger) (admin.Ops, func(), error) {
 	store, err := openStore(cfg, log)
 	if err == nil {
 		m, err := newManager(cfg, store, log)
 		if err != nil {
 			store.Close()
-			return sessionOps{}, nil, err
+			return nil, nil, err
 		}
-		return sessionOps{list: m.ListUser, revoke: m.Revoke}, func() { store.Close() }, nil
+		return admin.StoreOps{Manager: m, Store: store}, func() { store.Close() }, nil
 	}
 	if !isLocked(err) {
-		return sessionOps{}, nil, err
+		return nil, nil, err
 	}
 	// The embedded store belongs to a running server: ask it.
-	c, err := newAdminClient(cfg)
+	dir, err := dataDirOf(cfg)
 	if err != nil {
-		return sessionOps{}, nil, fmt.Errorf("the session store is locked by a running stepup, and its admin endpoint cannot be used: %w", err)
+		return nil, nil, err
 	}
-	return sessionOps{list: c.list, revoke: c.revoke}, func() {}, nil
+	c, err := admin.NewClient(dir, cfg.Server.HTTP.Listen, cfg.Server.HTTP.TLS.Enabled())
+	if err != nil {
+		return nil, nil, fmt.Errorf("the session store is locked by a running stepup, and its admin endpoint cannot be used: %w", err)
+	}
+	return c, func() {}, nil
 }
 
 func printSessions(w io.Writer, user string, s session.Sessions, asJSON bool) error {
@@ -185,162 +175,4 @@ func ts(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// The admin endpoint lets the CLI reach a running server's embedded store.
-// It answers only loopback peers presenting the token kept in the data
-// directory (mode 0600): whoever can read the data directory could open the
-// store anyway. Proxies route only the MFA prefix to stepup, never /admin.
-const (
-	adminPath      = "/admin/sessions"
-	adminTokenFile = "admin-token"
-	// adminAddrFile records the HTTP listener's bound address (the
-	// configured port may be 0).
-	adminAddrFile = "admin-address"
-)
-
-func writeAdminAddress(dataDir, addr string) error {
-	return os.WriteFile(filepath.Join(dataDir, adminAddrFile), []byte(addr+"\n"), 0o600)
-}
-
-// ensureAdminToken creates the admin token file if needed and returns it.
-func ensureAdminToken(dataDir string) (string, error) {
-	path := filepath.Join(dataDir, adminTokenFile)
-	if b, err := os.ReadFile(path); err == nil {
-		if tok := strings.TrimSpace(string(b)); len(tok) >= 32 {
-			return tok, nil
-		}
-	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", err
-	}
-	tok := hex.EncodeToString(buf)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", err
-	}
-	return tok, nil
-}
-
-// adminHandler serves list (GET) and revoke (DELETE) for the CLI.
-func adminHandler(m *session.Manager, token string, log *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		peer, err := remotePeer(r.RemoteAddr)
-		if err != nil || !peer.IsLoopback() {
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
-		user := r.URL.Query().Get("user")
-		if user == "" {
-			http.Error(w, "user is required", http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		switch r.Method {
-		case http.MethodGet:
-			s, err := m.ListUser(r.Context(), user)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			_ = json.NewEncoder(w).Encode(s)
-		case http.MethodDelete:
-			n, err := m.Revoke(r.Context(), user, r.URL.Query().Get("id"))
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			log.Info("sessions revoked through the admin endpoint", "user", user, "count", n)
-			_ = json.NewEncoder(w).Encode(map[string]int{"revoked": n})
-		default:
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		}
-	})
-}
-
-func remotePeer(s string) (netip.Addr, error) {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	return ap.Addr().Unmap(), nil
-}
-
-type adminClient struct {
-	base, token string
-	hc          *http.Client
-}
-
-func newAdminClient(cfg *config.Config) (*adminClient, error) {
-	dir, err := dataDirOf(cfg)
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(filepath.Join(dir, adminTokenFile))
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Server.HTTP.TLS.Enabled() {
-		return nil, errors.New("the HTTP listener uses TLS; stop the server or use the Redis store")
-	}
-	listen := cfg.Server.HTTP.Listen
-	if b, err := os.ReadFile(filepath.Join(dir, adminAddrFile)); err == nil {
-		listen = strings.TrimSpace(string(b))
-	}
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return nil, err
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return &adminClient{
-		base:  "http://" + net.JoinHostPort(host, port) + adminPath,
-		token: strings.TrimSpace(string(b)),
-		hc:    &http.Client{Timeout: 10 * time.Second},
-	}, nil
-}
-
-func (c *adminClient) do(ctx context.Context, method, user, id string, out any) error {
-	q := url.Values{"user": {user}}
-	if id != "" {
-		q.Set("id", id)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+"?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("admin endpoint: %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-func (c *adminClient) list(ctx context.Context, user string) (session.Sessions, error) {
-	var s session.Sessions
-	err := c.do(ctx, http.MethodGet, user, "", &s)
-	return s, err
-}
-
-func (c *adminClient) revoke(ctx context.Context, user, id string) (int, error) {
-	var r struct{ Revoked int }
-	err := c.do(ctx, http.MethodDelete, user, id, &r)
-	return r.Revoked, err
 }

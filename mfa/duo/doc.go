@@ -32,38 +32,27 @@
 //
 // # Why not Duo's Go SDK
 //
-// The issue prefers github.com/duosecurity/duo_universal_golang (v1.1.0,
-// the only usable version on the module proxy). It was read and does not fit
-// stepup well enough, so this package implements the same documented
-// protocol (same endpoints, claims, lifetimes and checks) on
-// github.com/golang-jwt/jwt/v5, already a dependency:
+// Duo's Go SDK (duo_universal_golang v1.1.0) does not fit stepup, so this
+// package implements the same documented protocol (same endpoints, claims,
+// lifetimes and checks) on github.com/golang-jwt/jwt/v5:
 //
 //   - No context.Context anywhere, and its default http.Client has no
-//     timeout. WithHTTPClient can add a timeout, but a call still cannot be
-//     cancelled when the browser goes away or the request deadline passes.
-//   - Errors are flat strings (fmt.Errorf without %w; non-200 answers become
-//     just the HTTP status text). A caller cannot tell "Duo is down" (fail
+//     timeout: a call cannot be cancelled when the browser goes away or the
+//     request deadline passes.
+//   - Errors are flat strings, so a caller cannot tell "Duo is down" (fail
 //     closed, maybe offer another factor) from "this code was refused or
-//     replayed" or "the id_token is forged" without matching strings, and
-//     stepup's policy depends on exactly that difference.
-//   - No injectable clock: assertion expiry and id_token validation call
-//     time.Now, so skew and expiry cannot be tested deterministically.
-//   - id_token validation is looser than the other Duo SDKs: exp and iat are
-//     not required (the Python SDK requires both), the nonce is only checked
-//     when the caller passes one and CreateAuthURL cannot send one, and
-//     auth_result is left entirely to the caller.
+//     replayed" or "the id_token is forged", and stepup's policy depends on
+//     exactly that difference.
+//   - No injectable clock, so skew and expiry cannot be tested
+//     deterministically.
+//   - id_token validation is looser: exp and iat are not required, the
+//     nonce cannot be sent, and auth_result is left to the caller.
 //   - Response bodies are read without a size limit.
-//   - It depends on github.com/lestrrat-go/jwx v1 (the old major version)
-//     and its helper modules, a second JOSE stack next to golang-jwt and
-//     go-jose that stepup already has.
+//   - It brings a second JOSE stack next to golang-jwt.
 //
 // Certificate pinning (the SDK pins the Amazon and other public roots Duo
 // uses) is available through [Config.RootCAs]; by default the system roots
 // are used.
-//
-// go-jose v4, the other JOSE library in go.mod, cannot be used: it refuses
-// HMAC keys shorter than the hash output (RFC 7518 section 3.2), and Duo's
-// HS512 key is its 40-byte client secret.
 //
 // # Testing
 //

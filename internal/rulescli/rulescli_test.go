@@ -1,4 +1,4 @@
-package main
+package rulescli
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 
 func runRules(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = runRulesCmd(context.Background(), args, &out, &errb)
+	code = Run(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

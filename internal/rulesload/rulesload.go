@@ -1,4 +1,8 @@
-package main
+// Package rulesload builds the rules engine from the configuration (rule
+// files and the rules shipped in the binary), observes it with Prometheus
+// metrics, and reloads it when the files change or on request; a reload
+// that fails keeps the running rules.
+package rulesload
 
 import (
 	"context"
@@ -37,9 +41,9 @@ func builtinRule(name string) ([]byte, error) {
 	return b, nil
 }
 
-// ruleMetrics implements rules.Observer with Prometheus metrics. Rule
+// Metrics implements rules.Observer with Prometheus metrics. Rule
 // names come from the configuration, so the label set is bounded.
-type ruleMetrics struct {
+type Metrics struct {
 	runs     *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	reloads  *prometheus.CounterVec
@@ -62,8 +66,8 @@ type ruleChildren struct {
 	runs     map[string]prometheus.Counter // by outcome
 }
 
-func newRuleMetrics(reg prometheus.Registerer) *ruleMetrics {
-	m := &ruleMetrics{
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stepup_rule_executions_total",
 			Help: "Rule executions by rule and outcome (ok, error, timeout, exception).",
@@ -98,7 +102,7 @@ func newRuleMetrics(reg prometheus.Registerer) *ruleMetrics {
 }
 
 // ObserveRule implements rules.Observer.
-func (m *ruleMetrics) ObserveRule(rule, outcome string, d time.Duration) {
+func (m *Metrics) ObserveRule(rule, outcome string, d time.Duration) {
 	c := m.rule(rule)
 	c.duration.Observe(d.Seconds())
 	c.mu.RLock()
@@ -113,10 +117,10 @@ func (m *ruleMetrics) ObserveRule(rule, outcome string, d time.Duration) {
 	runs.Inc()
 }
 
-var _ rules.QueueObserver = (*ruleMetrics)(nil)
+var _ rules.QueueObserver = (*Metrics)(nil)
 
 // ObserveQueueWait implements rules.QueueObserver.
-func (m *ruleMetrics) ObserveQueueWait(outcome string, d time.Duration) {
+func (m *Metrics) ObserveQueueWait(outcome string, d time.Duration) {
 	if o, ok := m.queueWaitByOc[outcome]; ok {
 		o.Observe(d.Seconds())
 	}
@@ -125,7 +129,7 @@ func (m *ruleMetrics) ObserveQueueWait(outcome string, d time.Duration) {
 // rule returns the cached children of a rule. Rule names are bounded by
 // the configuration; a reload that renames rules leaves a few stale
 // entries, as the metric vectors themselves do.
-func (m *ruleMetrics) rule(name string) *ruleChildren {
+func (m *Metrics) rule(name string) *ruleChildren {
 	m.mu.RLock()
 	c, ok := m.children[name]
 	m.mu.RUnlock()
@@ -141,8 +145,8 @@ func (m *ruleMetrics) rule(name string) *ruleChildren {
 	return c
 }
 
-// ruleSources loads the configured rule files (and built-ins).
-func ruleSources(cfg *config.Config) ([]rules.Source, error) {
+// Sources loads the configured rule files (and built-ins).
+func Sources(cfg *config.Config) ([]rules.Source, error) {
 	var out []rules.Source
 	for i, ref := range cfg.Rules.List {
 		var src rules.Source
@@ -166,8 +170,8 @@ func ruleSources(cfg *config.Config) ([]rules.Source, error) {
 	return out, nil
 }
 
-// ruleConfiguration resolves the `configuration` values.
-func ruleConfiguration(cfg *config.Config) (map[string]string, error) {
+// Configuration resolves the `configuration` values.
+func Configuration(cfg *config.Config) (map[string]string, error) {
 	out := make(map[string]string, len(cfg.Rules.Configuration))
 	for k, s := range cfg.Rules.Configuration {
 		v, err := s.Resolve(cfg)
@@ -179,13 +183,13 @@ func ruleConfiguration(cfg *config.Config) (map[string]string, error) {
 	return out, nil
 }
 
-// newRulesEngine compiles the configured rules.
-func newRulesEngine(cfg *config.Config, log *slog.Logger, obs rules.Observer) (*rules.Engine, error) {
-	srcs, err := ruleSources(cfg)
+// NewEngine compiles the configured rules.
+func NewEngine(cfg *config.Config, log *slog.Logger, obs rules.Observer) (*rules.Engine, error) {
+	srcs, err := Sources(cfg)
 	if err != nil {
 		return nil, err
 	}
-	conf, err := ruleConfiguration(cfg)
+	conf, err := Configuration(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -210,21 +214,26 @@ func newRulesEngine(cfg *config.Config, log *slog.Logger, obs rules.Observer) (*
 	return e, nil
 }
 
-// rulesReloader recompiles rules when their files change or on SIGHUP and
-// swaps them in; on error the running rules stay.
-type rulesReloader struct {
+// Reloader recompiles rules when their files change or on request and
+// swaps them into the policy; on error the running rules stay.
+type Reloader struct {
 	policy  *extauthz.RulesPolicy
-	metrics *ruleMetrics
+	metrics *Metrics
 	log     *slog.Logger
 	mu      sync.Mutex
 }
 
-// reload compiles cfg's rules and swaps them in. The old engine is closed
+// NewReloader reloads into policy, counting reloads in m.
+func NewReloader(policy *extauthz.RulesPolicy, m *Metrics, log *slog.Logger) *Reloader {
+	return &Reloader{policy: policy, metrics: m, log: log}
+}
+
+// Reload compiles cfg's rules and swaps them in. The old engine is closed
 // after every check that may still run on it has finished.
-func (r *rulesReloader) reload(cfg *config.Config) error {
+func (r *Reloader) Reload(cfg *config.Config) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, err := newRulesEngine(cfg, r.log, r.metrics)
+	e, err := NewEngine(cfg, r.log, r.metrics)
 	if err != nil {
 		r.metrics.reloads.WithLabelValues("error").Inc()
 		r.metrics.loaded.Set(0)
@@ -242,9 +251,9 @@ func (r *rulesReloader) reload(cfg *config.Config) error {
 	return nil
 }
 
-// watch reloads when a rule file changes (debounced), until ctx ends.
+// Watch reloads when a rule file changes (debounced), until ctx ends.
 // load re-reads the configuration (it may have changed too).
-func (r *rulesReloader) watch(ctx context.Context, cfg *config.Config, load func() (*config.Config, error)) error {
+func (r *Reloader) Watch(ctx context.Context, cfg *config.Config, load func() (*config.Config, error)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -316,7 +325,7 @@ func (r *rulesReloader) watch(ctx context.Context, cfg *config.Config, load func
 					r.log.Error("rules reload failed: the configuration does not load; the previous rules stay in force", "error", err.Error())
 					continue
 				}
-				_ = r.reload(c)
+				_ = r.Reload(c)
 			case err, ok := <-w.Errors:
 				if !ok {
 					return

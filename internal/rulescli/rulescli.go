@@ -1,4 +1,7 @@
-package main
+// Package rulescli is `stepup rules`: try rules once on a user and a
+// context written as Auth0 wrote them, or lint rule files. It is a tool
+// for rule authors and needs no configuration, store or server.
+package rulescli
 
 import (
 	"bytes"
@@ -15,7 +18,7 @@ import (
 	"github.com/stepup-dev/stepup/rules"
 )
 
-const rulesUsage = `Usage:
+const usage = `Usage:
   stepup rules try --rule FILE [--rule FILE ...] [--user USER.json] [--context CONTEXT.json] [--configuration CFG.json]
       Run the rules once, like Auth0's "Try this rule", and print the outcome as JSON.
       USER.json holds the user profile (user_id, email, app_metadata, ...);
@@ -32,10 +35,12 @@ const rulesUsage = `Usage:
       as "file: severity: message". Exit 1 if any error, 2 for bad input.
 `
 
-// runRulesCmd implements `stepup rules try|lint`.
-func runRulesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// Run runs `stepup rules ARGS` and returns the exit status: 0 when
+// the rules ran or the lint found no error, 1 for lint errors, 2 for bad
+// input.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, rulesUsage)
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	switch args[0] {
@@ -44,10 +49,10 @@ func runRulesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	case "lint":
 		return rulesLint(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, rulesUsage)
+		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "stepup rules: unknown subcommand %q\n\n%s", args[0], rulesUsage)
+		fmt.Fprintf(stderr, "stepup rules: unknown subcommand %q\n\n%s", args[0], usage)
 		return 2
 	}
 }
@@ -151,7 +156,7 @@ func rulesLint(args []string, stdout, stderr io.Writer) int {
 		args = fs.Args()[1:]
 	}
 	if len(files) == 0 {
-		fmt.Fprintf(stderr, "stepup rules lint: no rule files given\n\n%s", rulesUsage)
+		fmt.Fprintf(stderr, "stepup rules lint: no rule files given\n\n%s", usage)
 		return 2
 	}
 	cfg, err := readConfiguration(*cfgFile)

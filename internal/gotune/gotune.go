@@ -1,14 +1,13 @@
-package main
+// Package gotune sets the Go runtime's garbage collector percentage and
+// soft memory limit from the runtime section of the configuration, and
+// keeps an "auto" limit following the live heap. GOGC and GOMEMLIMIT in the
+// environment win over the configuration.
+package gotune
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -27,10 +26,10 @@ import (
 // under 150 MB (docs/performance.md, scenario 6).
 const minAutoMemoryLimit = 120 << 20
 
-// runtimeTuner applies the runtime section of the configuration: the GC
+// Tuner applies the runtime section of the configuration: the GC
 // percentage and the soft memory limit. Environment variables win: with
 // GOGC set the percentage is left alone, with GOMEMLIMIT set the limit is.
-type runtimeTuner struct {
+type Tuner struct {
 	log *slog.Logger
 	// getenv is os.LookupEnv; replaced in tests.
 	getenv func(string) (string, bool)
@@ -62,8 +61,9 @@ type runtimeTuner struct {
 	lastCycles uint64
 }
 
-func newRuntimeTuner(log *slog.Logger) *runtimeTuner {
-	return &runtimeTuner{
+// New returns a Tuner that logs to log.
+func New(log *slog.Logger) *Tuner {
+	return &Tuner{
 		log:       log,
 		getenv:    os.LookupEnv,
 		setGC:     debug.SetGCPercent,
@@ -76,10 +76,10 @@ func newRuntimeTuner(log *slog.Logger) *runtimeTuner {
 	}
 }
 
-// apply sets the GC percentage and the memory limit from rc. It is called
+// Apply sets the GC percentage and the memory limit from rc. It is called
 // at start-up and after each reload (an "auto" limit follows the live heap,
 // which the networks and rules make).
-func (t *runtimeTuner) apply(rc config.Runtime) {
+func (t *Tuner) Apply(rc config.Runtime) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.cfg = rc
@@ -115,8 +115,8 @@ func (t *runtimeTuner) apply(rc config.Runtime) {
 	t.setLimit(limit)
 }
 
-// retuneInterval is how often the auto memory limit follows the live heap.
-const retuneInterval = 15 * time.Second
+// RetuneInterval is how often the auto memory limit follows the live heap.
+const RetuneInterval = 15 * time.Second
 
 // retune moves the auto memory limit to twice the live heap of the last
 // collection (never below its floor; when no collection ran since the
@@ -128,7 +128,7 @@ const retuneInterval = 15 * time.Second
 // a longer network list after a reload): with a high gc_percent the
 // collector would then run nearly constantly just under the limit. It
 // does nothing unless the limit is auto and GOMEMLIMIT is unset.
-func (t *runtimeTuner) retune() {
+func (t *Tuner) retune() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.limit == 0 {
@@ -156,8 +156,8 @@ func (t *runtimeTuner) retune() {
 	t.setLimit(limit)
 }
 
-// watch calls retune every interval until ctx ends.
-func (t *runtimeTuner) watch(ctx context.Context, interval time.Duration) {
+// Watch calls retune every interval until ctx ends.
+func (t *Tuner) Watch(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -232,46 +232,4 @@ func readLiveHeap() uint64 {
 		return ms.HeapAlloc
 	}
 	return s[0].Value.Uint64()
-}
-
-// pprofEnv names a loopback address on which `stepup serve` exposes
-// net/http/pprof for profiling (docs/performance.md). Unset: no endpoint.
-const pprofEnv = "STEPUP_PPROF"
-
-// startPprof serves net/http/pprof on the loopback address in $STEPUP_PPROF
-// until ctx ends. Any other address is refused: profiles reveal memory.
-func startPprof(ctx context.Context, log *slog.Logger, getenv func(string) (string, bool)) (net.Addr, error) {
-	addr, ok := getenv(pprofEnv)
-	if !ok || addr == "" {
-		return nil, nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s=%q: %w", pprofEnv, addr, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("%s=%q: the profiling endpoint listens on loopback addresses only", pprofEnv, addr)
-	}
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", pprofEnv, err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("pprof endpoint stopped", "error", err.Error())
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	log.Warn("profiling endpoint enabled", "address", lis.Addr().String())
-	return lis.Addr(), nil
 }

@@ -1,13 +1,15 @@
-package main
+// Package buildinfo describes the running binary from the build
+// information the Go toolchain embeds in it: no link-time flags are
+// involved.
+package buildinfo
 
 import (
 	"fmt"
 	"runtime/debug"
 )
 
-// buildInfo describes the running binary from the build information the Go
-// toolchain embeds in it: no link-time flags are involved.
-type buildInfo struct {
+// Info describes a binary.
+type Info struct {
 	// Version is the main module's version: a release tag such as v1.2.0,
 	// a pseudo-version derived from the commit (with "+dirty" when the tree
 	// had uncommitted changes), or "(devel)" when the build carries no
@@ -25,19 +27,19 @@ type buildInfo struct {
 // shortRevisionLen is the length of a shortened commit hash.
 const shortRevisionLen = 12
 
-// readBuildInfo returns the running binary's build information.
-func readBuildInfo() buildInfo {
+// Read returns the running binary's build information.
+func Read() Info {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return buildInfo{Version: "(devel)", GoVersion: "unknown"}
+		return Info{Version: "(devel)", GoVersion: "unknown"}
 	}
-	return buildInfoFrom(bi)
+	return From(bi)
 }
 
-// buildInfoFrom extracts the version, the shortened vcs.revision and
+// From extracts the version, the shortened vcs.revision and
 // vcs.modified from bi.
-func buildInfoFrom(bi *debug.BuildInfo) buildInfo {
-	b := buildInfo{Version: bi.Main.Version, GoVersion: bi.GoVersion}
+func From(bi *debug.BuildInfo) Info {
+	b := Info{Version: bi.Main.Version, GoVersion: bi.GoVersion}
 	if b.Version == "" {
 		b.Version = "(devel)"
 	}
@@ -64,7 +66,7 @@ func buildInfoFrom(bi *debug.BuildInfo) buildInfo {
 //
 // with "commit unknown" when the build carries no version control
 // information.
-func (b buildInfo) String() string {
+func (b Info) String() string {
 	commit := "commit unknown"
 	if b.Revision != "" {
 		commit = "commit " + b.Revision

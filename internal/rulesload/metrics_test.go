@@ -1,4 +1,4 @@
-package main
+package rulesload
 
 import (
 	"sync"
@@ -13,7 +13,7 @@ import (
 // lookups counted, per rule and outcome, under concurrent use.
 func TestRuleMetricsCached(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newRuleMetrics(reg)
+	m := NewMetrics(reg)
 	obs := []struct{ rule, outcome string }{
 		{"extranet", "ok"}, {"extranet", "ok"}, {"extranet", "error"},
 		{"duo", "ok"}, {"duo", "timeout"}, {"frequency", "exception"},

@@ -1,9 +1,9 @@
-package main
+package testclock
 
 import (
 	"bytes"
-	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,16 +38,16 @@ func TestReadClockOffset(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
-			if err != nil && !errors.Is(err, errTestClock) {
-				t.Errorf("err = %v, want errTestClock", err)
+			if err != nil && !errors.Is(err, ErrUnusable) {
+				t.Errorf("err = %v, want ErrUnusable", err)
 			}
 			if got != tt.want {
 				t.Errorf("offset %v, want %v", got, tt.want)
 			}
 		})
 	}
-	if _, err := readClockOffset(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, errTestClock) {
-		t.Errorf("missing file: err = %v, want errTestClock", err)
+	if _, err := readClockOffset(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, ErrUnusable) {
+		t.Errorf("missing file: err = %v, want ErrUnusable", err)
 	}
 }
 
@@ -63,7 +63,7 @@ func TestTestClockFollowsTheFile(t *testing.T) {
 	}
 	write("1h")
 	var logs bytes.Buffer
-	c, err := newTestClock(path, newLogger(&logs, "info"))
+	c, err := New(path, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,33 +90,7 @@ func TestTestClockFollowsTheFile(t *testing.T) {
 	if n := strings.Count(logs.String(), "test clock file unusable"); n != 1 {
 		t.Errorf("%d warnings for one bad spell, want 1:\n%s", n, logs.String())
 	}
-	if _, err := newTestClock(filepath.Join(t.TempDir(), "missing"), nil); err == nil {
+	if _, err := New(filepath.Join(t.TempDir(), "missing"), nil); err == nil {
 		t.Error("a missing clock file was accepted at start")
-	}
-}
-
-// TestServeRefusesTestClockOutsideDevelopment: the hook cannot shift the
-// clock of a production configuration.
-func TestServeRefusesTestClockOutsideDevelopment(t *testing.T) {
-	dir := t.TempDir()
-	clock := filepath.Join(dir, "clock")
-	if err := os.WriteFile(clock, []byte("720h"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "stepup.yaml")
-	yaml := "data_dir: " + filepath.Join(dir, "data") + "\n" +
-		"server:\n  grpc:\n    listen: 127.0.0.1:0\n  http:\n    listen: 127.0.0.1:0\n" +
-		"networks:\n  corporate: [\"10.0.0.0/8\"]\n" +
-		"sessions:\n  store:\n    type: memory\n"
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"serve", "--config", cfg, "--" + testClockFlag, clock}, &stdout, &stderr)
-	if code != 2 || !strings.Contains(stderr.String(), "refused unless the configuration says development: true") {
-		t.Errorf("exit %d, stderr %q; want 2 and the refusal", code, stderr.String())
-	}
-	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
-		t.Error("serve created its data directory before refusing")
 	}
 }

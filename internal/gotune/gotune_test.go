@@ -1,11 +1,9 @@
-package main
+package gotune
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"math"
-	"net/http"
 	"testing"
 
 	"github.com/stepup-dev/stepup/config"
@@ -33,13 +31,13 @@ func TestRuntimeTunerApply(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			gotGC, gotLimit := -1, int64(-1)
-			tu := newRuntimeTuner(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+			tu := New(slog.New(slog.NewJSONHandler(io.Discard, nil)))
 			tu.getenv = func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
 			tu.setGC = func(p int) int { gotGC = p; return 100 }
 			tu.setLimit = func(l int64) int64 { gotLimit = l; return math.MaxInt64 }
 			tu.liveHeap = func() uint64 { return live }
 			tu.container = func() uint64 { return 0 }
-			tu.apply(tt.rc)
+			tu.Apply(tt.rc)
 			if gotGC != tt.wantGC || gotLimit != tt.wantLimit {
 				t.Errorf("gc=%d limit=%d, want gc=%d limit=%d", gotGC, gotLimit, tt.wantGC, tt.wantLimit)
 			}
@@ -69,41 +67,6 @@ func TestAutoMemoryLimit(t *testing.T) {
 	}
 }
 
-func TestStartPprof(t *testing.T) {
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	env := func(v string) func(string) (string, bool) {
-		return func(k string) (string, bool) {
-			if k == pprofEnv && v != "" {
-				return v, true
-			}
-			return "", false
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for _, bad := range []string{"0.0.0.0:0", ":0", "192.0.2.1:6060", "example.org:6060", "nonsense"} {
-		if _, err := startPprof(ctx, log, env(bad)); err == nil {
-			t.Errorf("%s=%q accepted, want refused", pprofEnv, bad)
-		}
-	}
-	if addr, err := startPprof(ctx, log, env("")); err != nil || addr != nil {
-		t.Fatalf("unset: addr=%v err=%v, want no endpoint", addr, err)
-	}
-	addr, err := startPprof(ctx, log, env("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Get("http://" + addr.String() + "/debug/pprof/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || len(body) == 0 {
-		t.Fatalf("pprof cmdline: %d %q", resp.StatusCode, body)
-	}
-}
-
 func TestRuntimeTunerRetune(t *testing.T) {
 	auto := config.Runtime{GCPercent: 1000, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitAuto}}
 	fixed := config.Runtime{GCPercent: 1000, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitFixed, Bytes: 256 << 20}}
@@ -125,7 +88,7 @@ func TestRuntimeTunerRetune(t *testing.T) {
 		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "1GiB"}, &auto, 500 << 20, -1},
 		{"GOMEMLIMIT: retune does nothing", map[string]string{"GOMEMLIMIT": "1GiB"}, nil, 500 << 20, -1},
 	}
-	tu := newRuntimeTuner(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	tu := New(slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	tu.setGC = func(int) int { return 100 }
 	tu.liveHeap = func() uint64 { return 50 << 20 }
 	tu.container = func() uint64 { return 0 }
@@ -139,7 +102,7 @@ func TestRuntimeTunerRetune(t *testing.T) {
 		tu.setLimit = func(l int64) int64 { gotLimit = l; return math.MaxInt64 }
 		tu.lastLive = func() uint64 { return st.last }
 		if st.rc != nil {
-			tu.apply(*st.rc)
+			tu.Apply(*st.rc)
 		} else {
 			tu.retune()
 		}
@@ -154,7 +117,7 @@ func TestRuntimeTunerRetune(t *testing.T) {
 // memory, back down: retune collects and measures.
 func TestRuntimeTunerComesBackDown(t *testing.T) {
 	auto := config.Runtime{GCPercent: 1000, MemoryLimit: config.ByteSizeOrAuto{Mode: config.MemoryLimitAuto}}
-	tu := newRuntimeTuner(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	tu := New(slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	tu.getenv = func(string) (string, bool) { return "", false }
 	tu.setGC = func(int) int { return 100 }
 	tu.container = func() uint64 { return 0 }
@@ -165,7 +128,7 @@ func TestRuntimeTunerComesBackDown(t *testing.T) {
 	tu.cycles = func() uint64 { return cycles }
 	tu.lastLive = func() uint64 { return last }
 	tu.reclaim = func() uint64 { reclaimed++; cycles++; last = 12 << 20; return last }
-	tu.apply(auto)
+	tu.Apply(auto)
 
 	// A rule's spike: the last collection saw 1 GiB live.
 	cycles, last = 2, 1<<30
