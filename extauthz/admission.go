@@ -48,5 +48,5 @@ func (a *admission) leave() {
 
 // overloadedDecision is the answer to a Check over the bound.
 func overloadedDecision() Decision {
-	return Decision{Kind: Deny, Status: 503, Reason: "overloaded", Message: "too many checks in flight"}
+	return Decision{Kind: Deny, Status: 503, Reason: ReasonOverloaded, Message: "too many checks in flight"}
 }

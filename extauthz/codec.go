@@ -215,7 +215,7 @@ func malformed(req *authv3.CheckRequest) string {
 func malformedDecision(why string) Decision {
 	switch why {
 	case malformedTooLarge:
-		return Decision{Kind: Deny, Status: 413, Reason: "too_large", Message: "check request too large"}
+		return Decision{Kind: Deny, Status: 413, Reason: ReasonTooLarge, Message: "check request too large"}
 	case malformedUTF8:
 		return badRequestDecision(errors.New("check request has bytes that are not UTF-8 (a header value, path or metadata)"))
 	default:

@@ -6,7 +6,8 @@ package extauthz
 // decision log.
 type Reason string
 
-// The reasons. [Reasons] describes each; docs/envoy.md lists the same.
+// The reasons. [Reasons] describes each; the table in docs/envoy.md#decisions-and-reasons
+// lists the same (TestReasonsDocumented).
 const (
 	ReasonNetwork          Reason = "network"
 	ReasonNoMFARequired    Reason = "no_mfa_required"
@@ -22,9 +23,11 @@ const (
 	ReasonRuleTimeout      Reason = "rule_timeout"
 	ReasonRuleException    Reason = "rule_exception"
 	ReasonBadRequest       Reason = "bad_request"
+	ReasonTooLarge         Reason = "too_large"
 	ReasonStoreUnavailable Reason = "store_unavailable"
 	ReasonInternal         Reason = "internal"
 	ReasonDeadline         Reason = "deadline"
+	ReasonOverloaded       Reason = "overloaded"
 )
 
 // ReasonInfo describes a reason.
@@ -55,9 +58,14 @@ var Reasons = []ReasonInfo{
 	{ReasonRuleTimeout, Deny, true, "The rules ran out of time: 503."},
 	{ReasonRuleException, Deny, true, "A rule threw: 403."},
 	{ReasonBadRequest, Deny, true, "The CheckRequest could not be understood: 400."},
+	// Not a fault in stepup_check_errors_total (as before the reason was
+	// listed here): an operator sizes max_recv_bytes against Envoy's limits.
+	{ReasonTooLarge, Deny, false, "The CheckRequest was larger than server.grpc.max_recv_bytes: 413, not decoded."},
 	{ReasonStoreUnavailable, Deny, true, "The session store did not answer: 503."},
 	{ReasonInternal, Deny, true, "An internal error: 503."},
 	{ReasonDeadline, Deny, true, "The Check's deadline had passed before it started."},
+	// Counted in stepup_check_overloaded_total, not as a fault.
+	{ReasonOverloaded, Deny, false, "More than server.max_in_flight Checks at once: 503 at once, not decided."},
 }
 
 // reasonFault is the Fault of each reason in Reasons.

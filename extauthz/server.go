@@ -277,7 +277,7 @@ func (s *Server) observe(ctx context.Context, mode Mode, r *Request, d *Decision
 	}
 	// Overloaded denials are counted, not logged one by one: a line each
 	// would add to the load that caused them.
-	if s.logNone || (d.Kind == Allow && !s.logAll) || (d.Reason == "overloaded" && !s.logAll) {
+	if s.logNone || (d.Kind == Allow && !s.logAll) || (d.Reason == ReasonOverloaded && !s.logAll) {
 		return
 	}
 	level := slog.LevelInfo
