@@ -80,7 +80,7 @@ type Server struct {
 	HTTP HTTP `yaml:"http"`
 	// DrainDelay is how long stepup keeps answering after it reported
 	// NOT_SERVING on shutdown, so that Envoy's health checks notice first
-	// (ENVOY.md §7.2: interval × unhealthy_threshold). Default 0 in the
+	// (docs/envoy.md#health-checks-and-draining: interval × unhealthy_threshold). Default 0 in the
 	// embedded demo; set it to 10s behind Envoy.
 	DrainDelay Duration `yaml:"drain_delay"`
 	// ShutdownTimeout bounds the graceful stop of both servers. Default 10s.
@@ -151,7 +151,7 @@ func (n *Network) UnmarshalYAML(v *yaml.Node) error {
 }
 
 // ClientIP says how the client's address is derived from a request
-// (ENVOY.md §3.2).
+// (docs/envoy.md#client-address).
 type ClientIP struct {
 	// EnvoyExternalAddress trusts x-envoy-external-address in gRPC Checks
 	// and Envoy HTTP-mode checks. Envoy writes it at the edge with
@@ -195,7 +195,7 @@ type Identity struct {
 }
 
 // JWTAuthn reads the payload Envoy's jwt_authn filter verified, as
-// forwarded through metadata_context_namespaces (ENVOY.md §3.4).
+// forwarded through metadata_context_namespaces (docs/envoy.md#claims-from-jwt_authn).
 type JWTAuthn struct {
 	Enabled *bool `yaml:"enabled"`
 	// Namespace default "envoy.filters.http.jwt_authn".

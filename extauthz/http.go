@@ -13,13 +13,13 @@ import (
 // exposes them to browsers.
 const (
 	// EnvoyHTTPPath is the path_prefix for Envoy's http_service mode: Envoy
-	// appends the original path to it (ENVOY.md §5).
+	// appends the original path to it (docs/envoy.md#http-mode).
 	EnvoyHTTPPath = "/authz"
-	// ForwardAuthPath is for Caddy forward_auth (ENVOY.md §10.1).
+	// ForwardAuthPath is for Caddy forward_auth (docs/envoy.md#caddy).
 	ForwardAuthPath = "/forward-auth"
 	// ForwardAuthNginxPath is for nginx auth_request, which turns any
 	// status but 2xx, 401 and 403 into 500: redirects become 401 with
-	// X-Stepup-Redirect (ENVOY.md §10.2).
+	// X-Stepup-Redirect (docs/envoy.md#nginx).
 	ForwardAuthNginxPath = "/forward-auth/nginx"
 )
 
@@ -34,7 +34,7 @@ func (s *Server) RegisterHTTP(mux *http.ServeMux) {
 }
 
 // serveEnvoyHTTP answers Envoy's http_service check: same method, path =
-// prefix + original path and query, only 200 allows (ENVOY.md §1 item 9).
+// prefix + original path and query, only 200 allows (docs/envoy.md#http-mode).
 func (s *Server) serveEnvoyHTTP(w http.ResponseWriter, hr *http.Request) {
 	target := strings.TrimPrefix(hr.URL.RequestURI(), EnvoyHTTPPath)
 	s.serveHTTPCheck(w, hr, ModeEnvoyHTTP, hr.Method, target, schemeOf(hr, ""), hr.Host)
@@ -169,7 +169,7 @@ func (s *Server) writeHTTPDecision(w http.ResponseWriter, hr *http.Request, mode
 	if d.Kind == Allow {
 		for _, kv := range d.Headers {
 			// Every copied header is always present (Caddy 2.6 writes a
-			// placeholder for a missing one: ENVOY.md §10.1).
+			// placeholder for a missing one: docs/envoy.md#caddy).
 			h.Set(kv.Key, kv.Value)
 		}
 		if len(d.RemoveHeaders) > 0 && mode == ModeEnvoyHTTP {
@@ -196,7 +196,7 @@ func (s *Server) writeHTTPDecision(w http.ResponseWriter, hr *http.Request, mode
 	}
 	if status >= 500 && mode == ModeEnvoyHTTP {
 		// Envoy treats a 5xx from the authorization service as Error,
-		// which failure_mode_allow could turn into an allow (ENVOY.md §5).
+		// which failure_mode_allow could turn into an allow (docs/envoy.md#http-mode).
 		// Fail closed regardless: answer 403.
 		status = http.StatusForbidden
 	}

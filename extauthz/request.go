@@ -58,7 +58,7 @@ type Request struct {
 func (r *Request) Header(name string) string { return r.Headers[name] }
 
 // Cookie returns the value of the named cookie. Cookie headers are split on
-// both ';' and ',' (ENVOY.md §1 item 5 and §3.3: HTTP/1.1 requests with
+// both ';' and ',' (docs/envoy.md#headers-and-cookies: HTTP/1.1 requests with
 // several Cookie lines reach ext_authz joined with ',').
 func (r *Request) Cookie(name string) (string, bool) {
 	return findCookie(r.Headers["cookie"], name)
@@ -101,7 +101,7 @@ func (r *Request) URL() string {
 
 // WantsHTML reports whether the client is a browser navigating (it accepts
 // text/html and is not a script's fetch), so that a step-up is a 302
-// rather than a 401 (ENVOY.md §4.7).
+// rather than a 401 (docs/envoy.md#denied-responses).
 func (r *Request) WantsHTML() bool {
 	if r.Headers["x-requested-with"] != "" {
 		return false
@@ -128,7 +128,7 @@ type Limits struct {
 	MaxPathBytes    int
 }
 
-// fromCheckRequest normalizes an Envoy CheckRequest (ENVOY.md §3).
+// fromCheckRequest normalizes an Envoy CheckRequest (docs/envoy.md#what-envoy-sends).
 func (s *Server) fromCheckRequest(req *authv3.CheckRequest, r *Request) error {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()

@@ -29,7 +29,7 @@ const (
 	corporateIP = "192.168.1.140"
 	extranetIP  = "203.0.113.7"
 	// appCookies are the application's own cookies a browser sends along
-	// (ENVOY.md §3.5 shows an id_token cookie next to stepup's).
+	// (docs/envoy.md#example-checkrequest shows an id_token cookie next to stepup's).
 	appCookies = "_ga=GA1.1.1473981263.1763916704; app_session=Fe26.2**8c0a0e3b1f7d4c2a9e6b5d4c3b2a1908f7e6d5c4; lang=en"
 	// user is the identity of envoyreq.Alice.
 	user      = "auth0|alice"
@@ -306,7 +306,7 @@ func Scenarios() []Scenario {
 	}
 }
 
-// browser is §3.5's browser GET from ip, with the application's cookies
+// browser is the browser GET of e2e/testdata/envoy-example.json from ip, with the application's cookies
 // and, when set, one of stepup's.
 func browser(ip, stepupCookie string) *authv3.CheckRequest {
 	cookie := appCookies
