@@ -108,7 +108,7 @@ func allowsAll(resp *authv3.CheckResponse) error {
 	return nil
 }
 
-// Target is one of issue 5's goals for a scenario.
+// Target is one of a scenario's goals (docs/performance.md#targets).
 type Target struct {
 	// Metric is throughput_ratio, cpu_ratio, startup_seconds or rss_mb.
 	Metric string  `json:"metric"`
@@ -146,7 +146,7 @@ var (
 	cpuRatio   = Target{"cpu_ratio", "<=", 1.35}
 )
 
-// Scenario is one workload of issue 5.
+// Scenario is one workload of the benchmark (docs/performance.md#scenarios).
 type Scenario struct {
 	ID          int         `json:"id"`
 	Name        string      `json:"name"`
@@ -172,7 +172,7 @@ type scenarioEnv struct {
 	request *authv3.CheckRequest
 }
 
-// Scenarios returns issue 5's scenarios, in order.
+// Scenarios returns the benchmark's scenarios, in order.
 func Scenarios() []Scenario {
 	stepUp := Expectation{Status: 302, Reason: "mfa_required", LocationPrefix: "https://app.corp.example/.stepup/mfa?state="}
 	return []Scenario{
