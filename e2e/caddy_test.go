@@ -75,7 +75,7 @@ http://:%d {
 }
 
 // TestCaddyForwardAuth runs the real Caddy (Debian package) with
-// forward_auth to stepup in front of a small application (ENVOY.md §10.1).
+// forward_auth to stepup in front of a small application (docs/envoy.md#caddy).
 func TestCaddyForwardAuth(t *testing.T) {
 	t.Parallel()
 	harness.RequireProgram(t, "caddy", "Debian package caddy: apt-get install -y caddy")

@@ -92,7 +92,7 @@ func TestCheckCommand(t *testing.T) {
 	}
 	n := 0
 	// requestFile writes r as protojson with proto field names (as in
-	// ENVOY.md) or JSON (lowerCamelCase) names.
+	// docs/envoy.md#example-checkrequest) or JSON (lowerCamelCase) names.
 	requestFile := func(r *envoyreq.Request, protoNames bool) string {
 		b, err := protojson.MarshalOptions{UseProtoNames: protoNames}.Marshal(r.MustProto())
 		if err != nil {
@@ -115,7 +115,7 @@ func TestCheckCommand(t *testing.T) {
 		summary []string
 	}{
 		{
-			// ENVOY.md §3.5 verbatim: an extranet client (192.0.2.5) with
+			// e2e/testdata/envoy-example.json verbatim: an extranet client (192.0.2.5) with
 			// identity and no Accept header, i.e. not a browser navigation.
 			"the documented example on the embedded defaults", []string{"--request", example}, 401,
 			[]string{"status=401"},

@@ -12,7 +12,7 @@ import (
 )
 
 // This file holds what the tests know about Envoy's side of the contract:
-// how it reads a CheckResponse (ENVOY.md §4).
+// how it reads a CheckResponse (docs/envoy.md#what-envoy-does-with-the-answer).
 
 // checkTimeout bounds one Check RPC; generous for a loaded machine.
 const checkTimeout = 30 * time.Second
@@ -26,7 +26,7 @@ func mustCheck(t testing.TB, client authv3.AuthorizationClient, req *authv3.Chec
 	defer cancel()
 	resp, err := client.Check(ctx, req)
 	if err != nil {
-		t.Fatalf("Check returned a gRPC error; a decision must be a successful RPC, or Envoy applies failure_mode_allow (ENVOY.md §1 item 1): %v", err)
+		t.Fatalf("Check returned a gRPC error; a decision must be a successful RPC, or Envoy applies failure_mode_allow (docs/envoy.md#errors-and-failure_mode_allow): %v", err)
 	}
 	if err := wellFormed(resp); err != "" {
 		t.Fatalf("%s\nresponse: %v", err, resp)
@@ -37,7 +37,7 @@ func mustCheck(t testing.TB, client authv3.AuthorizationClient, req *authv3.Chec
 // wellFormed returns "" or what is wrong with resp as Envoy would read it.
 func wellFormed(resp *authv3.CheckResponse) string {
 	if resp.GetStatus() == nil {
-		return "no explicit status: Envoy reads an empty CheckResponse as OK (ENVOY.md §1 item 2)"
+		return "no explicit status: Envoy reads an empty CheckResponse as OK (docs/envoy.md#errors-and-failure_mode_allow)"
 	}
 	allowed := codes.Code(resp.GetStatus().GetCode()) == codes.OK
 	switch {
@@ -46,7 +46,7 @@ func wellFormed(resp *authv3.CheckResponse) string {
 	case allowed:
 		for _, h := range resp.GetOkResponse().GetHeaders() {
 			if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD || h.GetAppend() != nil {
-				return "ok_response header " + h.GetHeader().GetKey() + " is not OVERWRITE_IF_EXISTS_OR_ADD with append unset: a client's copy could survive (ENVOY.md §4.6)"
+				return "ok_response header " + h.GetHeader().GetKey() + " is not OVERWRITE_IF_EXISTS_OR_ADD with append unset: a client's copy could survive (docs/envoy.md#header-encoding-across-envoy-versions)"
 			}
 		}
 	case resp.GetDeniedResponse() == nil:
@@ -56,7 +56,7 @@ func wellFormed(resp *authv3.CheckResponse) string {
 	default:
 		for _, h := range resp.GetDeniedResponse().GetHeaders() {
 			if h.GetAppend().GetValue() {
-				return "denied header " + h.GetHeader().GetKey() + " has append: true, which older Envoys drop (ENVOY.md §4.6)"
+				return "denied header " + h.GetHeader().GetKey() + " has append: true, which older Envoys drop (docs/envoy.md#header-encoding-across-envoy-versions)"
 			}
 		}
 	}
@@ -90,7 +90,7 @@ func deniedHeader(resp *authv3.CheckResponse, name string) []string {
 }
 
 // upstreamHeaders applies an allowed response to the request's headers the
-// way Envoy does (ENVOY.md §4.1: set, then headers_to_remove) and returns
+// way Envoy does (docs/envoy.md#headers-on-allow: set, then headers_to_remove) and returns
 // the headers the upstream receives, lowercase.
 func upstreamHeaders(req *authv3.CheckRequest, resp *authv3.CheckResponse) map[string]string {
 	out := map[string]string{}

@@ -14,8 +14,9 @@ import (
 	"github.com/stepup-dev/stepup/e2e/internal/envoyreq"
 )
 
-// TestEnvoyShape checks that the tests' request builder produces what
-// ENVOY.md §3.5 documents Envoy sending, field for field.
+// TestEnvoyShape checks that the tests' request builder produces
+// e2e/testdata/envoy-example.json, a CheckRequest as Envoy sends it
+// (docs/envoy.md#example-checkrequest), field for field.
 func TestEnvoyShape(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "envoy-example.json"))
 	if err != nil {
@@ -26,7 +27,7 @@ func TestEnvoyShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The example is laid out by hand with ", "; Envoy itself appends the
-	// peer with a bare "," (ENVOY.md §3.2), which is what the builder does.
+	// peer with a bare "," (docs/envoy.md#client-address), which is what the builder does.
 	want.Attributes.Request.Http.Headers["x-forwarded-for"] = "203.0.113.7,192.0.2.5"
 
 	r := envoyreq.Browser("192.0.2.5")
@@ -42,6 +43,6 @@ func TestEnvoyShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
-		t.Errorf("builder vs ENVOY.md §3.5 (-want +got):\n%s", diff)
+		t.Errorf("builder vs testdata/envoy-example.json (-want +got):\n%s", diff)
 	}
 }

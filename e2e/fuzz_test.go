@@ -75,7 +75,7 @@ func FuzzGRPCCheck(f *testing.F) {
 	client := authv3.NewAuthorizationClient(srv.Dial(f))
 
 	f.Fuzz(func(t *testing.T, xff, p, authority, value string) {
-		// Envoy turns bytes that are not UTF-8 into '!' (ENVOY.md §3.3);
+		// Envoy turns bytes that are not UTF-8 into '!' (docs/envoy.md#headers-and-cookies);
 		// protobuf strings must be UTF-8 anyway.
 		xff, p, authority, value = strings.ToValidUTF8(xff, "!"), strings.ToValidUTF8(p, "!"), strings.ToValidUTF8(authority, "!"), strings.ToValidUTF8(value, "!")
 		r := envoyreq.Browser(extranetIP)

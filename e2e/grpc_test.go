@@ -127,7 +127,7 @@ func spoofXFF(r *envoyreq.Request, xff string) *envoyreq.Request {
 }
 
 // TestGRPCCheck drives the Envoy ext_authz gRPC service of the real binary
-// with CheckRequests shaped as Envoy sends them (ENVOY.md §3.5).
+// with CheckRequests shaped as Envoy sends them (docs/envoy.md#example-checkrequest).
 func TestGRPCCheck(t *testing.T) {
 	t.Parallel()
 	srv := startStepup(t, serverConfig{LoginURL: loginURL})
@@ -165,7 +165,7 @@ func TestGRPCCheck(t *testing.T) {
 		{"no identity, API client: 401", withoutIdentity(envoyreq.API(corpIP)), want{status: 401, wwwAuth: "Bearer"}},
 		{"jwt_authn payload without sub: 401", noSub, want{status: 401, wwwAuth: "Bearer"}},
 
-		// ENVOY.md §3.2: the left-most x-forwarded-for entry is whatever the
+		// docs/envoy.md#client-address: the left-most x-forwarded-for entry is whatever the
 		// client wrote; only the peer (x-envoy-external-address) counts.
 		{"client-spoofed x-forwarded-for 10.1.2.3 from an extranet peer is not corporate", spoofXFF(envoyreq.Browser(extranetIP), "10.1.2.3"), stepUp302},
 		{"client-spoofed x-forwarded-for with spaces and a corporate chain", spoofXFF(envoyreq.Browser(extranetIP), "192.168.1.140, 10.0.0.1"), stepUp302},
@@ -253,7 +253,7 @@ func TestGRPCAllowedIdentityHeaders(t *testing.T) {
 			}
 			for _, k := range resp.GetOkResponse().GetHeadersToRemove() {
 				if set[strings.ToLower(k)] {
-					t.Errorf("%s is both set and in headers_to_remove: Envoy removes it after setting it (ENVOY.md §4.1)", k)
+					t.Errorf("%s is both set and in headers_to_remove: Envoy removes it after setting it (docs/envoy.md#headers-on-allow)", k)
 				}
 			}
 		})
@@ -373,7 +373,7 @@ func TestGRPCHealth(t *testing.T) {
 	}
 }
 
-// TestGracefulShutdown follows ENVOY.md §7.2: on SIGTERM stepup reports
+// TestGracefulShutdown follows docs/envoy.md#health-checks-and-draining: on SIGTERM stepup reports
 // NOT_SERVING, drains for server.drain_delay while /readyz says so, then
 // stops and exits 0.
 func TestGracefulShutdown(t *testing.T) {
@@ -487,7 +487,7 @@ func TestServeWithoutFlags(t *testing.T) {
 }
 
 // TestDecisionLog checks the JSON decision log: one line per decision,
-// correlated by x-request-id and Envoy's stream id (ENVOY.md §7.6).
+// correlated by x-request-id and Envoy's stream id (docs/envoy.md#dynamic-metadata-and-access-logs).
 func TestDecisionLog(t *testing.T) {
 	t.Parallel()
 	srv := startStepup(t, serverConfig{})

@@ -164,7 +164,7 @@ func TestHTTPHealthAndMetrics(t *testing.T) {
 	if total < 2 {
 		t.Errorf("stepup_check_requests_total sums to %v after two checks", total)
 	}
-	// ENVOY.md §7.7: no high-cardinality labels (user, IP, path).
+	// Prometheus naming: no high-cardinality labels (user, IP, path).
 	banned := map[string]bool{"user": true, "sub": true, "email": true, "ip": true, "client_ip": true, "peer": true, "path": true, "host": true, "url": true}
 	secrets := []string{"alice", corpIP, extranetIP, "/payroll", "app.corp.example", tk.alice}
 	for name, f := range families {
@@ -183,8 +183,8 @@ func TestHTTPHealthAndMetrics(t *testing.T) {
 	}
 }
 
-// envoyHTTPCheck builds the request Envoy's http_service sends (ENVOY.md
-// §5, envoy/envoy-http.yaml): the original method, path_prefix + the
+// envoyHTTPCheck builds the request Envoy's http_service sends
+// (docs/envoy.md#http-mode, envoy/envoy-http.yaml): the original method, path_prefix + the
 // original path and query, Host = the original authority, only the allowed
 // headers, and the client-address headers the connection manager wrote at
 // the edge.
@@ -208,7 +208,7 @@ func envoyHTTPCheck(t *testing.T, srv *harness.Stepup, method, path, client stri
 
 // TestEnvoyHTTPMode drives /authz/<path>, the endpoint for Envoy's
 // http_service, where only a 200 allows and a 5xx would be an Error that
-// failure_mode_allow can turn into an allow (ENVOY.md §1 item 9).
+// failure_mode_allow can turn into an allow (docs/envoy.md#http-mode).
 func TestEnvoyHTTPMode(t *testing.T) {
 	t.Parallel()
 	srv, tk := jwtServer(t, "")
@@ -294,7 +294,7 @@ func TestEnvoyHTTPMode(t *testing.T) {
 
 // TestNginxForwardAuth checks /forward-auth/nginx directly: nginx's
 // auth_request turns every status but 2xx, 401 and 403 into 500, so the
-// step-up redirect travels as 401 + X-Stepup-Redirect (ENVOY.md §10.2).
+// step-up redirect travels as 401 + X-Stepup-Redirect (docs/envoy.md#nginx).
 func TestNginxForwardAuth(t *testing.T) {
 	t.Parallel()
 	srv, tk := jwtServer(t, "")

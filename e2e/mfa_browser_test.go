@@ -33,7 +33,7 @@ const mfaDay = 24 * time.Hour
 // verifies the id_token cookie against a JWKS file; Caddy's
 // X-Forwarded-For chooses the client address) and through the
 // Envoy-faithful proxy (jwt_authn metadata, the gRPC Check, the
-// CheckResponse applied as ENVOY.md documents). Screenshots of every page
+// CheckResponse applied as docs/envoy.md documents). Screenshots of every page
 // are written to $STEPUP_E2E_ARTIFACTS/<test name>/ when it is set.
 func TestMFAStepInBrowser(t *testing.T) {
 	t.Parallel()

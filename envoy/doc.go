@@ -21,7 +21,7 @@
 // No Envoy binary can be installed where stepup is built, so validate_test.go decodes
 // every envoy*.yaml strictly with go-control-plane, runs protoc-gen-validate on the
 // bootstrap and on every message packed in a google.protobuf.Any, and re-implements the
-// load-time checks that Envoy makes and PGV cannot express (shared/ENVOY.md §6.1), plus
+// load-time checks that Envoy makes and PGV cannot express (docs/envoy.md#checking-the-example-configurations), plus
 // stepup's own rules: fail closed; the reserved /.stepup/ prefix routed to stepup with
 // ext_authz kept on and nothing else routed to stepup; readiness health checks; access
 // logs that read only the metadata stepup writes; and the header lists of HTTP mode.

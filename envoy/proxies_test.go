@@ -1,6 +1,6 @@
 package envoy
 
-// This file checks the Caddy and nginx examples (shared/ENVOY.md §10). Each file is
+// This file checks the Caddy and nginx examples (docs/envoy.md#forward-auth-caddy-and-nginx). Each file is
 // parsed into a tree of directives and checked for what stepup's forward-auth endpoints
 // need and for what they must never allow:
 //
@@ -265,7 +265,7 @@ func parseForwardAuth(src string) ([]forwardAuth, error) {
 	return forwardAuths(nodes)
 }
 
-// checkCaddyfile applies stepup's rules to a Caddyfile (§10.1) and joins every problem.
+// checkCaddyfile applies stepup's rules to a Caddyfile (docs/envoy.md#caddy) and joins every problem.
 func checkCaddyfile(src string) error {
 	nodes, err := parseCaddyfile(src)
 	if err != nil {
@@ -409,7 +409,7 @@ func checkCaddyRouting(nodes []*caddyNode) []error {
 	return errs
 }
 
-// TestCaddyfile checks the Caddy example (§10.1) with checkCaddyfile.
+// TestCaddyfile checks the Caddy example (docs/envoy.md#caddy) with checkCaddyfile.
 func TestCaddyfile(t *testing.T) {
 	data, err := os.ReadFile("Caddyfile")
 	if err != nil {
@@ -1106,7 +1106,7 @@ func upstreamVar(header string) string {
 	return "$upstream_http_" + strings.ReplaceAll(strings.ToLower(header), "-", "_")
 }
 
-// checkNginxConf applies stepup's rules to an nginx server block (§10.2) and joins
+// checkNginxConf applies stepup's rules to an nginx server block (docs/envoy.md#nginx) and joins
 // every problem.
 func checkNginxConf(src string) error {
 	nodes, err := parseNginx(src)
@@ -1279,7 +1279,7 @@ func checkNginxConf(src string) error {
 	return errors.Join(errs...)
 }
 
-// TestNginxConf checks the nginx example (§10.2) with checkNginxConf.
+// TestNginxConf checks the nginx example (docs/envoy.md#nginx) with checkNginxConf.
 func TestNginxConf(t *testing.T) {
 	data, err := os.ReadFile("nginx.conf")
 	if err != nil {

@@ -1,7 +1,8 @@
 package envoy
 
-// This file is the offline Envoy configuration checker of shared/ENVOY.md §6.1 and the
-// tests that run it over the example files. Section numbers (§) refer to ENVOY.md.
+// This file is the offline Envoy configuration checker of
+// docs/envoy.md#checking-the-example-configurations and the tests that run it over the
+// example files.
 //
 // The checker has three layers, each of which reports every problem it finds:
 //
@@ -12,9 +13,9 @@ package envoy
 //     descend into google.protobuf.Any, on every message unpacked from an Any, at any
 //     depth (HTTP filters inside the connection manager, per-route configs, transport
 //     sockets, cluster protocol options, access loggers).
-//  3. Load-time rules that Envoy enforces in C++ and PGV cannot express (§6.1 step 4),
-//     plus stepup's own posture: fail closed (§7.5); the reserved /.stepup/ prefix
-//     routed to stepup with ext_authz and jwt_authn kept on (DESIGN.md step 3); nothing
+//  3. Load-time rules that Envoy enforces in C++ and PGV cannot express (step 4 of docs/envoy.md#checking-the-example-configurations),
+//     plus stepup's own posture: fail closed (docs/envoy.md#errors-and-failure_mode_allow); the reserved /.stepup/ prefix
+//     routed to stepup with ext_authz and jwt_authn kept on (docs/envoy.md#the-reserved-prefix); nothing
 //     but that prefix routed to stepup, so its decision endpoints (/authz/,
 //     /forward-auth), /metrics and health endpoints stay private; readiness health checks
 //     on stepup's HTTP port; access logs that read only the metadata stepup writes; and,
@@ -51,7 +52,7 @@ import (
 	"github.com/stepup-dev/stepup/extauthz"
 
 	// Every typed_config type the example files use must be linked into this test, or
-	// protojson cannot resolve the Any and rejects the file (§6.1 step 2). Most of them
+	// protojson cannot resolve the Any and rejects the file (step 2 of docs/envoy.md#checking-the-example-configurations). Most of them
 	// are also used by name below; the blank import is the one that is not. The CEL
 	// formatter is not used by the examples; it is linked so that the formatter check
 	// below can name its type.
@@ -68,16 +69,16 @@ import (
 
 const (
 	// jwtAuthnNamespace is the dynamic-metadata namespace jwt_authn writes the verified
-	// payload to; Envoy hard-codes it (§3.4).
+	// payload to; Envoy hard-codes it (docs/envoy.md#claims-from-jwt_authn).
 	jwtAuthnNamespace = "envoy.filters.http.jwt_authn"
-	// extAuthzNamespace is where Envoy stores CheckResponse.dynamic_metadata (§4.5).
+	// extAuthzNamespace is where Envoy stores CheckResponse.dynamic_metadata (docs/envoy.md#dynamic-metadata-and-access-logs).
 	extAuthzNamespace = "envoy.filters.http.ext_authz"
-	// authzHealthService is the grpc.health.v1 service name stepup reports on (§7.1).
+	// authzHealthService is the grpc.health.v1 service name stepup reports on (docs/envoy.md#health-checks-and-draining).
 	authzHealthService = "envoy.service.auth.v3.Authorization"
 	// httpProtocolOptionsKey is the typed_extension_protocol_options key Envoy looks up
 	// for upstream HTTP settings.
 	httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-	// minAuthzTimeout is Envoy's default ext_authz timeout (§1 thing 8); stepup needs at
+	// minAuthzTimeout is Envoy's default ext_authz timeout (docs/envoy.md#filter-settings); stepup needs at
 	// least that much, and the examples use 0.5 s.
 	minAuthzTimeout = 200 * time.Millisecond
 	// reservedPrefix is stepup's reserved path prefix (mfa.prefix): the MFA step, and the
@@ -121,10 +122,10 @@ var stepupPrivatePaths = []string{
 }
 
 // stepupMetadataKeys are the keys stepup writes into CheckResponse.dynamic_metadata
-// (gRPC mode only), which Envoy stores under extAuthzNamespace (§4.5).
+// (gRPC mode only), which Envoy stores under extAuthzNamespace (docs/envoy.md#dynamic-metadata-and-access-logs).
 var stepupMetadataKeys = extauthz.MetadataKeys
 
-// extAuthzDurationKey is the key Envoy itself adds to extAuthzNamespace on OK (§4.5).
+// extAuthzDurationKey is the key Envoy itself adds to extAuthzNamespace on OK (docs/envoy.md#dynamic-metadata-and-access-logs).
 const extAuthzDurationKey = "ext_authz_duration"
 
 // extAuthzMetadataRE finds the keys an access-log format reads from extAuthzNamespace.
@@ -169,7 +170,7 @@ func validateConfig(doc []byte) (*bootstrapv3.Bootstrap, error) {
 	return b, validateBootstrap(b)
 }
 
-// parseBootstrap is §6.1 steps 1 and 2: YAML to JSON, then protojson with unknown fields
+// parseBootstrap is steps 1 and 2 of docs/envoy.md#checking-the-example-configurations: YAML to JSON, then protojson with unknown fields
 // rejected. Any types resolve through the global registry, which the imports above fill.
 func parseBootstrap(doc []byte) (*bootstrapv3.Bootstrap, error) {
 	js, err := yaml.YAMLToJSON(doc)
@@ -183,7 +184,7 @@ func parseBootstrap(doc []byte) (*bootstrapv3.Bootstrap, error) {
 	return b, nil
 }
 
-// validateBootstrap is §6.1 steps 3 and 4 on an already decoded bootstrap.
+// validateBootstrap is steps 3 and 4 of docs/envoy.md#checking-the-example-configurations on an already decoded bootstrap.
 func validateBootstrap(b *bootstrapv3.Bootstrap) error {
 	var errs []error
 	if err := b.ValidateAll(); err != nil {
@@ -195,7 +196,7 @@ func validateBootstrap(b *bootstrapv3.Bootstrap) error {
 }
 
 // validateNested walks every populated message field of m, in field-number order so
-// that reports are stable, and validates each Any it meets (§6.1 step 3).
+// that reports are stable, and validates each Any it meets (step 3 of docs/envoy.md#checking-the-example-configurations).
 func validateNested(m protoreflect.Message, path string) []error {
 	var errs []error
 	fields := m.Descriptor().Fields()
@@ -285,7 +286,7 @@ func unpack(a *anypb.Any) proto.Message {
 	return m
 }
 
-// checkSemantics is §6.1 step 4 and stepup's posture rules over static resources.
+// checkSemantics is step 4 of docs/envoy.md#checking-the-example-configurations and stepup's posture rules over static resources.
 func checkSemantics(b *bootstrapv3.Bootstrap) []error {
 	c := &checker{clusters: map[string]*clusterv3.Cluster{}, ready: map[string]bool{}}
 	sr := b.GetStaticResources()
@@ -429,7 +430,7 @@ func (c *checker) checkHCM(path string, cm *hcmv3.HttpConnectionManager) {
 		filters[f.GetName()] = hf
 		names = append(names, f.GetName())
 		if hf.typ == routerType && i != len(fs)-1 {
-			c.errorf(fp, "the router must be the last HTTP filter (§6); filters after it never run")
+			c.errorf(fp, "the router must be the last HTTP filter (docs/envoy.md#filter-settings); filters after it never run")
 		}
 		switch m := hf.msg.(type) {
 		case *jwtauthnv3.JwtAuthentication:
@@ -502,7 +503,7 @@ func (c *checker) checkHCM(path string, cm *hcmv3.HttpConnectionManager) {
 }
 
 // writesPayload reports whether some provider puts the verified JWT into dynamic
-// metadata, which is what ext_authz forwards (§3.4).
+// metadata, which is what ext_authz forwards (docs/envoy.md#claims-from-jwt_authn).
 func writesPayload(j *jwtauthnv3.JwtAuthentication) bool {
 	for _, p := range j.GetProviders() {
 		if p.GetPayloadInMetadata() != "" || p.GetHeaderInMetadata() != "" {
@@ -520,22 +521,22 @@ func (c *checker) checkJwtAuthn(path string, j *jwtauthnv3.JwtAuthentication) {
 	}
 }
 
-// checkExtAuthz applies the ext_authz rules of §1, §2 and §7.5 to one filter config.
+// checkExtAuthz applies the rules of docs/envoy.md#filter-settings to one ext_authz filter config.
 // produced holds the metadata namespaces written by the filters before it.
 func (c *checker) checkExtAuthz(path string, a *extauthzv3.ExtAuthz, produced map[string]bool) {
 	if a.GetFailureModeAllow() {
-		c.errorf(path, "failure_mode_allow is true: a stepup outage or RPC error would let requests through (§1 thing 1, §7.5)")
+		c.errorf(path, "failure_mode_allow is true: a stepup outage or RPC error would let requests through (docs/envoy.md#errors-and-failure_mode_allow)")
 	}
 	if a.GetStatusOnError() == nil {
-		c.errorf(path, "status_on_error is unset: an error would look like a 403 denial; set 503 (§7.5)")
+		c.errorf(path, "status_on_error is unset: an error would look like a 403 denial; set 503 (docs/envoy.md#errors-and-failure_mode_allow)")
 	}
 	if a.GetShadowMode() {
-		c.errorf(path, "shadow_mode is true: decisions would be recorded but never enforced (§2)")
+		c.errorf(path, "shadow_mode is true: decisions would be recorded but never enforced (docs/envoy.md#filter-settings)")
 	}
 	switch {
 	case a.GetGrpcService() != nil:
 		if a.GetTransportApiVersion() != corev3.ApiVersion_V3 {
-			c.errorf(path, "gRPC mode needs transport_api_version: V3, got %s; Envoy rejects the configuration (§1 thing 7)", a.GetTransportApiVersion())
+			c.errorf(path, "gRPC mode needs transport_api_version: V3, got %s; Envoy rejects the configuration (docs/envoy.md#filter-settings)", a.GetTransportApiVersion())
 		}
 		c.checkGRPCService(path+".grpc_service", a.GetGrpcService())
 	case a.GetHttpService() != nil:
@@ -543,7 +544,7 @@ func (c *checker) checkExtAuthz(path string, a *extauthzv3.ExtAuthz, produced ma
 		c.requireCluster(path+".http_service.server_uri", "http_service", hs.GetServerUri().GetCluster())
 		c.checkTimeout(path+".http_service.server_uri.timeout", hs.GetServerUri().GetTimeout().AsDuration(), hs.GetServerUri().GetTimeout() != nil)
 		if len(a.GetMetadataContextNamespaces())+len(a.GetTypedMetadataContextNamespaces()) > 0 {
-			c.errorf(path, "metadata_context_namespaces are ignored in HTTP mode (§1 thing 10): stepup must read the token from the request")
+			c.errorf(path, "metadata_context_namespaces are ignored in HTTP mode (docs/envoy.md#http-mode): stepup must read the token from the request")
 		}
 		c.checkHTTPService(path, a)
 		c.checkReadiness(hs.GetServerUri().GetCluster())
@@ -552,13 +553,13 @@ func (c *checker) checkExtAuthz(path string, a *extauthzv3.ExtAuthz, produced ma
 	}
 	for _, ns := range slices.Concat(a.GetMetadataContextNamespaces(), a.GetTypedMetadataContextNamespaces()) {
 		if !produced[ns] {
-			c.errorf(path, "metadata namespace %q is not produced by an earlier HTTP filter (jwt_authn with payload_in_metadata must come before ext_authz, §3.4)", ns)
+			c.errorf(path, "metadata namespace %q is not produced by an earlier HTTP filter (jwt_authn with payload_in_metadata must come before ext_authz, docs/envoy.md#claims-from-jwt_authn)", ns)
 		}
 	}
 }
 
 // checkGRPCService checks the target of a gRPC ext_authz service: the deadline, and that
-// an envoy_grpc cluster exists, speaks HTTP/2 and is health-checked the way §7.1 says.
+// an envoy_grpc cluster exists, speaks HTTP/2 and is health-checked the way docs/envoy.md#health-checks-and-draining says.
 func (c *checker) checkGRPCService(path string, gs *corev3.GrpcService) {
 	c.checkTimeout(path+".timeout", gs.GetTimeout().AsDuration(), gs.GetTimeout() != nil)
 	eg := gs.GetEnvoyGrpc()
@@ -572,25 +573,25 @@ func (c *checker) checkGRPCService(path string, gs *corev3.GrpcService) {
 	cl := c.clusters[name]
 	cp := fmt.Sprintf("cluster %q", name)
 	if !speaksHTTP2(cl) {
-		c.errorf(cp, "the ext_authz gRPC cluster does not speak HTTP/2: set typed_extension_protocol_options[%s].explicit_http_config.http2_protocol_options (§1 thing 7, §6)", httpProtocolOptionsKey)
+		c.errorf(cp, "the ext_authz gRPC cluster does not speak HTTP/2: set typed_extension_protocol_options[%s].explicit_http_config.http2_protocol_options (docs/envoy.md#filter-settings)", httpProtocolOptionsKey)
 	}
 	if !slices.ContainsFunc(cl.GetHealthChecks(), func(h *corev3.HealthCheck) bool {
 		return h.GetGrpcHealthCheck().GetServiceName() == authzHealthService
 	}) {
-		c.errorf(cp, "no gRPC health check with service_name %s on the ext_authz cluster (§7.1)", authzHealthService)
+		c.errorf(cp, "no gRPC health check with service_name %s on the ext_authz cluster (docs/envoy.md#health-checks-and-draining)", authzHealthService)
 	}
 	if tc, ok := unpack(cl.GetTransportSocket().GetTypedConfig()).(*tlsv3.UpstreamTlsContext); ok &&
 		!slices.Contains(tc.GetCommonTlsContext().GetAlpnProtocols(), "h2") {
-		c.errorf(cp, "TLS to the gRPC server without alpn_protocols [h2]: grpc-go refuses connections that do not negotiate h2 (§7.4)")
+		c.errorf(cp, "TLS to the gRPC server without alpn_protocols [h2]: grpc-go refuses connections that do not negotiate h2 (docs/envoy.md#tls-and-alpn)")
 	}
 }
 
 func (c *checker) checkTimeout(path string, d time.Duration, set bool) {
 	switch {
 	case !set:
-		c.errorf(path, "timeout is unset: the 200 ms default is too tight for rules plus a store lookup; set 0.5 to 1 s (§1 thing 8)")
+		c.errorf(path, "timeout is unset: the 200 ms default is too tight for rules plus a store lookup; set 0.5 to 1 s (docs/envoy.md#filter-settings)")
 	case d < minAuthzTimeout:
-		c.errorf(path, "timeout %s is below %s (§1 thing 8)", d, minAuthzTimeout)
+		c.errorf(path, "timeout %s is below %s (docs/envoy.md#filter-settings)", d, minAuthzTimeout)
 	}
 }
 
@@ -606,7 +607,7 @@ var upstreamReasons = map[string]string{
 }
 
 // checkHTTPService checks what stepup's /authz/ endpoint needs from an http_service
-// ext_authz filter (§5): the path it serves, the headers it sets upstream, and the
+// ext_authz filter (docs/envoy.md#http-mode): the path it serves, the headers it sets upstream, and the
 // request headers it must (and must not) see.
 func (c *checker) checkHTTPService(path string, a *extauthzv3.ExtAuthz) {
 	hs := a.GetHttpService()
@@ -650,7 +651,7 @@ func (c *checker) checkHTTPService(path string, a *extauthzv3.ExtAuthz) {
 
 // checkReadiness requires a health check on stepup's /readyz for a cluster that reaches
 // stepup's HTTP port. /healthz answers 200 until the process exits; /readyz turns 503
-// when stepup starts draining, which is what Envoy needs to stop sending (§7.1, §7.2).
+// when stepup starts draining, which is what Envoy needs to stop sending (docs/envoy.md#health-checks-and-draining).
 func (c *checker) checkReadiness(name string) {
 	cl, ok := c.clusters[name]
 	if !ok || c.ready[name] {
@@ -660,13 +661,13 @@ func (c *checker) checkReadiness(name string) {
 	if !slices.ContainsFunc(cl.GetHealthChecks(), func(h *corev3.HealthCheck) bool {
 		return h.GetHttpHealthCheck().GetPath() == readinessPath
 	}) {
-		c.errorf(fmt.Sprintf("cluster %q", name), "no HTTP health check on %s for stepup's HTTP port: Envoy would keep sending to a draining stepup (/healthz stays 200 until it exits) (§7.1, §7.2)", readinessPath)
+		c.errorf(fmt.Sprintf("cluster %q", name), "no HTTP health check on %s for stepup's HTTP port: Envoy would keep sending to a draining stepup (/healthz stays 200 until it exits) (docs/envoy.md#health-checks-and-draining)", readinessPath)
 	}
 }
 
 // checkAccessLogs requires the access logs of a connection manager to read only the
 // ext_authz metadata that exists: stepup's keys in gRPC mode, and in either mode the
-// duration Envoy adds itself. HTTP mode has no CheckResponse.dynamic_metadata (§5).
+// duration Envoy adds itself. HTTP mode has no CheckResponse.dynamic_metadata (docs/envoy.md#http-mode).
 func (c *checker) checkAccessLogs(path string, cm *hcmv3.HttpConnectionManager, httpMode bool) {
 	for i, al := range cm.GetAccessLog() {
 		ap := fmt.Sprintf("%s.access_log[%d]", path, i)
@@ -691,7 +692,7 @@ func (c *checker) checkAccessLogs(path string, cm *hcmv3.HttpConnectionManager, 
 				case !slices.Contains(stepupMetadataKeys, key):
 					c.errorf(ap, "reads %s:%s, which neither stepup (%s) nor Envoy (%s) writes", extAuthzNamespace, key, strings.Join(stepupMetadataKeys, ", "), extAuthzDurationKey)
 				case httpMode:
-					c.errorf(ap, "reads stepup's %s:%s, but HTTP mode has no CheckResponse.dynamic_metadata (§5): the field is always empty", extAuthzNamespace, key)
+					c.errorf(ap, "reads stepup's %s:%s, but HTTP mode has no CheckResponse.dynamic_metadata (docs/envoy.md#http-mode): the field is always empty", extAuthzNamespace, key)
 				}
 			}
 		})
@@ -810,7 +811,7 @@ func matchString(m *matcherv3.StringMatcher, s string) bool {
 
 // speaksHTTP2 reports whether Envoy will use HTTP/2 towards the cluster: explicitly
 // through the upstream HTTP protocol options, or through the deprecated top-level
-// http2_protocol_options that Envoy still accepts (§6).
+// http2_protocol_options that Envoy still accepts (docs/envoy.md#filter-settings).
 func speaksHTTP2(cl *clusterv3.Cluster) bool {
 	if cl.GetHttp2ProtocolOptions() != nil {
 		return true
@@ -833,7 +834,7 @@ func (c *checker) requireCluster(path, what, name string) bool {
 }
 
 // checkPerFilter checks one typed_per_filter_config map: every key must be the name of
-// an HTTP filter of this connection manager (§2.1, §6), and the value must be the
+// an HTTP filter of this connection manager (docs/envoy.md#per-route-settings, docs/envoy.md#filter-settings), and the value must be the
 // per-route type that filter accepts.
 func (c *checker) checkPerFilter(path string, cfg map[string]*anypb.Any, filters map[string]httpFilter, names []string, httpMode bool) {
 	for _, key := range sortedKeys(cfg) {
@@ -868,7 +869,7 @@ func (c *checker) checkPerFilter(path string, cfg map[string]*anypb.Any, filters
 		}
 		cs := pr.GetCheckSettings()
 		if httpMode && len(cs.GetContextExtensions()) > 0 {
-			c.errorf(kp, "context_extensions are ignored in HTTP mode (§1 thing 10); pass per-route data in a header instead")
+			c.errorf(kp, "context_extensions are ignored in HTTP mode (docs/envoy.md#per-route-settings); pass per-route data in a header instead")
 		}
 		if gs := cs.GetGrpcService(); gs != nil {
 			c.checkGRPCService(kp+".check_settings.grpc_service", gs)
@@ -914,7 +915,7 @@ func perRouteDisabled(a *anypb.Any) (disabled, ok bool) {
 	return false, false
 }
 
-// checkReservedPrefix enforces DESIGN.md step 3 on one virtual host: Check allows
+// checkReservedPrefix enforces docs/envoy.md#the-reserved-prefix on one virtual host: Check allows
 // /.stepup/, so every route that can take a /.stepup/ request must send it to stepup's
 // HTTP port (if it reached the application, MFA would be skipped), and ext_authz and
 // jwt_authn stay on there so the MFA step receives the signed identity assertion.
@@ -931,7 +932,7 @@ func (c *checker) checkReservedPrefix(path string, vh *routev3.VirtualHost, filt
 		}
 		for _, name := range names {
 			if filters[name].typ == jwtAuthnType && disabledOn(name, filters[name], vh, r) {
-				c.errorf(rp, "jwt_authn %q is disabled on the reserved prefix: the MFA step needs the caller's identity (DESIGN.md step 3)", name)
+				c.errorf(rp, "jwt_authn %q is disabled on the reserved prefix: the MFA step needs the caller's identity (docs/envoy.md#the-reserved-prefix)", name)
 			}
 		}
 		if !conditional {
@@ -1027,7 +1028,7 @@ func summarize(b *bootstrapv3.Bootstrap) summary {
 	return s
 }
 
-// TestExampleConfigs decodes and checks every Envoy file of the directory (§6.1) and
+// TestExampleConfigs decodes and checks every Envoy file of the directory (docs/envoy.md#checking-the-example-configurations) and
 // pins the listeners and clusters each one defines.
 func TestExampleConfigs(t *testing.T) {
 	stepupClusters := []string{"stepup_authz", "stepup_http", "app_backend", "idp_jwks"}
@@ -1062,7 +1063,7 @@ func TestExampleConfigs(t *testing.T) {
 	}
 }
 
-// TestValidatorRejects proves that the checker fails on the mistakes §6.1 lists, and on
+// TestValidatorRejects proves that the checker fails on the mistakes docs/envoy.md#checking-the-example-configurations lists, and on
 // the fail-open and bypass mistakes stepup cares about. Each case mutates a decoded copy
 // of an example file; want is a fragment of the expected error. The first cases, with no
 // mutation, show that the round trip through the generic tree is itself valid.
@@ -1083,7 +1084,7 @@ func TestValidatorRejects(t *testing.T) {
 		{name: "http baseline", file: "envoy-http.yaml", mutate: func(*testing.T, tree) {}},
 		{name: "mtls baseline", file: "envoy-mtls.yaml", mutate: func(*testing.T, tree) {}},
 
-		// §6.1: strict decoding.
+		// Step 2 of docs/envoy.md#checking-the-example-configurations: strict decoding.
 		{
 			name: "misspelt field inside an Any", file: "envoy.yaml",
 			mutate: func(t *testing.T, doc tree) { rename(t, hcm(t, doc), "use_remote_address", "use_remote_adress") },
@@ -1114,7 +1115,7 @@ func TestValidatorRejects(t *testing.T) {
 			want: "unable to resolve",
 		},
 
-		// §6.1 step 3: PGV inside Any values, which the bootstrap's ValidateAll skips.
+		// Step 3 of docs/envoy.md#checking-the-example-configurations: PGV inside Any values, which the bootstrap's ValidateAll skips.
 		{
 			name: "max_request_bytes 0 inside the ext_authz Any", file: "envoy.yaml",
 			mutate: func(t *testing.T, doc tree) {
@@ -1130,7 +1131,7 @@ func TestValidatorRejects(t *testing.T) {
 			want: "invalid ExtAuthzPerRoute.Override: value is required",
 		},
 
-		// §6.1 step 4 and §1: load-time rules.
+		// Step 4 of docs/envoy.md#checking-the-example-configurations, and failing closed: load-time rules.
 		{
 			name: "missing transport_api_version V3", file: "envoy.yaml",
 			mutate: func(t *testing.T, doc tree) { delete(filterConfig(t, doc, authzName), "transport_api_version") },
@@ -1258,7 +1259,7 @@ func TestValidatorRejects(t *testing.T) {
 			want:   "ext_authz is disabled by default",
 		},
 
-		// DESIGN.md step 3 and the end of ENVOY.md §6: the reserved prefix.
+		// The reserved prefix (docs/envoy.md#the-reserved-prefix).
 		{
 			name: "reserved prefix after the catch-all", file: "envoy.yaml",
 			mutate: func(t *testing.T, doc tree) {
@@ -1349,7 +1350,7 @@ func TestValidatorRejects(t *testing.T) {
 			want: `rewrites the path of requests it sends to stepup's cluster "stepup_http"`,
 		},
 
-		// Readiness checks on stepup's HTTP port (§7.1, §7.2).
+		// Readiness checks on stepup's HTTP port (docs/envoy.md#health-checks-and-draining).
 		{
 			name: "MFA step cluster without a readiness check", file: "envoy.yaml",
 			mutate: func(t *testing.T, doc tree) { delete(cluster(t, doc, "stepup_http"), "health_checks") },
@@ -1395,7 +1396,7 @@ func TestValidatorRejects(t *testing.T) {
 			want: `is disabled on this route: requests reach cluster "app_backend"`,
 		},
 
-		// HTTP mode (§5, §1 thing 10).
+		// HTTP mode (docs/envoy.md#http-mode, docs/envoy.md#per-route-settings).
 		{
 			name: "context_extensions in HTTP mode", file: "envoy-http.yaml",
 			mutate: func(t *testing.T, doc tree) {
@@ -1544,7 +1545,7 @@ func TestValidatorRejects(t *testing.T) {
 			},
 		},
 
-		// TLS (§7.4).
+		// TLS (docs/envoy.md#tls-and-alpn).
 		{
 			name: "mTLS without ALPN h2", file: "envoy-mtls.yaml",
 			mutate: func(t *testing.T, doc tree) {

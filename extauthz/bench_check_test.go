@@ -18,8 +18,8 @@ import (
 
 // The benchmarks of this file are the in-process halves of the side-by-side
 // harness's scenarios 1–4 (e2e/bench, docs/performance.md): the whole
-// Check handler on a CheckRequest shaped like ENVOY.md §3.5, with the
-// seed's extranet rule and an in-memory session store, plus its parts
+// Check handler on a CheckRequest shaped like docs/envoy.md#example-checkrequest, with the
+// Auth0's "Access from an extranet" rule and an in-memory session store, plus its parts
 // (normalization and response building) on their own.
 
 // benchAppCookies are the application's own cookies, as the harness sends.

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// clientIPResolver derives the client's address (ENVOY.md §3.2). The TCP
+// clientIPResolver derives the client's address (docs/envoy.md#client-address). The TCP
 // peer is where the walk starts; x-forwarded-for entries are believed only
 // as far as the proxies that wrote them are trusted, so a client can never
 // talk its way into a corporate network by sending its own header.

@@ -45,7 +45,7 @@ func newTestServer(t testing.TB, mod func(*Options)) *Server {
 	return s
 }
 
-// checkReq builds a CheckRequest shaped like ENVOY.md §3.5: source is the
+// checkReq builds a CheckRequest shaped like docs/envoy.md#example-checkrequest: source is the
 // TCP peer, x-forwarded-for has the peer appended, jwt_authn payload in
 // metadata_context.
 type reqOpt func(*authv3.CheckRequest)
@@ -141,7 +141,7 @@ func TestCheckDecisions(t *testing.T) {
 		{"no identity, browser: login redirect", checkReq("192.168.1.140", withoutIdentity()), want{codes.Unauthenticated, 302, "no_identity", "https://idp.example.com/login?return_to=https%3A%2F%2Fapp.corp.example%2Fpayroll%2Freport%3Fmonth%3D11"}},
 		{"no identity, API: 401", checkReq("192.168.1.140", withoutIdentity(), withHeader("accept", "*/*")), want{codes.Unauthenticated, 401, "no_identity", ""}},
 		{
-			// ENVOY.md §3.2: the left-most XFF entry is the client's own claim.
+			// docs/envoy.md#client-address: the left-most XFF entry is the client's own claim.
 			"spoofed x-forwarded-for from an extranet peer is not corporate",
 			checkReq("203.0.113.7", withHeader("x-forwarded-for", "10.1.2.3,203.0.113.7")),
 			want{codes.Unauthenticated, 302, "mfa_required", "https://app.corp.example/.stepup/mfa"},
@@ -202,7 +202,7 @@ func TestCheckDecisions(t *testing.T) {
 				}
 				for _, h := range dr.GetHeaders() {
 					if h.GetAppend() != nil || h.GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD {
-						t.Errorf("denied header %s sets an append field; ENVOY.md §4.6 says leave both unset", h.GetHeader().GetKey())
+						t.Errorf("denied header %s sets an append field; docs/envoy.md#header-encoding-across-envoy-versions says leave both unset", h.GetHeader().GetKey())
 					}
 				}
 			}
@@ -240,7 +240,7 @@ func TestAllowHeaders(t *testing.T) {
 	got := map[string]string{}
 	for _, h := range ok.GetHeaders() {
 		if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
-			t.Errorf("header %s: append_action %v, want OVERWRITE_IF_EXISTS_OR_ADD (ENVOY.md §4.6)", h.GetHeader().GetKey(), h.GetAppendAction())
+			t.Errorf("header %s: append_action %v, want OVERWRITE_IF_EXISTS_OR_ADD (docs/envoy.md#header-encoding-across-envoy-versions)", h.GetHeader().GetKey(), h.GetAppendAction())
 		}
 		got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 	}
@@ -251,7 +251,7 @@ func TestAllowHeaders(t *testing.T) {
 	for _, h := range ok.GetHeadersToRemove() {
 		removed[h] = true
 		if _, set := got[h]; set {
-			t.Errorf("%s is both set and removed: Envoy would remove it (ENVOY.md §4.1)", h)
+			t.Errorf("%s is both set and removed: Envoy would remove it (docs/envoy.md#headers-on-allow)", h)
 		}
 	}
 	for _, h := range []string{"x-stepup-claim-role", "x-stepup-assertion"} {
@@ -286,7 +286,7 @@ func TestCookie(t *testing.T) {
 		ok                 bool
 	}{
 		{"a=1; b=2", "b", "2", true},
-		{"a=1,b=2", "b", "2", true},  // HTTP/1.1 cookie lines joined by ext_authz (ENVOY.md §3.3)
+		{"a=1,b=2", "b", "2", true},  // HTTP/1.1 cookie lines joined by ext_authz (docs/envoy.md#headers-and-cookies)
 		{"a=1, b=2", "b", "2", true}, // with a space
 		{"ab=1; b=2", "b", "2", true},
 		{"ab=1", "b", "", false},

@@ -58,7 +58,7 @@ func (s *Server) claimHeaders(d *Decision, claims map[string]string) {
 
 // setHeader sets an upstream header and makes sure it is not also in the
 // removal list: Envoy applies removals last, so a header both set and
-// removed would vanish (ENVOY.md §4.1).
+// removed would vanish (docs/envoy.md#headers-on-allow).
 func (d *Decision) setHeader(name, value string) {
 	d.Headers = append(d.Headers, HeaderKV{name, value})
 	for i, rm := range d.RemoveHeaders {

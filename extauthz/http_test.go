@@ -73,7 +73,7 @@ func TestHTTPModes(t *testing.T) {
 			if got.status == 200 {
 				for _, h := range []string{"X-Stepup-User", "X-Stepup-Email", "X-Stepup-Mfa", "X-Stepup-Network"} {
 					if _, ok := rec.Header()[h]; !ok {
-						t.Errorf("allow without %s: Caddy would forward a placeholder (ENVOY.md §10.1)", h)
+						t.Errorf("allow without %s: Caddy would forward a placeholder (docs/envoy.md#caddy)", h)
 					}
 				}
 			}

@@ -6,7 +6,8 @@ package extauthz
 // decision log.
 type Reason string
 
-// The reasons. [Reasons] describes each; docs/envoy.md lists the same.
+// The reasons. [Reasons] describes each; the table in docs/envoy.md#decisions-and-reasons
+// lists the same (TestReasonsDocumented).
 const (
 	ReasonNetwork          Reason = "network"
 	ReasonNoMFARequired    Reason = "no_mfa_required"
@@ -58,10 +59,11 @@ var Reasons = []ReasonInfo{
 	{ReasonRuleException, Deny, true, "A rule threw: 403."},
 	{ReasonBadRequest, Deny, true, "The CheckRequest could not be understood: 400."},
 	{ReasonTooLarge, Deny, true, "The CheckRequest was larger than server.grpc.max_recv_bytes: 413."},
-	{ReasonOverloaded, Deny, true, "Too many Checks in flight, or a client whose rules keep running out of time: 503 at once."},
 	{ReasonStoreUnavailable, Deny, true, "The session store did not answer: 503."},
 	{ReasonInternal, Deny, true, "An internal error: 503."},
 	{ReasonDeadline, Deny, true, "The Check's deadline had passed before it started."},
+	// Counted in stepup_check_overloaded_total (admission), not as a fault.
+	{ReasonOverloaded, Deny, false, "More than server.max_in_flight Checks at once, or a client whose rules keep running out of time (quarantined): 503 at once, not decided."},
 }
 
 // reasonFault is the Fault of each reason in Reasons.

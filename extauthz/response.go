@@ -24,7 +24,7 @@ const WWWAuthenticateLogin = `Bearer realm="stepup"`
 const LocationHeader = "x-stepup-location"
 
 // toCheckResponse maps a decision onto Envoy's CheckResponse with the
-// portable header encoding of ENVOY.md §4.6.
+// portable header encoding of docs/envoy.md#header-encoding-across-envoy-versions.
 func toCheckResponse(d *Decision) *authv3.CheckResponse {
 	if d.Kind == Allow {
 		ok := &authv3.OkHttpResponse{}
@@ -45,7 +45,7 @@ func toCheckResponse(d *Decision) *authv3.CheckResponse {
 		}
 		ok.HeadersToRemove = append(ok.HeadersToRemove, d.RemoveHeaders...)
 		for _, c := range d.SetCookies {
-			// §4.6: both append fields unset for Set-Cookie (adds a line).
+			// docs/envoy.md#header-encoding-across-envoy-versions: both append fields unset for Set-Cookie (adds a line).
 			ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, &corev3.HeaderValueOption{
 				Header: &corev3.HeaderValue{Key: "set-cookie", Value: c},
 			})
@@ -72,7 +72,7 @@ func toCheckResponse(d *Decision) *authv3.CheckResponse {
 	}
 	denied.Headers = make([]*corev3.HeaderValueOption, 0, len(headers))
 	for _, h := range headers {
-		// §4.6: denied headers leave both append fields unset; never
+		// docs/envoy.md#header-encoding-across-envoy-versions: denied headers leave both append fields unset; never
 		// append: true (silently dropped by older Envoys).
 		hv := sharedDeniedHeader(h)
 		if hv == nil {
@@ -139,7 +139,7 @@ func jsonBody(d *Decision) string {
 var MetadataKeys = []string{"decision", "reason", "rule", "decision_id", "request_id", "dry_run", "would"}
 
 // decisionMetadata is copied by Envoy into the stream's dynamic metadata
-// under envoy.filters.http.ext_authz, for access logs (ENVOY.md §4.5).
+// under envoy.filters.http.ext_authz, for access logs (docs/envoy.md#dynamic-metadata-and-access-logs).
 //
 // Keys: decision, reason, rule (when a rule decided), decision_id (the
 // same as in stepup's decision log), request_id (x-request-id), and for a

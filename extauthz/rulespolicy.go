@@ -56,8 +56,8 @@ func (p *RulesPolicy) Evaluate(ctx context.Context, in *PolicyInput) PolicyResul
 	return mapRulesResult(&res)
 }
 
-// input builds Auth0's user and context from the request (DESIGN.md
-// "Auth0 rules compatibility").
+// input builds the data of Auth0's user (the identity's claims) and
+// context (client, request, networks, MFA methods) objects from the request.
 func (p *RulesPolicy) input(in *PolicyInput) rules.Input {
 	r, id := in.Req, in.Identity
 	var user map[string]any
@@ -124,7 +124,7 @@ func (p *RulesPolicy) input(in *PolicyInput) rules.Input {
 }
 
 // mapRulesResult turns the pipeline's outcome into a policy decision
-// (DESIGN.md "A Check, step by step", 6).
+// (docs/architecture.md#a-check-step-by-step, step 6: an error never allows).
 func mapRulesResult(res *rules.Result) PolicyResult {
 	if e := res.Err; e != nil {
 		pe := &PolicyError{Rule: e.Rule, Status: http.StatusForbidden}

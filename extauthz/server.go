@@ -3,18 +3,18 @@
 // (Caddy, nginx) into a normalized [Request], decides allow, deny or
 // step-up, and maps the decision back onto the protocol.
 //
-// # The contract with Envoy (ENVOY.md)
+// # The contract with Envoy (docs/envoy.md)
 //
 //   - A decision is never a gRPC error: deny and step-up are successful
-//     RPCs with a non-zero status and a denied_response (§1 items 1–2).
+//     RPCs with a non-zero status and a denied_response (docs/envoy.md#errors-and-failure_mode_allow).
 //   - Every response sets its status explicitly; an internal fault denies
-//     with 503, so the outcome never depends on failure_mode_allow (§4.7).
+//     with 503, so the outcome never depends on failure_mode_allow (docs/envoy.md#errors-and-failure_mode_allow).
 //   - The client IP is derived from x-envoy-external-address or the
 //     x-forwarded-for chain walked through trusted proxies, never from the
-//     left-most entry (§3.2).
+//     left-most entry (docs/envoy.md#client-address).
 //   - Upstream identity headers overwrite client copies
 //     (OVERWRITE_IF_EXISTS_OR_ADD) and stepup's own cookies never reach the
-//     application (§4.6).
+//     application (docs/envoy.md#header-encoding-across-envoy-versions).
 //
 // The decision logic ([Server.decide]) is plain Go with no protos in it.
 package extauthz

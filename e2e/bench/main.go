@@ -1,4 +1,4 @@
-// Command bench is stepup's side-by-side benchmark (issue 5): stepup
+// Command bench is stepup's side-by-side benchmark (docs/performance.md): stepup
 // against an allow-all ext_authz baseline, scenario by scenario, with the
 // same closed-loop gRPC load, alternating over rounds. Run it from the
 // module root:

@@ -280,7 +280,7 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 }
 
 // faultReasons are the reasons of stepup's fail-closed denials that mean
-// it could not decide in time (ENVOY.md §4.7), not that it decided
+// it could not decide in time (docs/envoy.md#decisions-and-reasons), not that it decided
 // otherwise: under overload they are failures to count, not wrong
 // decisions.
 var faultReasons = map[string]bool{"store_unavailable": true, "deadline": true, "rule_timeout": true}

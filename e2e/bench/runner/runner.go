@@ -1,4 +1,4 @@
-// Package runner is stepup's side-by-side benchmark harness (issue 5). It
+// Package runner is stepup's side-by-side benchmark harness (docs/performance.md). It
 // builds stepup and an allow-all ext_authz baseline (e2e/bench/baseline),
 // and for each scenario starts both as separate processes on loopback,
 // checks that stepup answers the scenario's expected decision, and then

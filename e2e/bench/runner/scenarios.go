@@ -29,7 +29,7 @@ const (
 	corporateIP = "192.168.1.140"
 	extranetIP  = "203.0.113.7"
 	// appCookies are the application's own cookies a browser sends along
-	// (ENVOY.md §3.5 shows an id_token cookie next to stepup's).
+	// (docs/envoy.md#example-checkrequest shows an id_token cookie next to stepup's).
 	appCookies = "_ga=GA1.1.1473981263.1763916704; app_session=Fe26.2**8c0a0e3b1f7d4c2a9e6b5d4c3b2a1908f7e6d5c4; lang=en"
 	// user is the identity of envoyreq.Alice.
 	user      = "auth0|alice"
@@ -108,7 +108,7 @@ func allowsAll(resp *authv3.CheckResponse) error {
 	return nil
 }
 
-// Target is one of issue 5's goals for a scenario.
+// Target is one of a scenario's goals (docs/performance.md#targets).
 type Target struct {
 	// Metric is throughput_ratio, cpu_ratio, startup_seconds or rss_mb.
 	Metric string  `json:"metric"`
@@ -146,7 +146,7 @@ var (
 	cpuRatio   = Target{"cpu_ratio", "<=", 1.35}
 )
 
-// Scenario is one workload of issue 5.
+// Scenario is one workload of the benchmark (docs/performance.md#scenarios).
 type Scenario struct {
 	ID          int         `json:"id"`
 	Name        string      `json:"name"`
@@ -172,7 +172,7 @@ type scenarioEnv struct {
 	request *authv3.CheckRequest
 }
 
-// Scenarios returns issue 5's scenarios, in order.
+// Scenarios returns the benchmark's scenarios, in order.
 func Scenarios() []Scenario {
 	stepUp := Expectation{Status: 302, Reason: "mfa_required", LocationPrefix: "https://app.corp.example/.stepup/mfa?state="}
 	return []Scenario{
@@ -306,7 +306,7 @@ func Scenarios() []Scenario {
 	}
 }
 
-// browser is §3.5's browser GET from ip, with the application's cookies
+// browser is the browser GET of e2e/testdata/envoy-example.json from ip, with the application's cookies
 // and, when set, one of stepup's.
 func browser(ip, stepupCookie string) *authv3.CheckRequest {
 	cookie := appCookies

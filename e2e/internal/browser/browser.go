@@ -174,8 +174,9 @@ func findChromium() (string, error) {
 	return "", ErrNoChromium
 }
 
-// launch starts Chromium with the flags of TESTING.md and a fresh profile
-// in dir. The first chromedp call has no deadline: a deadline there would
+// launch starts Chromium headless, without the sandbox or /dev/shm (neither
+// is available in a container), without background traffic, and with a
+// fresh profile in dir. The first chromedp call has no deadline: a deadline there would
 // end the browser when it expires.
 func launch(path, dir string, ownsDir bool) (*Browser, error) {
 	out := &syncBuffer{}

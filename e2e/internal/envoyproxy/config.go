@@ -1,35 +1,34 @@
 // Package envoyproxy is an in-process HTTP proxy for stepup's end-to-end
 // tests that behaves the way an edge Envoy does with the filter chain of
-// ENVOY.md §6: the HTTP connection manager (HCM), jwt_authn, the gRPC
-// ext_authz filter and the router. No Envoy binary can be installed on the
-// project's machines (ENVOY.md §10), so this is the "in-process
-// Envoy-semantics emulator" of ENVOY.md §11.3: browsers and HTTP clients
-// talk to it exactly as they would talk to Envoy, and stepup receives the
-// CheckRequests Envoy would send and has its CheckResponses applied the way
-// Envoy applies them.
+// envoy/envoy.yaml: the HTTP connection manager (HCM), jwt_authn, the gRPC
+// ext_authz filter and the router. No Envoy binary can be installed where
+// stepup is built and tested (Debian ships none), so this proxy stands in
+// for Envoy: browsers and HTTP clients talk to it exactly as they would
+// talk to Envoy, and stepup receives the CheckRequests Envoy would send and
+// has its CheckResponses applied the way Envoy applies them.
 //
-// What is reproduced, with the section of ENVOY.md that documents it:
+// What is reproduced, with the section of docs/envoy.md that documents it:
 //
-//   - The HCM's request-header mutations before any filter runs (§3.2,
-//     §3.3): x-forwarded-for with the TCP peer appended (use_remote_address),
+//   - The HCM's request-header mutations before any filter runs (docs/envoy.md#client-address,
+//     docs/envoy.md#headers-and-cookies): x-forwarded-for with the TCP peer appended (use_remote_address),
 //     the trusted client address after xff_num_trusted_hops in
 //     x-envoy-external-address, a fresh x-request-id at the edge,
 //     x-forwarded-proto, client-sent x-envoy-* headers stripped at the
 //     edge, hop-by-hop headers removed.
-//   - jwt_authn with allow_missing and payload_in_metadata (§3.4, §6): a
+//   - jwt_authn with allow_missing and payload_in_metadata (docs/envoy.md#claims-from-jwt_authn): a
 //     request without a token goes on without metadata, a request with a bad
 //     token gets jwt_authn's 401.
 //   - Routing by path prefix, first match wins; no match is a 404 without a
-//     check (§2.1); per-route ext_authz disabling and context_extensions
-//     merged from the virtual host to the route (§2.1).
-//   - The CheckRequest as check_request_utils.cc builds it (§3.1, §3.3).
-//   - The CheckResponse applied as ext_authz.cc applies it (§4): OK header
+//     check (docs/envoy.md#per-route-settings); per-route ext_authz disabling and context_extensions
+//     merged from the virtual host to the route (docs/envoy.md#per-route-settings).
+//   - The CheckRequest as check_request_utils.cc builds it (docs/envoy.md#fields, docs/envoy.md#headers-and-cookies).
+//   - The CheckResponse applied as ext_authz.cc applies it (docs/envoy.md#what-envoy-does-with-the-answer): OK header
 //     mutations in the order set, add, append, then removals, query
 //     parameter mutations, response_headers_to_add on the upstream's
 //     response; Denied as a local reply; Error through status_on_error and
 //     failure_mode_allow.
 //
-// Where Envoy generations differ (§4.6), the proxy follows the newer code
+// Where Envoy generations differ (docs/envoy.md#header-encoding-across-envoy-versions), the proxy follows the newer code
 // by default and the older code with [Config.LegacyAppend], so a test can
 // show that stepup's encoding works on both.
 //
@@ -54,10 +53,10 @@ import (
 var ErrConfig = errors.New("invalid envoyproxy configuration")
 
 // DefaultTimeout is the ext_authz timeout when [Config.Timeout] is zero:
-// the 0.5 s of ENVOY.md §6 (Envoy's own default is 200 ms, §1 item 8).
+// the 0.5 s of envoy/envoy.yaml (Envoy's own default is 200 ms, docs/envoy.md#filter-settings).
 const DefaultTimeout = 500 * time.Millisecond
 
-// Route is one entry of the virtual host's route table (ENVOY.md §6).
+// Route is one entry of the virtual host's route table (as in envoy/envoy.yaml).
 type Route struct {
 	// Prefix is matched against :path, case-sensitively, as Envoy's
 	// prefix match does. It must start with "/".
@@ -67,13 +66,13 @@ type Route struct {
 	// unchanged (no prefix_rewrite).
 	Upstream *url.URL
 	// ContextExtensions are the route's check_settings.context_extensions,
-	// merged over [Config.VhostContextExtensions] (ENVOY.md §2.1).
+	// merged over [Config.VhostContextExtensions] (docs/envoy.md#per-route-settings).
 	ContextExtensions map[string]string
 	// DisableExtAuthz is ExtAuthzPerRoute{disabled: true}: no check.
 	DisableExtAuthz bool
 }
 
-// BodySettings is ext_authz's with_request_body (ENVOY.md §2).
+// BodySettings is ext_authz's with_request_body (docs/envoy.md#request-body).
 type BodySettings struct {
 	// MaxRequestBytes is max_request_bytes; it must be > 0.
 	MaxRequestBytes uint32
@@ -85,7 +84,7 @@ type BodySettings struct {
 }
 
 // JWTAuthn is one jwt_authn provider with `requires: {allow_missing: {}}`
-// on every path, and payload_in_metadata (ENVOY.md §3.4 and §6).
+// on every path, and payload_in_metadata (docs/envoy.md#claims-from-jwt_authn).
 type JWTAuthn struct {
 	// Issuer, when set, must equal the token's iss.
 	Issuer string
@@ -124,7 +123,7 @@ type Config struct {
 	AuthzTarget string
 	// Routes is the virtual host's route table; the first route whose
 	// Prefix matches :path wins. A request matching no route gets a 404
-	// without a check (ENVOY.md §2.1).
+	// without a check (docs/envoy.md#per-route-settings).
 	Routes []Route
 	// VhostContextExtensions are the virtual host's context_extensions.
 	VhostContextExtensions map[string]string
@@ -132,27 +131,27 @@ type Config struct {
 	// [DefaultTimeout].
 	Timeout time.Duration
 	// FailureModeAllow lets a request through when the check fails
-	// (ENVOY.md §4.4).
+	// (docs/envoy.md#errors-and-failure_mode_allow).
 	FailureModeAllow bool
 	// StatusOnError is the HTTP status of the Error outcome; default 403.
 	StatusOnError int
 	// UseRemoteAddress and XFFNumTrustedHops are the HCM settings of the
-	// same names (ENVOY.md §3.2).
+	// same names (docs/envoy.md#client-address).
 	UseRemoteAddress  bool
 	XFFNumTrustedHops int
 	// LocalAddress is Envoy's own address (the HCM's local address).
 	// When it is set and the TCP peer is a loopback address, Envoy
 	// appends LocalAddress to x-forwarded-for instead of the peer
 	// (conn_manager_utility.cc). The zero value appends the peer, as
-	// ENVOY.md §3.2 describes.
+	// docs/envoy.md#client-address describes.
 	LocalAddress netip.Addr
 	// JWTAuthn, when set, runs jwt_authn before ext_authz and forwards its
-	// payload in metadata_context (ENVOY.md §3.4).
+	// payload in metadata_context (docs/envoy.md#claims-from-jwt_authn).
 	JWTAuthn *JWTAuthn
 	// WithRequestBody includes the request body in the check.
 	WithRequestBody *BodySettings
 	// LegacyAppend applies the older ext_authz_grpc_impl.cc rules of
-	// ENVOY.md §4.6: append_action is ignored and an unset append means
+	// docs/envoy.md#header-encoding-across-envoy-versions: append_action is ignored and an unset append means
 	// "set". The default is the newer code.
 	LegacyAppend bool
 	// Now is the clock for request.time and token expiry; default

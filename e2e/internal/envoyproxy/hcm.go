@@ -15,10 +15,10 @@ import (
 // stream is one downstream request as Envoy's filters see it: the
 // pseudo-headers apart, and the header map after the HCM's mutations.
 type stream struct {
-	// id is Envoy's stream id (request.http.id, ENVOY.md §1 item 4).
+	// id is Envoy's stream id (request.http.id, docs/envoy.md#fields).
 	id    uint64
 	start time.Time
-	// The pseudo-headers (ENVOY.md §3.1). path is :path with the query,
+	// The pseudo-headers (docs/envoy.md#fields). path is :path with the query,
 	// exactly as received (not decoded, not normalized).
 	method, authority, path, scheme string
 	// protocol is "HTTP/1.0", "HTTP/1.1" or "HTTP/2".
@@ -64,10 +64,10 @@ var envoyControlHeaders = []string{
 }
 
 // newStream reads the request line and the connection of r and applies the
-// HCM's request-header mutations (ENVOY.md §3.2 and §3.3).
+// HCM's request-header mutations (docs/envoy.md#client-address, docs/envoy.md#headers-and-cookies).
 //
 // Every request counts as external: since Envoy 1.36 no address range is
-// internal unless internal_address_config says so (ENVOY.md §3.2), so the
+// internal unless internal_address_config says so (docs/envoy.md#client-address), so the
 // x-envoy-internal path is never taken. With use_remote_address every
 // request is therefore an edge request.
 func (p *Proxy) newStream(r *http.Request) *stream {
@@ -119,7 +119,7 @@ func (p *Proxy) newStream(r *http.Request) *stream {
 			appended = p.cfg.LocalAddress
 		}
 		if appended.IsValid() {
-			// A bare "," as Envoy's appendXff writes it (ENVOY.md §3.2).
+			// A bare "," as Envoy's appendXff writes it (docs/envoy.md#client-address).
 			if xff == "" {
 				xff = appended.String()
 			} else {

@@ -14,7 +14,7 @@ import (
 )
 
 // JWTAuthnNamespace is the dynamic-metadata namespace jwt_authn writes
-// its payload to; it is hard-coded in Envoy (ENVOY.md §3.4).
+// its payload to; it is hard-coded in Envoy (docs/envoy.md#claims-from-jwt_authn).
 const JWTAuthnNamespace = "envoy.filters.http.jwt_authn"
 
 // jwtVerifier is a configured jwt_authn provider.
@@ -138,7 +138,7 @@ func (v *jwtVerifier) verifyOne(raw string) (*structpb.Struct, error) {
 			return nil, &jwtFailure{"Audiences in Jwt are not allowed"}
 		}
 	}
-	// Numbers arrive as float64, as in Envoy's Struct (ENVOY.md §3.4).
+	// Numbers arrive as float64, as in Envoy's Struct (docs/envoy.md#claims-from-jwt_authn).
 	payload, err := structpb.NewStruct(claims)
 	if err != nil {
 		return nil, &jwtFailure{"Jwt verification fails"}

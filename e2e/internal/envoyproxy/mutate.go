@@ -34,7 +34,7 @@ type mutation struct {
 	value string
 }
 
-// classify maps a HeaderValueOption to an operation (ENVOY.md §4.6).
+// classify maps a HeaderValueOption to an operation (docs/envoy.md#header-encoding-across-envoy-versions).
 //
 // Newer code: the deprecated append, when present, decides (true: append,
 // false: set); otherwise append_action does, and its default
@@ -61,7 +61,7 @@ func classify(h *corev3.HeaderValueOption, legacy bool) op {
 
 // mutations classifies a list of HeaderValueOptions. responseSide selects
 // the rules for response_headers_to_add, which honour append_action in
-// both generations (ENVOY.md §4.6). It fails on a header Envoy with
+// both generations (docs/envoy.md#header-encoding-across-envoy-versions). It fails on a header Envoy with
 // validate_mutations would reject, and on pseudo-headers and host, which
 // this proxy does not let a check rewrite.
 func mutations(hs []*corev3.HeaderValueOption, legacy, responseSide bool) ([]mutation, error) {
@@ -130,7 +130,7 @@ func applyOne(h http.Header, m mutation) {
 }
 
 // removeHeaders applies headers_to_remove; headers starting with ":" and
-// host can never be removed (ENVOY.md §4.1).
+// host can never be removed (docs/envoy.md#headers-on-allow).
 func removeHeaders(h http.Header, names []string) {
 	for _, n := range names {
 		n = strings.ToLower(n)
@@ -144,7 +144,7 @@ func removeHeaders(h http.Header, names []string) {
 // localReplyHeaders builds the headers of a denied (or error_response)
 // local reply: every name is first removed, then each value is added, so
 // that several Set-Cookie entries all arrive and Location replaces any
-// earlier one (ENVOY.md §4.2). Entries that only modify an existing header
+// earlier one (docs/envoy.md#denied-responses). Entries that only modify an existing header
 // (append, overwrite-if-exists) have nothing to act on in a fresh reply
 // and are dropped, as the older code drops append: true.
 func localReplyHeaders(ms []mutation) http.Header {
@@ -174,7 +174,7 @@ type queryParam struct{ key, value string }
 // decoding into a map ordered by key, set overwrites every value of a key
 // (or adds it), remove deletes the key, and the query is written back as
 // key=value pairs joined with "&", sorted by key. Values are used as
-// given, so they must already be URL-encoded (ENVOY.md §4.1). A path
+// given, so they must already be URL-encoded (docs/envoy.md#headers-on-allow). A path
 // whose query ends up empty loses its "?".
 func mutateQuery(path string, set []queryParam, remove []string) string {
 	base, query, _ := strings.Cut(path, "?")

@@ -180,17 +180,17 @@ func (p *Proxy) bufferBody(r *http.Request, s *stream, b *BodySettings) bool {
 }
 
 // checkRequest builds the CheckRequest as check_request_utils.cc does
-// (ENVOY.md §3).
+// (docs/envoy.md#what-envoy-sends).
 func (p *Proxy) checkRequest(s *stream) *authv3.CheckRequest {
 	headers := make(map[string]string, len(s.header)+4)
 	for k, vs := range s.header {
 		lk := strings.ToLower(k)
 		if lk == "x-envoy-auth-partial-body" {
-			continue // a client copy is dropped (ENVOY.md §3.3)
+			continue // a client copy is dropped (docs/envoy.md#headers-and-cookies)
 		}
 		sep := ","
 		if lk == "cookie" && s.isHTTP2() {
-			// The HTTP/2 codec re-joins crumbled cookies (ENVOY.md §3.3).
+			// The HTTP/2 codec re-joins crumbled cookies (docs/envoy.md#headers-and-cookies).
 			sep = "; "
 		}
 		headers[lk] = sanitizeUTF8(strings.Join(vs, sep))
@@ -200,7 +200,7 @@ func (p *Proxy) checkRequest(s *stream) *authv3.CheckRequest {
 	headers[":path"] = sanitizeUTF8(s.path)
 	headers[":scheme"] = s.scheme
 	if s.bodyRead {
-		// Only in the check, not upstream (ENVOY.md §2, with_request_body).
+		// Only in the check, not upstream (docs/envoy.md#request-body).
 		headers["x-envoy-auth-partial-body"] = strconv.FormatBool(s.partial)
 	}
 
@@ -280,26 +280,26 @@ func sanitizeUTF8(s string) string {
 	return b.String()
 }
 
-// apply acts on the check's outcome (ENVOY.md §4): OK, Denied or Error.
+// apply acts on the check's outcome (docs/envoy.md#what-envoy-does-with-the-answer): OK, Denied or Error.
 func (p *Proxy) apply(w http.ResponseWriter, r *http.Request, s *stream, resp *authv3.CheckResponse, rpcErr error, log *slog.Logger) {
 	if md := resp.GetDynamicMetadata(); md != nil {
 		log = log.With("decision", md.GetFields()["decision"].GetStringValue(), "reason", md.GetFields()["reason"].GetStringValue())
 	}
 	if rpcErr != nil {
-		// §4.4: a deadline, UNAVAILABLE, a handler error: Error.
+		// docs/envoy.md#errors-and-failure_mode_allow: a deadline, UNAVAILABLE, a handler error: Error.
 		p.onError(w, r, s, nil, log.With("rpc_error", rpcErr.Error()))
 		return
 	}
 	if code := resp.GetStatus().GetCode(); code != int32(codes.OK) {
 		if er := resp.GetErrorResponse(); er != nil {
-			// §4.3: error_response is the Error outcome with a body.
+			// docs/envoy.md#errors-and-failure_mode_allow: error_response is the Error outcome with a body.
 			p.onError(w, r, s, er, log)
 			return
 		}
 		p.onDenied(w, r, resp.GetDeniedResponse(), log)
 		return
 	}
-	// §4.1, OK. An empty CheckResponse{} lands here too (§1 item 2).
+	// docs/envoy.md#headers-on-allow, OK. An empty CheckResponse{} lands here too (docs/envoy.md#errors-and-failure_mode_allow).
 	ok := resp.GetOkResponse()
 	reqMut, err := mutations(ok.GetHeaders(), p.cfg.LegacyAppend, false)
 	if err == nil {
@@ -323,7 +323,7 @@ func (p *Proxy) apply(w http.ResponseWriter, r *http.Request, s *stream, resp *a
 	p.forward(w, r, s)
 }
 
-// onDenied sends the local reply of a Denied outcome (ENVOY.md §4.2).
+// onDenied sends the local reply of a Denied outcome (docs/envoy.md#denied-responses).
 func (p *Proxy) onDenied(w http.ResponseWriter, r *http.Request, d *authv3.DeniedHttpResponse, log *slog.Logger) {
 	status := http.StatusForbidden
 	if c := int(d.GetStatus().GetCode()); c > 0 {
@@ -339,7 +339,7 @@ func (p *Proxy) onDenied(w http.ResponseWriter, r *http.Request, d *authv3.Denie
 	writeLocalReply(w, r, status, localReplyHeaders(ms), d.GetBody())
 }
 
-// onError handles the Error outcome (ENVOY.md §4.3, §4.4): allowed
+// onError handles the Error outcome (docs/envoy.md#errors-and-failure_mode_allow): allowed
 // unchanged with failure_mode_allow, else a local reply with
 // status_on_error (or error_response's status), empty unless
 // error_response has a body.
@@ -371,7 +371,7 @@ func (p *Proxy) onError(w http.ResponseWriter, r *http.Request, s *stream, er *a
 // writeLocalReply sends one of Envoy's own responses
 // (sendLocalReply, source/common/http/utility.cc): a non-empty body gets
 // content-length and, unless the headers name one, content-type:
-// text/plain; an empty body has neither (ENVOY.md §4.2).
+// text/plain; an empty body has neither (docs/envoy.md#denied-responses).
 func writeLocalReply(w http.ResponseWriter, r *http.Request, status int, h http.Header, body string) {
 	out := w.Header()
 	for k, vs := range h {
@@ -421,7 +421,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // modifyResponse applies response_headers_to_add to the upstream's
-// response (encodeHeaders, ENVOY.md §4.1) and sets Envoy's server header.
+// response (encodeHeaders, docs/envoy.md#headers-on-allow) and sets Envoy's server header.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if s, ok := resp.Request.Context().Value(streamKey{}).(*stream); ok {
 		applyResponseHeaders(resp.Header, s.resp)

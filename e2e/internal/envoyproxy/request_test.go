@@ -21,7 +21,7 @@ import (
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // TestCheckRequestHeaders: the header map of the CheckRequest is what the
-// HCM made of the client's request (ENVOY.md §3.2, §3.3) for each XFF
+// HCM made of the client's request (docs/envoy.md#client-address, docs/envoy.md#headers-and-cookies) for each XFF
 // setting.
 func TestCheckRequestHeaders(t *testing.T) {
 	t.Parallel()
@@ -126,7 +126,7 @@ func TestCheckRequestHeaders(t *testing.T) {
 }
 
 // TestCheckRequestAttributes: the other fields of the CheckRequest
-// (ENVOY.md §3.1) and the merge of context extensions (§2.1).
+// (docs/envoy.md#fields) and the merge of context extensions (docs/envoy.md#per-route-settings).
 func TestCheckRequestAttributes(t *testing.T) {
 	t.Parallel()
 	fa := startFakeAuthz(t, allowAll)
@@ -150,7 +150,7 @@ func TestCheckRequestAttributes(t *testing.T) {
 		t.Errorf("request.http.id %q is not a decimal stream id: %v", h.GetId(), err)
 	}
 	if h.GetId() == h.GetHeaders()["x-request-id"] {
-		t.Error("request.http.id equals x-request-id; it must be the stream id (ENVOY.md §1 item 4)")
+		t.Error("request.http.id equals x-request-id; it must be the stream id (docs/envoy.md#fields)")
 	}
 	want := &authv3.AttributeContext{
 		Source:      &authv3.AttributeContext_Peer{Address: socketAddress(local.Addr().String(), local.Port())},
@@ -175,7 +175,7 @@ func TestCheckRequestAttributes(t *testing.T) {
 }
 
 // TestJWTAuthn: jwt_authn with allow_missing and payload_in_metadata
-// (ENVOY.md §3.4).
+// (docs/envoy.md#claims-from-jwt_authn).
 func TestJWTAuthn(t *testing.T) {
 	t.Parallel()
 	issuer, err := idp.New("https://idp.example.com/", "payroll", "k1")
@@ -293,7 +293,7 @@ func TestJWTAuthn(t *testing.T) {
 	}
 }
 
-// TestWithRequestBody: with_request_body buffering (ENVOY.md §2).
+// TestWithRequestBody: with_request_body buffering (docs/envoy.md#request-body).
 func TestWithRequestBody(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -353,7 +353,7 @@ func TestWithRequestBody(t *testing.T) {
 }
 
 // TestRoutes: first prefix match wins, no match is a 404 without a check,
-// and a route with ext_authz disabled is not checked (ENVOY.md §2.1).
+// and a route with ext_authz disabled is not checked (docs/envoy.md#per-route-settings).
 func TestRoutes(t *testing.T) {
 	t.Parallel()
 	fa := startFakeAuthz(t, allowAll)
@@ -445,7 +445,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 // TestCheckDeadline: the check carries the ext_authz timeout as its
-// deadline (grpc-timeout, ENVOY.md §7.3).
+// deadline (grpc-timeout, docs/envoy.md#filter-settings).
 func TestCheckDeadline(t *testing.T) {
 	t.Parallel()
 	fa := startFakeAuthz(t, func(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {

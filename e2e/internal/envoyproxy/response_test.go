@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// Header options in the encodings of ENVOY.md §4.6.
+// Header options in the encodings of docs/envoy.md#header-encoding-across-envoy-versions.
 func overwrite(k, v string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
@@ -41,7 +41,7 @@ func okResponse(ok *authv3.OkHttpResponse) func(context.Context, *authv3.CheckRe
 }
 
 // TestOKHeaders: OK request-header mutations, newer and older Envoy code
-// (ENVOY.md §4.1, §4.6). The client sends X-User: mallory and
+// (docs/envoy.md#headers-on-allow, docs/envoy.md#header-encoding-across-envoy-versions). The client sends X-User: mallory and
 // X-Present: client; the upstream's view of the listed headers is
 // compared.
 func TestOKHeaders(t *testing.T) {
@@ -153,8 +153,8 @@ func TestOKInvalidMutations(t *testing.T) {
 	}
 }
 
-// TestEmptyCheckResponseAllows: an empty CheckResponse{} is OK (ENVOY.md
-// §1 item 2) — the reason stepup must always set a status.
+// TestEmptyCheckResponseAllows: an empty CheckResponse{} is OK
+// (docs/envoy.md#errors-and-failure_mode_allow) — the reason stepup must always set a status.
 func TestEmptyCheckResponseAllows(t *testing.T) {
 	t.Parallel()
 	fa := startFakeAuthz(t, allowAll)
@@ -167,7 +167,7 @@ func TestEmptyCheckResponseAllows(t *testing.T) {
 }
 
 // TestResponseHeadersToAdd: response_headers_to_add on the upstream's
-// response (ENVOY.md §4.1, §4.6); the upstream sets Set-Cookie app=1,
+// response (docs/envoy.md#headers-on-allow, docs/envoy.md#header-encoding-across-envoy-versions); the upstream sets Set-Cookie app=1,
 // X-Frame: up and Cache-Control: public.
 func TestResponseHeadersToAdd(t *testing.T) {
 	t.Parallel()
@@ -205,8 +205,8 @@ func TestResponseHeadersToAdd(t *testing.T) {
 	}
 }
 
-// TestQueryParameters: query_parameters_to_set / _to_remove (ENVOY.md
-// §4.1), end to end.
+// TestQueryParameters: query_parameters_to_set / _to_remove
+// (docs/envoy.md#headers-on-allow), end to end.
 func TestQueryParameters(t *testing.T) {
 	t.Parallel()
 	fa := startFakeAuthz(t, okResponse(&authv3.OkHttpResponse{
@@ -258,7 +258,7 @@ func denied(d *authv3.DeniedHttpResponse, code codes.Code) func(context.Context,
 	}
 }
 
-// TestDenied: the local reply of a Denied outcome (ENVOY.md §4.2).
+// TestDenied: the local reply of a Denied outcome (docs/envoy.md#denied-responses).
 func TestDenied(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -343,7 +343,7 @@ func TestDenied(t *testing.T) {
 	}
 }
 
-// TestCheckErrors: the Error outcome (ENVOY.md §4.3, §4.4).
+// TestCheckErrors: the Error outcome (docs/envoy.md#errors-and-failure_mode_allow).
 func TestCheckErrors(t *testing.T) {
 	t.Parallel()
 	rpcError := func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {

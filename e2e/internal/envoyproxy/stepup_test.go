@@ -110,8 +110,8 @@ type stack struct {
 }
 
 // startStack runs the real stepup binary behind the proxy, in the
-// topology of ENVOY.md §6 with DESIGN.md's variant: the MFA prefix is
-// routed to stepup's HTTP port with ext_authz still enabled, so that Check
+// topology of envoy/envoy.yaml: the MFA prefix is routed to stepup's HTTP
+// port with ext_authz still enabled (docs/envoy.md#the-reserved-prefix), so that Check
 // hands the step its identity assertion. The proxy trusts one hop of
 // x-forwarded-for (as behind a load balancer), so the test chooses each
 // request's client address; networks.corporate is 10.0.0.0/8.

@@ -1,9 +1,9 @@
 // Package envoyreq builds ext_authz CheckRequests shaped exactly the way
-// Envoy sends them (ENVOY.md §3), so that end-to-end tests exercise stepup
+// Envoy sends them (docs/envoy.md#what-envoy-sends), so that end-to-end tests exercise stepup
 // with what it will really receive and not with a convenient simplification.
 //
 // The model is an edge Envoy with use_remote_address: true and
-// xff_num_trusted_hops: 0 (the example configuration of ENVOY.md §6):
+// xff_num_trusted_hops: 0 (the example configuration envoy/envoy.yaml):
 // attributes.source.address is the TCP peer, Envoy appends the peer to
 // whatever x-forwarded-for the client sent (with a bare ","), writes
 // x-envoy-external-address, and copies the pseudo-headers into the header
@@ -25,7 +25,7 @@ import (
 )
 
 // JWTAuthnNamespace is the metadata namespace jwt_authn writes to
-// (hard-coded in Envoy, ENVOY.md §3.4).
+// (hard-coded in Envoy, docs/envoy.md#claims-from-jwt_authn).
 const JWTAuthnNamespace = "envoy.filters.http.jwt_authn"
 
 // JWTPayloadKey is payload_in_metadata in the example configuration.
@@ -65,7 +65,7 @@ type Request struct {
 	Time time.Time
 }
 
-// Alice is the identity the tests use: the claims of §3.5's example.
+// Alice is the identity the tests use: the claims of e2e/testdata/envoy-example.json.
 func Alice() map[string]any {
 	return map[string]any{
 		"iss":   "https://idp.example.com/",
@@ -136,7 +136,7 @@ func (r *Request) Clone() *Request {
 }
 
 // XFF returns the x-forwarded-for Envoy passes on: the client's value with
-// the peer appended with a bare "," (ENVOY.md §3.2).
+// the peer appended with a bare "," (docs/envoy.md#client-address).
 func (r *Request) XFF() string {
 	if r.ClientXFF == "" {
 		return r.Peer
