@@ -237,28 +237,13 @@ func (s *server) listen() error {
 	return nil
 }
 
-// serve starts both servers, announces them and starts watching the rule
+// serve announces both servers, starts them and starts watching the rule
 // files; the channel receives the first server error.
 func (s *server) serve(ctx context.Context, stdout io.Writer) <-chan error {
 	a, cfg := s.a, s.a.cfg
 	errc := make(chan error, 2)
-	go func() {
-		if err := s.gs.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			errc <- fmt.Errorf("grpc: %w", err)
-		}
-	}()
-	go func() {
-		var err error
-		if s.httpSrv.TLSConfig != nil {
-			err = s.httpSrv.ServeTLS(s.httpLis, "", "")
-		} else {
-			err = s.httpSrv.Serve(s.httpLis)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	}()
-
+	// Announced before serving: the listeners are bound, and whoever reaches
+	// the server has been told where it is.
 	bi := buildinfo.Read()
 	cfgName := s.cfgPath
 	if cfgName == "" {
@@ -277,6 +262,24 @@ func (s *server) serve(ctx context.Context, stdout io.Writer) <-chan error {
 	)
 	fmt.Fprintf(stdout, "stepup %s\n  gRPC ext_authz  %s (%s)\n  HTTP            %s (%s)\n  data            %s\n  config          %s\n",
 		bi.Version, s.grpcLis.Addr(), tlsWord(cfg.Server.GRPC.TLS), s.httpLis.Addr(), tlsWord(cfg.Server.HTTP.TLS), s.dataDir, cfgName)
+
+	go func() {
+		if err := s.gs.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	go func() {
+		var err error
+		if s.httpSrv.TLSConfig != nil {
+			err = s.httpSrv.ServeTLS(s.httpLis, "", "")
+		} else {
+			err = s.httpSrv.Serve(s.httpLis)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+
 
 	if a.rules != nil && cfg.Rules.WatchOn() {
 		load := func() (*config.Config, error) {
