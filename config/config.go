@@ -1,12 +1,22 @@
 // Package config is stepup's configuration file: its schema, strict decoding,
 // defaults and validation.
 //
-// A configuration is one YAML file. Decoding is strict: an unknown key is an
-// error that names its line. Durations are Go durations ("12h", "500ms").
-// Secrets are never written inline; a [Secret] names an environment variable
-// or a file that holds the value. [Load] fills defaults and then runs
-// [Config.Validate], which reports every problem at once, each with its path
-// in the file (for example "networks.corporate[2]: ...").
+// A configuration is one YAML file, read against the Config structs (their
+// yaml tags are the schema). Every unknown key, duplicate key and value of
+// the wrong type is reported at once, each with its line and its path in
+// the user's words ("line 12: server.http: unknown key \"listn\" (did you
+// mean \"listen\"?)"); only a YAML syntax error stops at the first.
+// Durations are Go durations ("12h", "500ms"). Secrets are never written
+// inline; a [Secret] names an environment variable or a file that holds the
+// value.
+//
+// Keys a file does not write take the embedded default's value
+// ([DefaultYAML]): sections merge key by key, while lists and maps of names
+// (networks, rules.list, ...) replace the default's whole; see [Parse] for
+// the defaults that name the default's network "corporate". [Load] then
+// runs [Config.Validate], which also reports every problem at once, with
+// the line of the key when the file wrote it. docs/configuration.md lists
+// every key; a test keeps it in sync with the structs.
 //
 // The package has no side effects: it reads the files it is asked to read
 // and nothing else. The embedded default ([Default]) is what `stepup serve`
@@ -46,8 +56,8 @@ type Config struct {
 	// production.
 	Development bool `yaml:"development"`
 	// DataDir holds what stepup keeps on disk: the embedded session store
-	// and generated keys. Relative paths are relative to the working
-	// directory.
+	// and generated keys. A relative path is relative to the configuration
+	// file's directory (the working directory for the embedded default).
 	DataDir  string        `yaml:"data_dir"`
 	Log      Log           `yaml:"log"`
 	Server   Server        `yaml:"server"`
