@@ -1,12 +1,22 @@
 // Package config is stepup's configuration file: its schema, strict decoding,
 // defaults and validation.
 //
-// A configuration is one YAML file. Decoding is strict: an unknown key is an
-// error that names its line. Durations are Go durations ("12h", "500ms").
-// Secrets are never written inline; a [Secret] names an environment variable
-// or a file that holds the value. [Load] fills defaults and then runs
-// [Config.Validate], which reports every problem at once, each with its path
-// in the file (for example "networks.corporate[2]: ...").
+// A configuration is one YAML file, read against the Config structs (their
+// yaml tags are the schema). Every unknown key, duplicate key and value of
+// the wrong type is reported at once, each with its line and its path in
+// the user's words ("line 12: server.http: unknown key \"listn\" (did you
+// mean \"listen\"?)"); only a YAML syntax error stops at the first.
+// Durations are Go durations ("12h", "500ms"). Secrets are never written
+// inline; a [Secret] names an environment variable or a file that holds the
+// value.
+//
+// Keys a file does not write take the embedded default's value
+// ([DefaultYAML]): sections merge key by key, while lists and maps of names
+// (networks, rules.list, ...) replace the default's whole; see [Parse] for
+// the defaults that name the default's network "corporate". [Load] then
+// runs [Config.Validate], which also reports every problem at once, with
+// the line of the key when the file wrote it. docs/configuration.md lists
+// every key; a test keeps it in sync with the structs.
 //
 // The package has no side effects: it reads the files it is asked to read
 // and nothing else. The embedded default ([Default]) is what `stepup serve`
@@ -18,12 +28,13 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,8 +56,8 @@ type Config struct {
 	// production.
 	Development bool `yaml:"development"`
 	// DataDir holds what stepup keeps on disk: the embedded session store
-	// and generated keys. Relative paths are relative to the working
-	// directory.
+	// and generated keys. A relative path is relative to the configuration
+	// file's directory (the working directory for the embedded default).
 	DataDir  string        `yaml:"data_dir"`
 	Log      Log           `yaml:"log"`
 	Server   Server        `yaml:"server"`
@@ -65,6 +76,10 @@ type Config struct {
 	// path is the file the configuration came from ("" for the embedded
 	// default); relative file references are resolved against its directory.
 	path string
+	// file is what the file wrote, with lines; nil for the embedded default
+	// and configurations not parsed from a file (all of whose values are
+	// then taken as written).
+	file *written
 }
 
 // Log configures the structured (JSON) log.
@@ -616,19 +631,48 @@ func Load(path string) (*Config, error) {
 	}
 	cfg, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, &FileError{Path: path, Err: err}
 	}
 	cfg.path = path
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, &FileError{Path: path, Err: err}
 	}
 	return cfg, nil
 }
 
+// FileError is what is wrong with a configuration file: one problem or
+// several (Err joins them with [errors.Join]), each "line N: path: what"
+// when the line is known.
+type FileError struct {
+	Path string
+	Err  error
+}
+
+// Error writes one problem on the line of the file's name, several on
+// lines of their own below it.
+func (e *FileError) Error() string {
+	var list []error
+	if j, ok := e.Err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	if len(list) <= 1 {
+		return fmt.Sprintf("config %s: %v", e.Path, e.Err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "config %s: %d problems:", e.Path, len(list))
+	for _, err := range list {
+		b.WriteString("\n  ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
 // Default returns the embedded default configuration, defaulted and
 // validated.
 func Default() *Config {
-	cfg, err := Parse(defaultYAML)
+	cfg, err := parse(defaultYAML, true)
 	if err != nil {
 		panic("embedded default config: " + err.Error()) // a build defect, caught by tests
 	}
@@ -638,18 +682,64 @@ func Default() *Config {
 	return cfg
 }
 
-// Parse strictly decodes YAML and fills defaults. It does not validate.
-func Parse(data []byte) (*Config, error) {
-	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("decode: %w", err)
+// Parse decodes a configuration file laid over the embedded default and
+// fills the remaining defaults. It does not validate.
+//
+// Every unknown key, duplicate key and value of the wrong type is reported
+// at once, each with its line; a YAML syntax error stops at the first.
+// Keys the file does not write take the embedded default's value
+// ([DefaultYAML]): a section (a mapping of fixed keys, such as server or
+// sessions.store) is merged key by key, at every depth; any other value
+// the file writes — a scalar, a list, or a map of names chosen by the
+// user (networks, clients.hosts, clients.names, clients.mfa_max_age,
+// sessions.realms, rules.configuration) — replaces the default's whole:
+// lists and maps of names are never merged item by item.
+//
+// Two of the default's values name its network "corporate": rules.list
+// (the built-in rule extranet-mfa asks for MFA outside "corporate") and
+// policy.mfa_exempt_networks ([corporate]). A file whose networks replace
+// the default's without a "corporate" must set those keys itself when they
+// are in force ([Config.Validate] says which and why): rules.list always,
+// policy.mfa_exempt_networks when rules.list is empty (the built-in
+// policy). And client_ip.envoy_external_address, true in the default, is
+// left unset (false) in a file that sets client_ip.trusted_hops, as the
+// two cannot be combined.
+func Parse(data []byte) (*Config, error) { return parse(data, false) }
+
+// parse decodes data; the embedded default itself is not laid over itself
+// and records no lines.
+func parse(data []byte, isDefault bool) (*Config, error) {
+	root, err := parseTree(data)
+	if err != nil {
+		return nil, err
 	}
-	// A second document is a mistake, not something to ignore.
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, errors.New("decode: more than one YAML document")
+	w := newWalker()
+	if root != nil && !isNull(root) {
+		if root.Kind != yaml.MappingNode {
+			return nil, problem{line: root.Line, msg: "a configuration is a mapping of keys (data_dir: ..., server: ...), found " + kindWord(root)}
+		}
+		w.walk(root, configType, "")
+	}
+	if err := joinProblems(w.problems); err != nil {
+		return nil, err
+	}
+	merged := root
+	if !isDefault {
+		merged = mergeNodes(defaultTree(), root, configType)
+	}
+	var cfg Config
+	if merged != nil && !isNull(merged) {
+		if err := merged.Decode(&cfg); err != nil {
+			return nil, yamlError(err)
+		}
+	}
+	if !isDefault {
+		cfg.file = &w.w
+		// client_ip.envoy_external_address: true is the default only
+		// without trusted_hops (see ClientIP).
+		if cfg.file.has("client_ip.trusted_hops") && !cfg.file.has("client_ip.envoy_external_address") {
+			cfg.ClientIP.EnvoyExternalAddress = nil
+		}
 	}
 	cfg.setDefaults()
 	return &cfg, nil
@@ -801,7 +891,7 @@ func (c *Config) Resolve(p string) string {
 
 // Validate reports every problem in the configuration at once.
 func (c *Config) Validate() error {
-	var v validator
+	v := validator{file: c.file}
 	v.hostPort("server.grpc.listen", c.Server.GRPC.Listen)
 	v.hostPort("server.http.listen", c.Server.HTTP.Listen)
 	v.tls("server.grpc.tls", c.Server.GRPC.TLS)
@@ -955,11 +1045,7 @@ func (c *Config) Validate() error {
 			v.add(h.path, "%q is not a valid header name", h.val)
 		}
 	}
-	for i, n := range c.Policy.MFAExemptNetworks {
-		if _, ok := c.Networks[n]; !ok {
-			v.add(fmt.Sprintf("policy.mfa_exempt_networks[%d]", i), "unknown network %q", n)
-		}
-	}
+	c.validateNetworkRefs(&v)
 	switch c.Policy.Provider {
 	case "any", "google-authenticator", "none":
 	default:
@@ -1082,6 +1168,37 @@ func (c *Config) Validate() error {
 	}
 	return v.err()
 }
+
+// validateNetworkRefs checks the networks policy.mfa_exempt_networks and
+// the rules name, explaining the defaults that name the default's network
+// "corporate" when the file replaced it.
+func (c *Config) validateNetworkRefs(v *validator) {
+	_, haveCorporate := c.Networks[defaultNetwork]
+	replaced := "this file's networks replace the default's (a map of names is replaced whole, not merged) and define no network " + strconv.Quote(defaultNetwork)
+	builtinPolicy := len(c.Rules.List) == 0
+	if c.file.has("policy.mfa_exempt_networks") {
+		for i, n := range c.Policy.MFAExemptNetworks {
+			if _, ok := c.Networks[n]; !ok {
+				v.add(fmt.Sprintf("policy.mfa_exempt_networks[%d]", i), "unknown network %q", n)
+			}
+		}
+	} else if builtinPolicy && !haveCorporate && slices.Contains(c.Policy.MFAExemptNetworks, defaultNetwork) {
+		// The default is only in force for the built-in policy.
+		v.add("policy.mfa_exempt_networks", "not set in this file, so the default [%s] applies to the built-in policy (rules.list is empty), but %s: set policy.mfa_exempt_networks to the networks whose clients need no MFA (for example [office]), or [] to ask for MFA everywhere", defaultNetwork, replaced)
+	}
+	if !c.file.has("rules.list") && !haveCorporate {
+		for _, r := range c.Rules.List {
+			if r.Builtin == "extranet-mfa" {
+				v.add("rules.list", "not set in this file, so the default applies: the built-in rule extranet-mfa, which asks for MFA outside the network %q; but %s: set rules.list (your own rules, or [] for the built-in policy of policy.mfa_exempt_networks), or name one of your networks %s", defaultNetwork, replaced, defaultNetwork)
+				break
+			}
+		}
+	}
+}
+
+// defaultNetwork is the network the embedded default defines and its
+// rule list and policy name.
+const defaultNetwork = "corporate"
 
 // TrustedProxyPrefixes returns the parsed trusted proxies (Validate has
 // checked them).

@@ -43,7 +43,7 @@ func TestExternalMFAValidation(t *testing.T) {
 		{"verify with a missing file and a bad encoding", "mfa:\n  redirect:\n    verify:\n      jwks_file: /nonexistent/jwks.json\n      secret_encoding: hex\n      leeway: 1h\n",
 			[]string{"mfa.redirect.verify.jwks_file:", "mfa.redirect.verify.secret_encoding:", "mfa.redirect.verify.leeway:"}},
 		{"verify with an unset env", "mfa:\n  redirect:\n    verify:\n      secret: {env: STEPUP_TEST_MFA_UNSET}\n", []string{"mfa.redirect.verify.secret: environment variable STEPUP_TEST_MFA_UNSET is not set"}},
-		{"unknown key", "mfa:\n  duo:\n    fallbak: totp\n", []string{"field fallbak not found"}},
+		{"unknown key", "mfa:\n  duo:\n    fallbak: totp\n", []string{`mfa.duo: unknown key "fallbak" (did you mean "fallback"?)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse([]byte(base + tc.yaml))

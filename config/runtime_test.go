@@ -28,7 +28,7 @@ func TestRuntimeSection(t *testing.T) {
 		{"list", "runtime: {memory_limit: [1]}\n", 0, ByteSizeOrAuto{}, "expected"},
 		{"gc too low", "runtime: {gc_percent: 5}\n", 0, ByteSizeOrAuto{}, "runtime.gc_percent: must be between 25 and 10000"},
 		{"gc negative", "runtime: {gc_percent: -1}\n", 0, ByteSizeOrAuto{}, "runtime.gc_percent"},
-		{"unknown key", "runtime: {gomaxprocs: 2}\n", 0, ByteSizeOrAuto{}, "field gomaxprocs not found"},
+		{"unknown key", "runtime: {gomaxprocs: 2}\n", 0, ByteSizeOrAuto{}, `runtime: unknown key "gomaxprocs"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

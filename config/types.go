@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -106,14 +105,18 @@ func (s Secret) check(v *validator, path string) {
 	}
 }
 
-// validator collects problems with their paths.
-type validator struct{ errs []error }
-
-func (v *validator) add(path, format string, args ...any) {
-	v.errs = append(v.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+// validator collects problems with their paths, and their lines when the
+// file wrote them.
+type validator struct {
+	file     *written
+	problems []problem
 }
 
-func (v *validator) err() error { return errors.Join(v.errs...) }
+func (v *validator) add(path, format string, args ...any) {
+	v.problems = append(v.problems, problem{line: v.file.line(path), path: path, msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) err() error { return joinProblems(v.problems) }
 
 func (v *validator) hostPort(path, s string) {
 	host, port, err := net.SplitHostPort(s)

@@ -47,13 +47,28 @@ func TestConfigCommands(t *testing.T) {
 
 	unknown := writeFile(t, dir, "unknown.yaml", []byte("networks:\n  corporate: [10.0.0.0/8]\nserver:\n  grpc:\n    listne: 127.0.0.1:0\n"))
 	res = runStepup(t, dir, "", "config", "validate", "--config", unknown)
-	if res.code == 0 || !strings.Contains(res.stderr, "listne") {
-		t.Errorf("a misspelt key: exit %d, stderr %q; want an error naming it", res.code, res.stderr)
+	if want := `line 5: server.grpc: unknown key "listne" (did you mean "listen"?)`; res.code == 0 || !strings.Contains(res.stderr, want) {
+		t.Errorf("a misspelt key: exit %d, stderr %q; want %q", res.code, res.stderr, want)
+	}
+
+	// A file that writes a few keys takes the default's for the rest.
+	partial := writeFile(t, dir, "partial.yaml", []byte("data_dir: "+dir+"/partial-data\nsessions:\n  mfa_session_ttl: 8h\n"))
+	if res := runStepup(t, dir, "", "config", "validate", "--config", partial); res.code != 0 || !strings.Contains(res.stdout, partial+": ok") {
+		t.Errorf("a partial configuration: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+
+	// What serve would refuse when it loads the rules, validate refuses
+	// with the same message.
+	writeFile(t, dir, "broken.js", []byte("function (user, context, callback) {\n  callback(null, user, context;\n}\n"))
+	brokenRule := writeFile(t, dir, "broken-rule.yaml", []byte(serverConfig{Extra: "rules:\n  list:\n    - file: broken.js\n"}.yaml(dir)))
+	res = runStepup(t, dir, "", "config", "validate", "--config", brokenRule)
+	if res.code == 0 || !strings.Contains(res.stderr, `rule "broken": syntax error`) {
+		t.Errorf("a rule with a syntax error: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 
 	// serve refuses to start on a bad configuration, with a message, and
 	// does not serve in the meantime.
-	for _, cfg := range []string{bad, unknown, writeFile(t, dir, "missing-jwks.yaml", []byte(serverConfig{JWKSFile: dir + "/nope.json", Issuer: testIssuer, Audience: testAudience}.yaml(dir)))} {
+	for _, cfg := range []string{bad, unknown, brokenRule, writeFile(t, dir, "missing-jwks.yaml", []byte(serverConfig{JWKSFile: dir + "/nope.json", Issuer: testIssuer, Audience: testAudience}.yaml(dir)))} {
 		_, err := harness.TryStartStepup(t, stepupBin, harness.StepupOptions{Args: []string{"--config", cfg}, Dir: dir, StopTimeout: 10 * time.Second})
 		if err == nil {
 			t.Errorf("serve started on %s", cfg)

@@ -38,6 +38,8 @@ type app struct {
 	now      func() time.Time
 	closers  []func()
 	warnings []string
+	// notes are what `config validate` did not check, and why.
+	notes []string
 	// tuner applies the runtime section (serve only; nil elsewhere).
 	tuner *gotune.Tuner
 
@@ -86,6 +88,12 @@ type buildOptions struct {
 	// now replaces the real clock of the session manager, identity token
 	// expiry and the MFA step: the --test-clock-file hook. nil: time.Now.
 	now func() time.Time
+	// validate builds for `config validate`: everything serve loads is
+	// loaded and refused as serve refuses it, but nothing is created or
+	// written (data directory, generated keys, admin token) and nothing is
+	// started. The session store is probed without being locked or
+	// written (see probeStore); an in-memory store stands in for it.
+	validate bool
 }
 
 // buildApp wires the decision core from cfg.
@@ -105,12 +113,20 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(mustDataDir(cfg), 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
+	if !bo.validate {
+		if err := os.MkdirAll(mustDataDir(cfg), 0o700); err != nil {
+			return nil, fmt.Errorf("data_dir: %w", err)
+		}
 	}
 	a.nets = cidr.NewMatcher(nets)
 
-	store, err := openStore(cfg, log)
+	var store session.Store
+	if bo.validate {
+		a.notes, err = probeStore(ctx, cfg, log)
+		store = memstore.New(memstore.Options{})
+	} else {
+		store, err = openStore(cfg, log)
+	}
 	if err != nil && bo.dryRun && isLocked(err) {
 		log.Warn("the session store is in use by a running server: this dry run checks cookies against an empty store")
 		store, err = memstore.New(memstore.Options{}), nil
@@ -120,12 +136,16 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 	}
 	a.store = store
 	a.closers = append(a.closers, func() { _ = store.Close() })
-	a.sessions, err = newManagerAt(cfg, store, log, bo.now)
+	keyNote := func(note string) { a.notes = append(a.notes, note) }
+	if !bo.validate {
+		keyNote = nil
+	}
+	a.sessions, err = newManagerKeys(cfg, store, log, bo.now, keyNote)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	if a.sealer, err = newSealer(cfg, log); err != nil {
+	if a.sealer, err = newSealerKeys(cfg, log, keyNote); err != nil {
 		a.Close()
 		return nil, err
 	}

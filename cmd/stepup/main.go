@@ -41,7 +41,7 @@ Usage:
   stepup factors reset --user U [--config FILE] [--json]
                                                 remove a user's authenticator and recovery codes, forget their browsers
   stepup config default                         print the embedded default configuration
-  stepup config validate --config FILE          check a configuration file
+  stepup config validate --config FILE          load a configuration file as serve would, without serving
   stepup version
 `
 
@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "rules":
 		return rulescli.Run(ctx, args[1:], stdout, stderr)
 	case "config":
-		err = runConfig(args[1:], stdout, stderr)
+		err = runConfig(ctx, args[1:], stdout, stderr)
 	case "keys":
 		err = runKeys(args[1:], stdout, stderr)
 	case "sessions":

@@ -58,7 +58,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	s, err := buildServer(runCtx, cfg, cfgPath, clockFile, log)
+	s, err := buildServer(runCtx, cfg, cfgPath, clockFile, log, false)
 	if err != nil {
 		return err
 	}
@@ -110,11 +110,28 @@ type server struct {
 	httpSrv *http.Server
 
 	grpcLis, httpLis net.Listener
+
+	// validate: built for `config validate`, never to listen (see
+	// buildOptions.validate).
+	validate bool
 }
 
-// buildServer builds everything serve runs, before it listens.
-func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile string, log *slog.Logger) (*server, error) {
-	var bo buildOptions
+// close releases a server that was built but never listened.
+func (s *server) close() {
+	if s.gs != nil {
+		s.gs.Stop()
+	}
+	s.a.Close()
+}
+
+// buildServer builds everything serve runs, before it listens: networks,
+// session store, keys, rules, identity, the decision core, both servers
+// and the MFA step. It is the one place that decides whether a
+// configuration can be served: `config validate` calls it too (validate
+// true: see buildOptions.validate), so that validate refuses, with the
+// same message, everything serve refuses. Close the result with close.
+func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile string, log *slog.Logger, validate bool) (*server, error) {
+	bo := buildOptions{validate: validate}
 	if clockFile != "" {
 		if !cfg.Development {
 			return nil, fmt.Errorf("%w: --%s is a test hook, refused unless the configuration says development: true", errUsage, testClockFlag)
@@ -130,14 +147,16 @@ func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile str
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
+	if !validate {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data_dir: %w", err)
+		}
 	}
 	a, err := buildApp(ctx, cfg, log, bo)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{a: a, cfgPath: cfgPath, dataDir: dataDir, log: log}
+	s := &server{a: a, cfgPath: cfgPath, dataDir: dataDir, log: log, validate: validate}
 	if err := s.build(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -149,13 +168,15 @@ func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile str
 // and the two servers to s.a.
 func (s *server) build(ctx context.Context) error {
 	a, cfg := s.a, s.a.cfg
-	// With the networks and rules loaded, the live heap is known: tune the
-	// collector for it (runtime section; GOGC and GOMEMLIMIT win).
-	a.tuner = gotune.New(s.log)
-	a.tuner.Apply(cfg.Runtime)
-	go a.tuner.Watch(ctx, gotune.RetuneInterval)
-	if _, err := profiling.Start(ctx, s.log, os.LookupEnv); err != nil {
-		return err
+	if !s.validate {
+		// With the networks and rules loaded, the live heap is known: tune
+		// the collector for it (runtime section; GOGC and GOMEMLIMIT win).
+		a.tuner = gotune.New(s.log)
+		a.tuner.Apply(cfg.Runtime)
+		go a.tuner.Watch(ctx, gotune.RetuneInterval)
+		if _, err := profiling.Start(ctx, s.log, os.LookupEnv); err != nil {
+			return err
+		}
 	}
 
 	gs, err := newGRPCServer(cfg)
@@ -165,9 +186,11 @@ func (s *server) build(ctx context.Context) error {
 	s.gs, s.ready = gs, readiness.New(authv3.Authorization_ServiceDesc.ServiceName)
 	s.ready.Register(gs)
 	a.authz.Register(gs)
-	mon := session.NewStoreMonitor(a.store, a.reg, s.log, s.ready.SetStore)
-	go mon.Run(ctx, 2*time.Second)
-	checkStoreSettings(ctx, a.store)
+	if !s.validate {
+		mon := session.NewStoreMonitor(a.store, a.reg, s.log, s.ready.SetStore)
+		go mon.Run(ctx, 2*time.Second)
+		checkStoreSettings(ctx, a.store)
+	}
 
 	mux, err := s.httpMux()
 	if err != nil {
@@ -202,9 +225,12 @@ func (s *server) httpMux() (*http.ServeMux, error) {
 	mux.HandleFunc("GET /readyz", s.ready.Readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	a.authz.RegisterHTTP(mux)
-	token, err := admin.EnsureToken(s.dataDir)
-	if err != nil {
-		return nil, fmt.Errorf("admin token: %w", err)
+	token := "config validate: never served"
+	if !s.validate {
+		var err error
+		if token, err = admin.EnsureToken(s.dataDir); err != nil {
+			return nil, fmt.Errorf("admin token: %w", err)
+		}
 	}
 	admin.Register(mux, admin.Options{
 		Token:  token,

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/session"
@@ -25,6 +28,13 @@ func dataDirOf(cfg *config.Config) (string, error) {
 // loadKeys returns the signing keys: the configured list, or keys kept in
 // the data directory (generated on first start).
 func loadKeys(cfg *config.Config, list []config.SigningKey, file string, log *slog.Logger) ([]session.Key, error) {
+	return loadKeysNote(cfg, list, file, log, nil)
+}
+
+// loadKeysNote is loadKeys that, with note set (`config validate`), never
+// writes: keys the data directory does not hold yet are generated in
+// memory only, and note says so.
+func loadKeysNote(cfg *config.Config, list []config.SigningKey, file string, log *slog.Logger, note func(string)) ([]session.Key, error) {
 	if len(list) > 0 {
 		parts := make([]string, 0, len(list))
 		for _, k := range list {
@@ -41,6 +51,16 @@ func loadKeys(cfg *config.Config, list []config.SigningKey, file string, log *sl
 		return nil, err
 	}
 	path := filepath.Join(dir, file)
+	if note != nil {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			note(fmt.Sprintf("no session keys in %s yet: serve generates them there on first start (production should set sessions.keys)", path))
+			k, err := session.GenerateKey()
+			if err != nil {
+				return nil, err
+			}
+			return []session.Key{k}, nil
+		}
+	}
 	keys, created, err := session.LoadOrCreateKeyFile(path)
 	if err != nil {
 		return nil, err
@@ -87,15 +107,9 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 		}
 		return redisstore.New(o)
 	default:
-		path := st.Bolt.Path
-		if path == "" {
-			dir, err := dataDirOf(cfg)
-			if err != nil {
-				return nil, err
-			}
-			path = filepath.Join(dir, "sessions.db")
-		} else {
-			path = cfg.Resolve(path)
+		path, err := boltPath(cfg)
+		if err != nil {
+			return nil, err
 		}
 		return boltstore.Open(path, boltstore.Options{Logger: log})
 	}
@@ -116,7 +130,13 @@ func newManager(cfg *config.Config, store session.Store, log *slog.Logger) (*ses
 
 // newManagerAt is newManager on the clock now (nil: the real clock).
 func newManagerAt(cfg *config.Config, store session.Store, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
-	keys, err := loadKeys(cfg, cfg.Sessions.Keys, "session-keys", log)
+	return newManagerKeys(cfg, store, log, now, nil)
+}
+
+// newManagerKeys is newManagerAt; with keyNote set it writes no key file
+// (see loadKeysNote).
+func newManagerKeys(cfg *config.Config, store session.Store, log *slog.Logger, now func() time.Time, keyNote func(string)) (*session.Manager, error) {
+	keys, err := loadKeysNote(cfg, cfg.Sessions.Keys, "session-keys", log, keyNote)
 	if err != nil {
 		return nil, fmt.Errorf("sessions.keys: %w", err)
 	}
@@ -126,11 +146,20 @@ func newManagerAt(cfg *config.Config, store session.Store, log *slog.Logger, now
 // newSealer builds the at-rest encryption: sessions.encryption_keys, or
 // the signing keys (the sealer derives its own subkeys from them).
 func newSealer(cfg *config.Config, log *slog.Logger) (*session.Sealer, error) {
+	return newSealerKeys(cfg, log, nil)
+}
+
+// newSealerKeys is newSealer; with keyNote set it writes no key file.
+func newSealerKeys(cfg *config.Config, log *slog.Logger, keyNote func(string)) (*session.Sealer, error) {
 	list := cfg.Sessions.EncryptionKeys
 	if len(list) == 0 {
 		list = cfg.Sessions.Keys
 	}
-	keys, err := loadKeys(cfg, list, "session-keys", slog.New(slog.DiscardHandler))
+	if keyNote != nil {
+		// The manager's keys have noted a missing key file already.
+		keyNote = func(string) {}
+	}
+	keys, err := loadKeysNote(cfg, list, "session-keys", slog.New(slog.DiscardHandler), keyNote)
 	if err != nil {
 		return nil, fmt.Errorf("sessions.encryption_keys: %w", err)
 	}
@@ -152,6 +181,62 @@ func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.
 		CookiePrefix:      cfg.Sessions.CookiePrefix,
 		Logger:            log,
 	})
+}
+
+// probeStore checks the configured session store for `config validate`
+// without locking or writing it, and returns notes on what it could not
+// check. An error is one serve would stop on. The bolt file, when it
+// exists, is opened read-only (a running server's lock is waited for
+// briefly, then noted); Redis is connected to and pinged, nothing is
+// written. Neither an unreachable Redis nor a bolt file in use stops
+// serve (it starts and reports not ready, or waits for the lock), so they
+// are notes, not errors.
+func probeStore(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]string, error) {
+	st := cfg.Sessions.Store
+	switch st.Type {
+	case "memory":
+		return nil, nil
+	case "redis":
+		store, err := openStore(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		defer store.Close()
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := store.Ping(pctx); err != nil {
+			return []string{fmt.Sprintf("the Redis session store did not answer (%v): serve starts but reports not ready until it does", err)}, nil
+		}
+		return nil, nil
+	default:
+		path, err := boltPath(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return []string{fmt.Sprintf("the session store %s does not exist yet: serve creates it", path)}, nil
+		}
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
+		if errors.Is(err, bolt.ErrTimeout) {
+			return []string{fmt.Sprintf("the session store %s is in use by a running stepup: not opened", path)}, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open session store %s: %w", path, err)
+		}
+		return nil, db.Close()
+	}
+}
+
+// boltPath is the embedded store's file.
+func boltPath(cfg *config.Config) (string, error) {
+	if p := cfg.Sessions.Store.Bolt.Path; p != "" {
+		return cfg.Resolve(p), nil
+	}
+	dir, err := dataDirOf(cfg)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "sessions.db"), nil
 }
 
 var errStoreLocked = boltstore.ErrLocked
