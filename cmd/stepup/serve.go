@@ -306,7 +306,6 @@ func (s *server) serve(ctx context.Context, stdout io.Writer) <-chan error {
 		}
 	}()
 
-
 	if a.rules != nil && cfg.Rules.WatchOn() {
 		load := func() (*config.Config, error) {
 			if s.cfgPath == "" {
