@@ -8,6 +8,9 @@
 //   - envoy-mtls.yaml: the same with mutual TLS (ALPN h2) between Envoy and stepup.
 //   - envoy-http.yaml: Envoy's HTTP ext_authz mode (http_service, path_prefix /authz)
 //     against stepup's HTTP port.
+//   - envoy-oauth2.yaml: users sign in at Envoy (the OAuth2 filter, OpenID Connect);
+//     jwt_authn verifies the ID token from the filter's IdToken cookie, and ext_authz
+//     passes its claims to stepup.
 //   - Caddyfile: Caddy's forward_auth against stepup's /forward-auth.
 //   - nginx.conf: an nginx auth_request server block against stepup's
 //     /forward-auth/nginx, with the 401 detour that nginx needs to send a browser to the

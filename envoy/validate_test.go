@@ -59,6 +59,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	oauth2v3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/oauth2/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/formatter/cel/v3"
@@ -266,6 +267,7 @@ func join(path, name string) string {
 type checker struct {
 	clusters map[string]*clusterv3.Cluster
 	ready    map[string]bool // clusters whose readiness check has been looked at
+	secrets  map[string]bool // static_resources.secrets by name
 	errs     []error
 }
 
@@ -288,8 +290,11 @@ func unpack(a *anypb.Any) proto.Message {
 
 // checkSemantics is step 4 of docs/envoy.md#checking-the-example-configurations and stepup's posture rules over static resources.
 func checkSemantics(b *bootstrapv3.Bootstrap) []error {
-	c := &checker{clusters: map[string]*clusterv3.Cluster{}, ready: map[string]bool{}}
+	c := &checker{clusters: map[string]*clusterv3.Cluster{}, ready: map[string]bool{}, secrets: map[string]bool{}}
 	sr := b.GetStaticResources()
+	for _, sec := range sr.GetSecrets() {
+		c.secrets[sec.GetName()] = true
+	}
 	for i, cl := range sr.GetClusters() {
 		p := fmt.Sprintf("static_resources.clusters[%d](%s)", i, cl.GetName())
 		if _, dup := c.clusters[cl.GetName()]; dup {
@@ -418,6 +423,9 @@ func (c *checker) checkHCM(path string, cm *hcmv3.HttpConnectionManager) {
 	produced := map[string]bool{} // dynamic-metadata namespaces written by earlier filters
 	httpMode := false
 	var authzClusters []string // the clusters ext_authz sends checks to
+	var logins []oauth2Filter  // OAuth2 filters (sign-in at the edge)
+	var identities []jwtFilter // jwt_authn filters
+	authzAt := -1              // index of the first ext_authz filter
 	for i, f := range fs {
 		fp := fmt.Sprintf("%s.http_filters[%d](%s)", path, i, f.GetName())
 		if _, dup := filters[f.GetName()]; dup {
@@ -433,12 +441,19 @@ func (c *checker) checkHCM(path string, cm *hcmv3.HttpConnectionManager) {
 			c.errorf(fp, "the router must be the last HTTP filter (docs/envoy.md#filter-settings); filters after it never run")
 		}
 		switch m := hf.msg.(type) {
+		case *oauth2v3.OAuth2:
+			c.checkOAuth2(fp, m)
+			logins = append(logins, oauth2Filter{index: i, path: fp, cfg: m.GetConfig(), disabled: f.GetDisabled()})
 		case *jwtauthnv3.JwtAuthentication:
 			c.checkJwtAuthn(fp, m)
+			identities = append(identities, jwtFilter{index: i, cfg: m, disabled: f.GetDisabled()})
 			if !f.GetDisabled() && writesPayload(m) {
 				produced[jwtAuthnNamespace] = true
 			}
 		case *extauthzv3.ExtAuthz:
+			if authzAt < 0 {
+				authzAt = i
+			}
 			if f.GetDisabled() {
 				c.errorf(fp, "ext_authz is disabled by default (disabled: true): requests skip stepup unless a route turns it on")
 			}
@@ -451,6 +466,9 @@ func (c *checker) checkHCM(path string, cm *hcmv3.HttpConnectionManager) {
 				}
 			}
 		}
+	}
+	for _, l := range logins {
+		c.checkLoginChain(l, identities, authzAt)
 	}
 	if last := fs[len(fs)-1]; last.GetTypedConfig().MessageName() != routerType {
 		c.errorf(fmt.Sprintf("%s.http_filters[%d](%s)", path, len(fs)-1, last.GetName()),
@@ -499,6 +517,94 @@ func (c *checker) checkHCM(path string, cm *hcmv3.HttpConnectionManager) {
 			}
 		}
 		c.checkReservedPrefix(vp, vh, filters, names)
+	}
+}
+
+// oauth2Filter is an OAuth2 filter of http_filters: users sign in at Envoy.
+type oauth2Filter struct {
+	index    int
+	path     string
+	cfg      *oauth2v3.OAuth2Config
+	disabled bool
+}
+
+// jwtFilter is a jwt_authn filter of http_filters.
+type jwtFilter struct {
+	index    int
+	cfg      *jwtauthnv3.JwtAuthentication
+	disabled bool
+}
+
+// defaultIDTokenCookie is the OAuth2 filter's cookie for the ID token when
+// credentials.cookie_names.id_token is unset.
+const defaultIDTokenCookie = "IdToken"
+
+// checkOAuth2 applies the rules for one OAuth2 filter on its own: the token endpoint's
+// cluster and the secrets exist, and the filter's own paths stay out of stepup's prefix.
+func (c *checker) checkOAuth2(path string, m *oauth2v3.OAuth2) {
+	cfg := m.GetConfig()
+	if cfg == nil {
+		c.errorf(path, "no config: the OAuth2 filter signs nobody in")
+		return
+	}
+	if cl := cfg.GetTokenEndpoint().GetCluster(); cl != "" {
+		c.requireCluster(path+".config.token_endpoint", "token_endpoint", cl)
+	}
+	cr := cfg.GetCredentials()
+	for field, sec := range map[string]interface {
+		GetName() string
+		GetSdsConfig() *corev3.ConfigSource
+	}{"token_secret": cr.GetTokenSecret(), "hmac_secret": cr.GetHmacSecret()} {
+		if sec.GetSdsConfig() == nil && sec.GetName() != "" && !c.secrets[sec.GetName()] {
+			c.errorf(path+".config.credentials."+field, "secret %q is not defined under static_resources.secrets (and no sds_config says where else it comes from)", sec.GetName())
+		}
+	}
+	for field, pm := range map[string]*matcherv3.PathMatcher{"redirect_path_matcher": cfg.GetRedirectPathMatcher(), "signout_path": cfg.GetSignoutPath()} {
+		for _, p := range []string{reservedPrefix, reservedSample, reservedPrefix + "oauth2/callback"} {
+			if pm.GetPath() != nil && matchString(pm.GetPath(), p) {
+				c.errorf(path+".config."+field, "matches %s under stepup's reserved prefix %s: the OAuth2 filter would take requests meant for the MFA step", p, reservedPrefix)
+				break
+			}
+		}
+	}
+}
+
+// checkLoginChain requires what makes a sign-in at Envoy reach stepup: the OAuth2 filter
+// runs before jwt_authn and ext_authz, it sets the ID token cookie, unencrypted, and an
+// enabled jwt_authn provider verifies that cookie and writes the claims that ext_authz
+// passes to stepup.
+func (c *checker) checkLoginChain(l oauth2Filter, identities []jwtFilter, authzAt int) {
+	if l.disabled || l.cfg == nil {
+		return
+	}
+	if authzAt >= 0 && authzAt < l.index {
+		c.errorf(l.path, "the OAuth2 filter runs after ext_authz: stepup is asked before the user has signed in")
+	}
+	cookie := l.cfg.GetCredentials().GetCookieNames().GetIdToken()
+	if cookie == "" {
+		cookie = defaultIDTokenCookie
+	}
+	reads := false
+	for _, j := range identities {
+		if j.disabled {
+			continue
+		}
+		for _, p := range j.cfg.GetProviders() {
+			if slices.Contains(p.GetFromCookies(), cookie) && (p.GetPayloadInMetadata() != "" || p.GetHeaderInMetadata() != "") {
+				reads = true
+				if j.index < l.index {
+					c.errorf(l.path, "the OAuth2 filter runs after the jwt_authn filter that reads its %s cookie: a fresh sign-in reaches stepup without an identity", cookie)
+				}
+			}
+		}
+	}
+	switch {
+	case !reads:
+		c.errorf(l.path, "no enabled jwt_authn provider reads the ID token from the %s cookie into metadata: stepup never learns who signed in", cookie)
+	case l.cfg.GetDisableIdTokenSetCookie():
+		c.errorf(l.path, "disable_id_token_set_cookie is true: the %s cookie that jwt_authn reads is never set", cookie)
+	case !l.cfg.GetDisableTokenEncryption():
+		c.errorf(l.path, "the tokens in the OAuth2 cookies are encrypted (Envoy's default since 1.35): jwt_authn cannot verify the %s cookie; set disable_token_encryption: true", cookie)
 	}
 }
 
@@ -1036,6 +1142,10 @@ func TestExampleConfigs(t *testing.T) {
 		"envoy.yaml":      {Listeners: []string{"ingress_https"}, Clusters: stepupClusters},
 		"envoy-http.yaml": {Listeners: []string{"ingress_https"}, Clusters: stepupClusters},
 		"envoy-mtls.yaml": {Listeners: []string{"ingress_https"}, Clusters: stepupClusters},
+		"envoy-oauth2.yaml": {
+			Listeners: []string{"ingress_https"},
+			Clusters:  []string{"stepup_authz", "stepup_http", "app_backend", "idp"},
+		},
 	}
 	files, err := filepath.Glob("*.yaml")
 	if err != nil {
@@ -1069,10 +1179,11 @@ func TestExampleConfigs(t *testing.T) {
 // mutation, show that the round trip through the generic tree is itself valid.
 func TestValidatorRejects(t *testing.T) {
 	const (
-		authzName = "envoy.filters.http.ext_authz"
-		jwtName   = "envoy.filters.http.jwt_authn"
-		perRoute  = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
-		jwtRoute  = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig"
+		authzName  = "envoy.filters.http.ext_authz"
+		jwtName    = "envoy.filters.http.jwt_authn"
+		oauth2Name = "envoy.filters.http.oauth2"
+		perRoute   = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+		jwtRoute   = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig"
 	)
 	tests := []struct {
 		name   string
@@ -1083,6 +1194,95 @@ func TestValidatorRejects(t *testing.T) {
 		{name: "grpc baseline", file: "envoy.yaml", mutate: func(*testing.T, tree) {}},
 		{name: "http baseline", file: "envoy-http.yaml", mutate: func(*testing.T, tree) {}},
 		{name: "mtls baseline", file: "envoy-mtls.yaml", mutate: func(*testing.T, tree) {}},
+		{name: "oauth2 baseline", file: "envoy-oauth2.yaml", mutate: func(*testing.T, tree) {}},
+
+		// Sign-in at Envoy: the OAuth2 filter's ID token must reach stepup.
+		{
+			name: "oauth2 after jwt_authn", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				fs := list(t, hcm(t, doc), "http_filters")
+				fs[0], fs[1] = fs[1], fs[0]
+			},
+			want: "the OAuth2 filter runs after the jwt_authn filter that reads its IdToken cookie",
+		},
+		{
+			name: "oauth2 after ext_authz", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				fs := list(t, hcm(t, doc), "http_filters")
+				fs[0], fs[1], fs[2] = fs[1], fs[2], fs[0]
+			},
+			want: "the OAuth2 filter runs after ext_authz",
+		},
+		{
+			name: "jwt_authn reads another cookie", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				obj(t, filterConfig(t, doc, jwtName), "providers", "corp_idp")["from_cookies"] = []any{"id_token"}
+			},
+			want: "no enabled jwt_authn provider reads the ID token from the IdToken cookie",
+		},
+		{
+			name: "renamed ID token cookie not followed by jwt_authn", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				obj(t, filterConfig(t, doc, oauth2Name), "config", "credentials", "cookie_names")["id_token"] = "OidcIdToken"
+			},
+			want: "reads the ID token from the OidcIdToken cookie",
+		},
+		{
+			name: "ID token cookie not set", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				obj(t, filterConfig(t, doc, oauth2Name), "config")["disable_id_token_set_cookie"] = true
+			},
+			want: "disable_id_token_set_cookie is true",
+		},
+		{
+			name: "encrypted tokens", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				delete(obj(t, filterConfig(t, doc, oauth2Name), "config"), "disable_token_encryption")
+			},
+			want: "jwt_authn cannot verify the IdToken cookie; set disable_token_encryption: true",
+		},
+		{
+			name: "callback under the reserved prefix", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				obj(t, filterConfig(t, doc, oauth2Name), "config", "redirect_path_matcher", "path")["exact"] = "/.stepup/oauth2/callback"
+			},
+			want: "redirect_path_matcher: matches /.stepup/oauth2/callback under stepup's reserved prefix",
+		},
+		{
+			name: "sign-out under the reserved prefix", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				obj(t, filterConfig(t, doc, oauth2Name), "config", "signout_path")["path"] = tree{"prefix": "/"}
+			},
+			want: "signout_path: matches /.stepup/ under stepup's reserved prefix",
+		},
+		{
+			name: "token endpoint cluster not defined", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				obj(t, filterConfig(t, doc, oauth2Name), "config", "token_endpoint")["cluster"] = "nosuch"
+			},
+			want: `token_endpoint refers to cluster "nosuch", which is not defined`,
+		},
+		{
+			name: "hmac secret not defined", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				obj(t, filterConfig(t, doc, oauth2Name), "config", "credentials", "hmac_secret")["name"] = "nosuch"
+			},
+			want: `hmac_secret: secret "nosuch" is not defined under static_resources.secrets`,
+		},
+		{
+			name: "oauth2 without a client id", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				delete(obj(t, filterConfig(t, doc, oauth2Name), "config", "credentials"), "client_id")
+			},
+			want: "ClientId",
+		},
+		{
+			name: "oauth2 keeps the reserved prefix checked", file: "envoy-oauth2.yaml",
+			mutate: func(t *testing.T, doc tree) {
+				obj(t, route(t, doc, "/.stepup/"), "typed_per_filter_config")[jwtName] = tree{"@type": jwtRoute, "disabled": true}
+			},
+			want: "jwt_authn",
+		},
 
 		// Step 2 of docs/envoy.md#checking-the-example-configurations: strict decoding.
 		{

@@ -63,6 +63,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer s.a.Close()
+	for _, w := range identityHeaderWarnings(cfg, s.a.nets.Load()) {
+		log.Warn(w)
+	}
 	if err := s.listen(); err != nil {
 		return err
 	}

@@ -50,7 +50,26 @@ func startCaddy(tb testing.TB, bin, caddyfile, addr string) (*Caddy, error) {
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+	return runCaddy(tb, bin, dir, addr, "run", "--config", path, "--adapter", "caddyfile")
+}
+
+// RunCaddyFile runs `caddy run --config PATH` in the working directory
+// dir, exactly as a user would type it (Caddy recognises a file named
+// Caddyfile by its name), and waits until addr, the site's address,
+// accepts connections. Otherwise as [StartCaddy].
+func RunCaddyFile(tb testing.TB, dir, path, addr string) *Caddy {
+	tb.Helper()
+	bin := RequireProgram(tb, "caddy", "Debian package caddy: apt-get install -y caddy")
+	c, err := runCaddy(tb, bin, dir, addr, "run", "--config", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func runCaddy(tb testing.TB, bin, dir, addr string, args ...string) (*Caddy, error) {
+	tb.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"HOME="+dir,
