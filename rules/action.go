@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dop251/goja"
+	"github.com/dop251/goja/ast"
 	"github.com/dop251/goja/parser"
 )
 
@@ -83,6 +84,12 @@ func analyzeAction(r *compiledRule, code, filename string, lineOffset int, confi
 		add(SeverityError, "syntax error: %s", syntaxMessageShift(err, lineOffset+1, len(actionPrefix)))
 		return nil, findings
 	}
+	if !wrapperIntact(prog) {
+		// The text closed the module wrapper early ("}); ... ({"): it
+		// would run outside the module scope.
+		add(SeverityError, "syntax error: unbalanced braces or parentheses at the top level")
+		return nil, findings
+	}
 	if reason := nativeObjectsReason([]byte(code)); reason != "" {
 		add(SeverityWarning, "the action mentions %s: every script then gets its objects built before it runs, instead of on first access, which costs about twice the CPU per check (docs/performance.md)", reason)
 	}
@@ -125,6 +132,20 @@ func analyzeAction(r *compiledRule, code, filename string, lineOffset int, confi
 	}
 	r.program = p
 	return r, findings
+}
+
+// wrapperIntact reports whether prog is exactly the module wrapper: one
+// parenthesised function expression.
+func wrapperIntact(prog *ast.Program) bool {
+	if len(prog.Body) != 1 {
+		return false
+	}
+	es, ok := prog.Body[0].(*ast.ExpressionStatement)
+	if !ok {
+		return false
+	}
+	_, ok = es.Expression.(*ast.FunctionLiteral)
+	return ok
 }
 
 func containsStr(list []string, s string) bool {

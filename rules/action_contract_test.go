@@ -65,6 +65,7 @@ func TestActionLoadErrors(t *testing.T) {
 		{"module", "const axios = require('axios');\nexports.onExecutePostLogin = async () => {};", "", `module "axios" is not available`},
 		{"management client", "exports.onExecutePostLogin = async (event) => { auth0.users.getUsersByEmail(event.user.email); };", "", "auth0.users.getUsersByEmail is not available"},
 		{"syntax", "exports.onExecutePostLogin = async (event, api) => { if ( };", "", "syntax error"},
+		{"escapes the wrapper", "}); exports.onExecutePostLogin = 1; ({", "", "unbalanced"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(Options{Rules: []Source{{Name: "a", Code: []byte(tc.code), Enabled: true, Kind: tc.kind}}})
