@@ -178,10 +178,11 @@ type actionFns struct {
 	initErr    *Error
 }
 
-// actionKit is actions.js in one runtime: it builds an Action's event and
-// api objects.
+// actionKit is actions.js in one runtime: makeEvent builds an Action's
+// event; begin points the runtime's one (frozen) api object at a run's
+// user, context and event and returns it.
 type actionKit struct {
-	makeEvent, makeAPI goja.Callable
+	makeEvent, begin goja.Callable
 }
 
 // instantiateAction runs an Action's top-level code once, within one
@@ -262,9 +263,9 @@ func (rt *jsRuntime) newActionKit() (*actionKit, error) {
 	o := ev.ToObject(vm)
 	k := &actionKit{}
 	k.makeEvent, _ = goja.AssertFunction(o.Get("makeEvent"))
-	k.makeAPI, _ = goja.AssertFunction(o.Get("makeApi"))
-	if k.makeEvent == nil || k.makeAPI == nil {
-		return nil, errors.New("actions.js did not return makeEvent and makeApi")
+	k.begin, _ = goja.AssertFunction(o.Get("begin"))
+	if k.makeEvent == nil || k.begin == nil {
+		return nil, errors.New("actions.js did not return makeEvent and begin")
 	}
 	return k, nil
 }
@@ -313,12 +314,14 @@ func (rt *jsRuntime) runAction(ctx context.Context, i int, name string, deadline
 		if ev, err = rt.kit.makeEvent(goja.Undefined(), st.user, st.context, rt.vm.Get("configuration"), overlay); err != nil {
 			panic(err)
 		}
-		if api, err = rt.kit.makeAPI(goja.Undefined(), st.user, st.context, ev); err != nil {
+		if api, err = rt.kit.begin(goja.Undefined(), st.user, st.context, ev); err != nil {
 			panic(err)
 		}
 	}); ex != nil {
 		return rt.classify(ex, name)
 	}
+	// The api is the runtime's; it must not keep this run's objects.
+	defer func() { _, _ = rt.kit.begin(goja.Undefined(), goja.Null(), goja.Null(), goja.Null()) }()
 	ret, err := fn(goja.Undefined(), ev, api)
 	if err != nil {
 		return rt.classify(err, name)

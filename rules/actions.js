@@ -105,7 +105,21 @@
     }
   }
 
-  function makeApi(user, context, event) {
+  // cur holds the running Action's user, context and event (begin).
+  var cur = { user: null, context: null, event: null };
+
+  // begin points the api at a run's objects; the api itself is built
+  // once per runtime and frozen, so no run can change it for the next.
+  function begin(user, context, event) {
+    cur.user = user;
+    cur.context = context;
+    cur.event = event;
+    return api;
+  }
+
+  var api = makeApi();
+
+  function makeApi() {
     var api = {};
     function chain() {
       return api;
@@ -124,7 +138,7 @@
       });
     }
     function setMultifactor(mf, requested, factors) {
-      context.multifactor = mf;
+      cur.context.multifactor = mf;
       n.noteMultifactor(mf, requested, factors);
     }
     function challenge(factors) {
@@ -134,10 +148,10 @@
     function metadata(which, prop) {
       return function (key, value) {
         key = String(key);
-        var md = user[prop];
+        var md = cur.user[prop];
         if (!isObject(md)) {
           md = {};
-          user[prop] = md;
+          cur.user[prop] = md;
         }
         if (value === undefined || value === null) {
           delete md[key];
@@ -152,10 +166,10 @@
     function claims(prop) {
       return {
         setCustomClaim: function (name, value) {
-          var t = context[prop];
+          var t = cur.context[prop];
           if (!isObject(t)) {
             t = {};
-            context[prop] = t;
+            cur.context[prop] = t;
           }
           t[String(name)] = value;
           return api;
@@ -213,19 +227,20 @@
         keys(q).forEach(function (k) {
           u.searchParams.set(k, String(q[k]));
         });
-        context.redirect = { url: u.toString() };
+        cur.context.redirect = { url: u.toString() };
         return api;
       },
       encodeToken: function (options) {
         var o = orEmpty(options);
         needSecret(o.secret);
         var claims = merge({}, orEmpty(o.payload), 0);
-        claims.sub = user.user_id;
-        if (event.request && event.request.hostname) {
-          claims.iss = event.request.hostname;
+        claims.sub = cur.user.user_id;
+        var ereq = orEmpty(cur.event.request);
+        if (ereq.hostname) {
+          claims.iss = ereq.hostname;
         }
-        if (event.request && event.request.ip) {
-          claims.ip = event.request.ip;
+        if (ereq.ip) {
+          claims.ip = ereq.ip;
         }
         var ttl = o.expiresInSeconds === undefined ? 900 : Number(o.expiresInSeconds);
         return jwt.sign(claims, o.secret, { algorithm: 'HS256', expiresIn: ttl });
@@ -234,7 +249,7 @@
         var o = orEmpty(options);
         needSecret(o.secret);
         var name = o.tokenParameterName || 'session_token';
-        var req = orEmpty(event.request);
+        var req = orEmpty(cur.event.request);
         var tok = param(req, name);
         if (typeof tok !== 'string' || tok === '') {
           throw new Error_('no "' + name + '" parameter in the request');
@@ -279,8 +294,11 @@
     api.samlResponse = noop();
     api.prompt = noop();
     api.transaction = noop();
-    return api;
+    keys(api).forEach(function (k) {
+      Object.freeze(api[k]);
+    });
+    return Object.freeze(api);
   }
 
-  return { makeEvent: makeEvent, makeApi: makeApi };
+  return { makeEvent: makeEvent, begin: begin };
 })
