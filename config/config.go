@@ -480,6 +480,10 @@ type RuleRef struct {
 	// Builtin names a rule shipped inside the binary (e.g.
 	// "extranet-mfa") instead of File.
 	Builtin string `yaml:"builtin"`
+	// Kind is "rule" or "action" (an Auth0 post-login Action); empty
+	// detects it from the file (an Action assigns
+	// exports.onExecutePostLogin).
+	Kind string `yaml:"kind"`
 }
 
 // On reports whether the rule is enabled (default true).
@@ -1055,6 +1059,11 @@ func (c *Config) Validate() error {
 		p := fmt.Sprintf("rules.list[%d]", i)
 		if (r.File == "") == (r.Builtin == "") {
 			v.add(p, "set exactly one of file and builtin")
+		}
+		switch r.Kind {
+		case "", "rule", "action":
+		default:
+			v.add(p+".kind", "must be rule or action")
 		}
 		if r.File != "" {
 			if _, err := os.Stat(c.Resolve(r.File)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,43 @@ type RulesPolicy struct {
 	Connection string
 	// quarantine limits clients whose rules keep running out of time.
 	quarantine quarantine
+	// Metadata, when set, keeps the user metadata scripts update
+	// (api.user.setAppMetadata, auth0.users.updateAppMetadata, ...) and
+	// gives it back, merged into the user, on the user's later checks.
+	// Nil: updates last for the run only.
+	Metadata MetadataStore
 }
+
+// MetadataStore keeps users' app_metadata and user_metadata as the
+// scripts updated them. A store that cannot answer fails the check
+// closed.
+type MetadataStore interface {
+	// LoadMetadata returns the user's stored metadata (nil maps: none).
+	LoadMetadata(ctx context.Context, user string) (app, usr map[string]any, err error)
+	// UpdateMetadata merges updates in: top-level keys replace the
+	// stored ones, a nil value deletes the key.
+	UpdateMetadata(ctx context.Context, user string, app, usr map[string]any) error
+}
+
+// StoreMetadata keeps users' metadata in the session store, as per-user
+// records (session.KindMetadata).
+func StoreMetadata(s session.Store) MetadataStore { return storeMetadata{s} }
+
+type storeMetadata struct{ s session.Store }
+
+func (m storeMetadata) LoadMetadata(ctx context.Context, user string) (app, usr map[string]any, err error) {
+	md, err := session.LoadUserMetadata(ctx, m.s, user)
+	return md.App, md.User, err
+}
+
+func (m storeMetadata) UpdateMetadata(ctx context.Context, user string, app, usr map[string]any) error {
+	return session.UpdateUserMetadata(ctx, m.s, user, app, usr)
+}
+
+// storeFailed is the policy's denial when the metadata store cannot
+// answer.
+var storeFailed = PolicyResult{Err: &PolicyError{Status: http.StatusServiceUnavailable, Reason: ReasonStoreUnavailable,
+	Message: "session store unavailable"}}
 
 // NewRulesPolicy returns a policy running e.
 func NewRulesPolicy(e *rules.Engine, clientNames map[string]string) *RulesPolicy {
@@ -51,9 +88,45 @@ func (p *RulesPolicy) Evaluate(ctx context.Context, in *PolicyInput) PolicyResul
 			Message: "access policy is busy for this application"}}
 	}
 	e := p.engine.Load()
-	res := e.Run(ctx, p.input(in))
+	input := p.input(in)
+	md := p.Metadata
+	if !e.UsesMetadata() {
+		md = nil
+	}
+	if md != nil {
+		app, usr, err := md.LoadMetadata(ctx, in.Identity.User)
+		if err != nil {
+			p.quarantine.leave(client, counted, false)
+			return storeFailed
+		}
+		mergeMetadata(input.User, "app_metadata", app)
+		mergeMetadata(input.User, "user_metadata", usr)
+	}
+	res := e.Run(ctx, input)
 	p.quarantine.leave(client, counted, res.Err != nil && res.Err.Kind == rules.KindTimeout)
+	if md != nil && res.Metadata != nil {
+		if err := md.UpdateMetadata(ctx, in.Identity.User, res.Metadata.App, res.Metadata.User); err != nil {
+			return storeFailed
+		}
+	}
 	return mapRulesResult(&res)
+}
+
+// mergeMetadata sets user[key] to a copy of the identity's object with
+// the stored keys on top (the caller's maps are not changed).
+func mergeMetadata(user map[string]any, key string, stored map[string]any) {
+	if len(stored) == 0 {
+		return
+	}
+	base, _ := user[key].(map[string]any)
+	out := make(map[string]any, len(base)+len(stored))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range stored {
+		out[k] = v
+	}
+	user[key] = out
 }
 
 // input builds the data of Auth0's user (the identity's claims) and
@@ -147,7 +220,13 @@ func mapRulesResult(res *rules.Result) PolicyResult {
 	}
 	var out PolicyResult
 	if mf := res.Multifactor; mf != nil && mf.Provider != "none" {
-		out.MFA = Requirement{Provider: mf.Provider, AllowRemember: !mf.ForceMFA()}
+		out.MFA = Requirement{Provider: mf.Provider, AllowRemember: !mf.ForceMFA(), Factors: mf.Factors}
+		if len(mf.Factors) > 0 && !slices.ContainsFunc(mf.Factors, provableFactor) {
+			// An Action allowed only factors stepup cannot prove (phone,
+			// email, push-notification): no step could ever meet it.
+			return PolicyResult{Err: &PolicyError{Status: http.StatusForbidden, Reason: ReasonRuleError,
+				Message: "access policy failed", Rule: res.Rule}}
+		}
 		if mf.RequestedProvider == ProviderGuardian {
 			// Guardian's factors outside Auth0: the authenticator app.
 			out.MFA.Provider = ProviderGuardian
@@ -189,6 +268,16 @@ func mapRulesResult(res *rules.Result) PolicyResult {
 		}
 	}
 	return out
+}
+
+// provableFactor reports whether the MFA step can prove factor, an
+// Action's factor type.
+func provableFactor(factor string) bool {
+	switch factor {
+	case session.FactorOTP, session.FactorRecoveryCode, session.FactorWebAuthnPlatform, session.FactorWebAuthnRoaming, session.FactorDuo:
+		return true
+	}
+	return false
 }
 
 // maxAgeOption reads context.multifactor.maxAge, stepup's extension: the

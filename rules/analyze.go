@@ -73,6 +73,13 @@ type compiledRule struct {
 	// configReads are the configuration keys read with a literal key.
 	configReads []string
 	gallery     bool
+	// action marks a post-login Action (program yields its module
+	// wrapper, see action.go); hasContinue says it assigns
+	// exports.onContinuePostLogin.
+	action, hasContinue bool
+	// metadata says the code mentions a call that updates the user's
+	// metadata (api.user.set*Metadata, auth0.users.update*Metadata).
+	metadata bool
 }
 
 // ruleVar is the binding the analyser wraps the rule text in; it never
@@ -96,6 +103,13 @@ func displayName(src Source, idx int) string {
 // configuration presence is not checked. The returned rule is nil when any
 // error-severity finding was produced.
 func analyze(src Source, idx int, configuration map[string]string, modules *moduleRegistry) (*compiledRule, []Finding) {
+	return analyzeScript(src, idx, configuration, modules, false)
+}
+
+// analyzeScript is analyze; lenient (for Try) turns an Action's
+// require() of an unavailable module into a warning, so that the Action
+// fails when it runs, naming the module, instead of failing to load.
+func analyzeScript(src Source, idx int, configuration map[string]string, modules *moduleRegistry, lenient bool) (*compiledRule, []Finding) {
 	setRegexpTimeout()
 	r := &compiledRule{name: displayName(src, idx), path: src.Path}
 	var findings []Finding
@@ -129,8 +143,26 @@ func analyze(src Source, idx int, configuration map[string]string, modules *modu
 	if filename == "" {
 		filename = r.name
 	}
+	r.metadata = mentionsMetadata(code)
+	kind := strings.ToLower(strings.TrimSpace(src.Kind))
+	switch kind {
+	case "", ScriptRule, ScriptAction:
+	default:
+		add(SeverityError, "unknown kind %q (want %q or %q)", src.Kind, ScriptRule, ScriptAction)
+		return nil, findings
+	}
+	if kind == ScriptAction {
+		return analyzeAction(r, code, filename, lineOffset, configuration, modules, lenient, findings)
+	}
 	wrapped := strings.Repeat("\n", lineOffset) + ruleVar + code + "\n;"
 	prog, err := parser.ParseFile(nil, filename, wrapped, 0, parser.WithDisableSourceMaps)
+	if err == nil {
+		if _, _, ok := ruleFunction(prog); !ok && kind == "" && looksLikeAction(code) {
+			return analyzeAction(r, code, filename, lineOffset, configuration, modules, lenient, findings)
+		}
+	} else if kind == "" && looksLikeAction(code) {
+		return analyzeAction(r, code, filename, lineOffset, configuration, modules, lenient, findings)
+	}
 	if err != nil {
 		// Valid JavaScript that is not a function expression gets the
 		// clearer message.
@@ -169,6 +201,9 @@ func analyze(src Source, idx int, configuration map[string]string, modules *modu
 		add(SeverityWarning, "require() with a non-literal argument can only be checked when the rule runs")
 	}
 	r.configReads = scan.configReads
+	for _, use := range scan.auth0Uses {
+		add(SeverityError, "%s", auth0Message(use))
+	}
 
 	checkConfiguration(r, configuration, add)
 
@@ -281,14 +316,26 @@ type scanResult struct {
 	requires       []string
 	dynamicRequire bool
 	configReads    []string
+	// exports are the names assigned as exports.NAME or
+	// module.exports.NAME.
+	exports []string
+	// auth0Uses are the uses of the auth0 global other than the two
+	// metadata updates stepup provides, as dotted paths ("auth0" alone
+	// for a use that is not a member chain); empty when the code
+	// declares its own auth0.
+	auth0Uses []string
 }
 
-// scanAST walks the syntax tree (by reflection, as goja has no visitor) and
-// collects require('literal') calls and configuration['literal'] /
-// configuration.literal reads.
+// scanAST walks the syntax tree (by reflection, as goja has no visitor)
+// and collects require('literal') calls, configuration['literal'] /
+// configuration.literal reads (event.secrets.literal in an Action),
+// exports assignments and uses of the auth0 global.
 func scanAST(root ast.Node) scanResult {
 	var res scanResult
 	seen := map[uintptr]bool{}
+	// covered are auth0 identifiers already reported as part of a chain.
+	covered := map[*ast.Identifier]bool{}
+	declaresAuth0 := false
 	addUnique := func(list *[]string, s string) {
 		if !slices.Contains(*list, s) {
 			*list = append(*list, s)
@@ -322,9 +369,47 @@ func scanAST(root ast.Node) scanResult {
 							addUnique(&res.configReads, s.Value.String())
 						}
 					}
+					if isEventSecrets(n.Left) {
+						if s, ok := n.Member.(*ast.StringLiteral); ok {
+							addUnique(&res.configReads, s.Value.String())
+						}
+					}
 				case *ast.DotExpression:
 					if id, ok := n.Left.(*ast.Identifier); ok && id.Name == "configuration" {
 						addUnique(&res.configReads, n.Identifier.Name.String())
+					}
+					if isEventSecrets(n.Left) {
+						addUnique(&res.configReads, n.Identifier.Name.String())
+					}
+					if path, id := dotPath(n); id != nil && id.Name == "auth0" && !covered[id] {
+						covered[id] = true
+						if !auth0Allowed(path) {
+							addUnique(&res.auth0Uses, path)
+						}
+					}
+				case *ast.AssignExpression:
+					if d, ok := n.Left.(*ast.DotExpression); ok && isExports(d.Left) {
+						addUnique(&res.exports, d.Identifier.Name.String())
+					}
+				case *ast.Identifier:
+					if n.Name == "auth0" && !covered[n] {
+						covered[n] = true
+						addUnique(&res.auth0Uses, "auth0")
+					}
+				case *ast.Binding:
+					if id, ok := n.Target.(*ast.Identifier); ok && id.Name == "auth0" {
+						declaresAuth0 = true
+						covered[id] = true
+					}
+				case *ast.FunctionLiteral:
+					if n.Name != nil && n.Name.Name == "auth0" {
+						declaresAuth0 = true
+						covered[n.Name] = true
+					}
+				case *ast.FunctionDeclaration:
+					if n.Function != nil && n.Function.Name != nil && n.Function.Name.Name == "auth0" {
+						declaresAuth0 = true
+						covered[n.Function.Name] = true
 					}
 				}
 			}
@@ -342,7 +427,52 @@ func scanAST(root ast.Node) scanResult {
 		}
 	}
 	walk(reflect.ValueOf(root))
+	if declaresAuth0 {
+		res.auth0Uses = nil
+	}
 	return res
+}
+
+// dotPath returns "a.b.c" for a chain of dot expressions ending in an
+// identifier, and that identifier; nil when the chain ends elsewhere.
+func dotPath(n *ast.DotExpression) (string, *ast.Identifier) {
+	parts := []string{n.Identifier.Name.String()}
+	var left ast.Expression = n.Left
+	for {
+		switch l := left.(type) {
+		case *ast.DotExpression:
+			parts = append(parts, l.Identifier.Name.String())
+			left = l.Left
+			continue
+		case *ast.Identifier:
+			parts = append(parts, l.Name.String())
+			slices.Reverse(parts)
+			return strings.Join(parts, "."), l
+		}
+		return "", nil
+	}
+}
+
+// isEventSecrets reports whether e is event.secrets.
+func isEventSecrets(e ast.Expression) bool {
+	d, ok := e.(*ast.DotExpression)
+	if !ok || d.Identifier.Name != "secrets" {
+		return false
+	}
+	id, ok := d.Left.(*ast.Identifier)
+	return ok && id.Name == "event"
+}
+
+// isExports reports whether e is exports or module.exports.
+func isExports(e ast.Expression) bool {
+	switch x := e.(type) {
+	case *ast.Identifier:
+		return x.Name == "exports"
+	case *ast.DotExpression:
+		id, ok := x.Left.(*ast.Identifier)
+		return ok && id.Name == "module" && x.Identifier.Name == "exports"
+	}
+	return false
 }
 
 func literalString(args []ast.Expression) (string, bool) {

@@ -98,6 +98,15 @@ func BenchmarkPipelineSeeds(b *testing.B) {
 	b.Run("all-seeds", func(b *testing.B) {
 		benchPipeline(b, allSeedRules(b))
 	})
+	// The same five snippets as one post-login Action
+	// (testdata/actions/seeds.js).
+	b.Run("seeds-action", func(b *testing.B) {
+		src, err := LoadFile("testdata/actions/seeds.js")
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchPipeline(b, []Source{src})
+	})
 }
 
 func BenchmarkParallelExtranet(b *testing.B) {

@@ -15,6 +15,27 @@
 // the same plus warnings, such as configuration keys the code reads that
 // the front matter does not declare.
 //
+// # Actions
+//
+// A post-login Action is a CommonJS module assigning
+// exports.onExecutePostLogin = async (event, api) => {...} and optionally
+// exports.onContinuePostLogin (Source.Kind ScriptAction, or detected: a
+// file that is not a rule's function expression and names a handler).
+// Its top-level code runs once per runtime (one slice). Rules and Actions
+// run in list order on the same user and context objects: an Action's
+// event is built from them by Auth0's migration mapping (Input.Event
+// deep-merged last), and its api writes where a rule would
+// (context.multifactor, with the allowed factors kept in Go;
+// context.redirect; context.idToken / accessToken; user.app_metadata /
+// user_metadata). The run waits for the handler's promise within the
+// rule budget; a rejection is KindException, api.access.deny
+// KindUnauthorized. On RedirectCallbackProtocol onContinuePostLogin runs
+// instead (an Action without one is skipped). api.cache is the Engine's,
+// bounded as Auth0's. Metadata updates (and the rules' auth0.users.
+// updateAppMetadata / updateUserMetadata, the only parts of the auth0
+// global that exist; New refuses any other use) come back in
+// Result.Metadata. docs/actions.md lists the whole surface.
+//
 // # Pipeline semantics
 //
 // Rules run in order on fresh `user` and `context` objects built from the
@@ -145,6 +166,9 @@
 //     reference; lazy.go builds the same objects on first access and is
 //     tested against it. readback.go turns the final objects into a
 //     Result.
+//   - action.go, actions.js and action_cache.go: Actions (analysis, the
+//     module wrapper, the run, the event and api objects, api.cache) and
+//     the auth0 global of rules.
 //   - modules.go is the module registry; each module has its own file,
 //     module_<name>.go (ipaddr.go and jsonwebtoken_*.go hold the larger
 //     parts of two of them). console.go, prelude.js (Buffer, the error

@@ -125,6 +125,11 @@ type Engine struct {
 	// instead of lazy ones (lazy.go): set when a rule mentions an
 	// operation lazy objects do not support.
 	nativeInput bool
+	// hasActions says a script is an Action; usesMetadata that one may
+	// update the user's metadata (see UsesMetadata).
+	hasActions, usesMetadata bool
+	// cache is the Actions' api.cache.
+	cache actionCache
 
 	// pool holds the runtimes and the places to run JavaScript.
 	pool *pool
@@ -140,7 +145,10 @@ type Engine struct {
 // require() of an unavailable module, missing mandatory configuration of
 // gallery rules, and duplicate names. Warnings (those of [Lint]) are
 // logged. Runtimes are created lazily.
-func New(opts Options) (*Engine, error) {
+func New(opts Options) (*Engine, error) { return build(opts, false) }
+
+// build is New; lenient is analyzeScript's.
+func build(opts Options, lenient bool) (*Engine, error) {
 	if err := normalize(&opts); err != nil {
 		return nil, err
 	}
@@ -172,7 +180,7 @@ func New(opts Options) (*Engine, error) {
 		if needsNativeObjects(src.Code) {
 			e.nativeInput = true
 		}
-		r, findings := analyze(src, i, cfg, e.modules)
+		r, findings := analyzeScript(src, i, cfg, e.modules, lenient)
 		for _, f := range findings {
 			if f.Severity == SeverityError {
 				problems = append(problems, f)
@@ -181,6 +189,8 @@ func New(opts Options) (*Engine, error) {
 			}
 		}
 		if r != nil {
+			e.hasActions = e.hasActions || r.action
+			e.usesMetadata = e.usesMetadata || r.metadata
 			e.compiles.Add(1)
 			e.rules = append(e.rules, r)
 			e.names = append(e.names, r.name)
@@ -237,6 +247,13 @@ func orDefault[T comparable](v *T, def T) {
 
 // Rules returns the names of the enabled rules in run order.
 func (e *Engine) Rules() []string { return slices.Clone(e.names) }
+
+// UsesMetadata reports whether a script may update the user's metadata
+// (api.user.setAppMetadata / setUserMetadata in an Action,
+// auth0.users.updateAppMetadata / updateUserMetadata in a rule): only
+// then need callers load the stored metadata into Input.User and persist
+// Result.Metadata.
+func (e *Engine) UsesMetadata() bool { return e.usesMetadata }
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
@@ -319,6 +336,10 @@ func (st *runState) end() {
 	st.rule = ""
 	st.multifactor, st.redirect = nil, nil
 	st.multifactorRule, st.redirectRule = "", ""
+	st.protocol, st.eventOverlay = "", nil
+	st.denied, st.denyReason = false, ""
+	st.actionMF, st.actionMFRequested, st.actionMFFactors = nil, "", nil
+	st.meta = nil
 }
 
 // runPipeline runs every rule in order and reads the results back.
@@ -347,9 +368,13 @@ func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Ti
 			st.context, err = rt.buildContext(&in.Context, &b)
 		}
 	}
+	if err == nil && in.Event != nil && e.hasActions {
+		st.eventOverlay, err = rt.toJS(in.Event, 0, &b)
+	}
 	if err != nil {
 		return Result{Err: &Error{Kind: KindInternal, Name: "InputError", Message: err.Error()}}, false
 	}
+	st.protocol = in.Context.Protocol
 
 	// One clock reading per rule boundary: the end of a rule is the start
 	// of the next.
@@ -367,7 +392,11 @@ func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Ti
 			if deadline.Before(ruleDeadline) {
 				ruleDeadline = deadline
 			}
-			rerr, discard = rt.runRule(ctx, i, r.name, ruleDeadline)
+			if r.action {
+				rerr, discard = rt.runAction(ctx, i, r.name, ruleDeadline)
+			} else {
+				rerr, discard = rt.runRule(ctx, i, r.name, ruleDeadline)
+			}
 			end := time.Now()
 			if e.opts.Observer != nil {
 				outcome := "ok"
@@ -384,6 +413,10 @@ func (rt *jsRuntime) runPipeline(ctx context.Context, in Input, deadline time.Ti
 					slog.String("kind", rerr.Kind.String()), slog.String("error", rerr.Name+": "+rerr.Message))
 			}
 			res := Result{Rule: r.name, Err: rerr}
+			if rerr.Kind == KindUnauthorized || rerr.Kind == KindRule {
+				// A script's own decision: what it stored stays.
+				res.Metadata = st.meta
+			}
 			if debug && !discard {
 				rt.debugMaps(&res, deadline)
 			}

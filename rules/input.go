@@ -22,6 +22,9 @@ type Input struct {
 	User map[string]any
 	// Context becomes the rule's context argument.
 	Context Context
+	// Event, when set, is deep-merged over every Action's event (built
+	// from User and Context by Auth0's migration mapping), last.
+	Event map[string]any
 }
 
 // Context is the data of Auth0's context object. Empty strings are passed

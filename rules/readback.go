@@ -52,9 +52,13 @@ func (rt *jsRuntime) readBack(deadline time.Time, debug bool) (Result, bool) {
 		if res.Multifactor, rerr = rt.readMultifactor(c.Get("multifactor"), st.multifactorRule); rerr != nil {
 			return
 		}
+		if mf := res.Multifactor; mf != nil && st.actionMF != nil && sameValue(c.Get("multifactor"), st.actionMF) {
+			mf.RequestedProvider, mf.Factors = st.actionMFRequested, st.actionMFFactors
+		}
 		if res.Redirect, rerr = readRedirect(c.Get("redirect"), st.redirectRule); rerr != nil {
 			return
 		}
+		res.Metadata = st.meta
 		res.IDTokenClaims = rt.claimsOf(c, "idToken")
 		res.AccessTokenClaims = rt.claimsOf(c, "accessToken")
 		if debug {

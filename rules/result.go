@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
 )
 
@@ -88,11 +89,18 @@ type Multifactor struct {
 	Provider string `json:"provider"`
 	// RequestedProvider is the provider the rule asked for when it was
 	// mapped to another one ("guardian" becomes "any"); otherwise "".
+	// For an Action it is the provider as given to
+	// api.multifactor.enable ("" for api.authentication's methods).
 	RequestedProvider string `json:"requestedProvider,omitempty"`
 	// AllowRememberBrowser is true unless the rule set it to false.
 	AllowRememberBrowser bool `json:"allowRememberBrowser"`
 	// IgnoreCookie is the deprecated flag forcing MFA on every login.
 	IgnoreCookie bool `json:"ignoreCookie"`
+	// Factors, when set, are the only factor types that may meet the
+	// requirement, as an Action's api.authentication.challengeWith (and
+	// its kin) listed them: "otp", "recovery-code", "webauthn-platform",
+	// "webauthn-roaming", ...
+	Factors []string `json:"factors,omitempty"`
 	// Duo holds the Duo settings when Provider is "duo".
 	Duo *DuoOptions `json:"duo,omitempty"`
 	// Options holds every other key of context.multifactor as given.
@@ -104,13 +112,29 @@ type Multifactor struct {
 func (m *Multifactor) ForceMFA() bool { return !m.AllowRememberBrowser || m.IgnoreCookie }
 
 // DuoOptions are the Duo settings of a duo multifactor request. The secret
-// fields are excluded from JSON.
+// fields are excluded from JSON (skey shows as "[redacted]" when set).
 type DuoOptions struct {
 	IKey     string         `json:"ikey"`
 	SKey     string         `json:"-"`
 	Host     string         `json:"host"`
 	Username string         `json:"username,omitempty"`
 	Admin    map[string]any `json:"-"`
+}
+
+// MarshalJSON encodes ikey, host and username, and skey as "[redacted]"
+// when it is set: the secret never leaves in JSON.
+func (d DuoOptions) MarshalJSON() ([]byte, error) {
+	type shown struct {
+		IKey     string `json:"ikey"`
+		SKey     string `json:"skey,omitempty"`
+		Host     string `json:"host"`
+		Username string `json:"username,omitempty"`
+	}
+	s := shown{IKey: d.IKey, Host: d.Host, Username: d.Username}
+	if d.SKey != "" {
+		s.SKey = redacted
+	}
+	return json.Marshal(s)
 }
 
 // Redirect is context.redirect as left by the pipeline.
@@ -135,4 +159,17 @@ type Result struct {
 	// User and Context are the final objects as JSON-able maps; only
 	// RunDebug fills them.
 	User, Context map[string]any
+	// Metadata are the updates of the user's metadata the scripts made
+	// (nil when none), to persist and merge into the user's later runs.
+	// They are kept when the pipeline succeeded or a script denied, not
+	// after a fault.
+	Metadata *MetadataUpdate
+}
+
+// MetadataUpdate are updates of a user's app_metadata and user_metadata:
+// top-level keys to set, a nil value deleting the key (Auth0's merge of
+// a metadata update).
+type MetadataUpdate struct {
+	App  map[string]any `json:"app_metadata,omitempty"`
+	User map[string]any `json:"user_metadata,omitempty"`
 }

@@ -70,6 +70,10 @@ type jsRuntime struct {
 	e   *Engine
 	vm  *goja.Runtime
 	fns []goja.Callable
+	// actions holds the handlers of the Actions (by script index; zero
+	// for rules) and kit builds their arguments; both nil without Actions.
+	actions []actionFns
+	kit     *actionKit
 	// callback is the single callback function handed to every rule; the
 	// run state tells which rule is running.
 	callback goja.Value
@@ -134,6 +138,22 @@ type runState struct {
 	// context.multifactor / context.redirect, to name it in errors.
 	multifactor, redirect         goja.Value
 	multifactorRule, redirectRule string
+	// protocol is the run's context.protocol as given (Input): on
+	// RedirectCallbackProtocol Actions run onContinuePostLogin.
+	protocol string
+	// eventOverlay is Input.Event in JavaScript, deep-merged over every
+	// Action's event (nil: none).
+	eventOverlay goja.Value
+	// denied and denyReason are an Action's api.access.deny.
+	denied     bool
+	denyReason string
+	// actionMF is the context.multifactor object an Action's api set,
+	// with the provider as given and the factors allowed.
+	actionMF          goja.Value
+	actionMFRequested string
+	actionMFFactors   []string
+	// meta are the metadata updates of the run.
+	meta *MetadataUpdate
 	// protoCycle is set when the rule tried to make a prototype chain
 	// loop through a Proxy (guardPrototypes): the rule fails and the
 	// runtime is discarded.
@@ -212,6 +232,7 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 	define("Buffer", rt.bufferCtor)
 	define("require", rt.require)
 	define("console", rt.consoleObject())
+	define("auth0", rt.auth0Object())
 	// global is the global object itself, as in Node: it persists across
 	// the runs served by this runtime.
 	define("global", global)
@@ -228,14 +249,30 @@ func (e *Engine) newRuntime() (rt *jsRuntime, err error) {
 	urlObj := urlMod.ToObject(vm)
 	define("URL", urlObj.Get("URL"))
 	define("URLSearchParams", urlObj.Get("URLSearchParams"))
+	if e.hasActions {
+		// Loaded before the lockdown: frozen with the other modules.
+		if _, err := rt.requireModule("jsonwebtoken"); err != nil {
+			return nil, err
+		}
+	}
 	rt.guardPrototypes()
 	if err := rt.lockdown(); err != nil {
 		return nil, err
+	}
+	if e.hasActions {
+		if rt.kit, err = rt.newActionKit(); err != nil {
+			return nil, err
+		}
+		rt.actions = make([]actionFns, len(e.rules))
 	}
 
 	rt.callback = vm.ToValue(rt.cb)
 	rt.fns = make([]goja.Callable, len(e.rules))
 	for i, r := range e.rules {
+		if r.action {
+			rt.actions[i] = rt.instantiateAction(r)
+			continue
+		}
 		v, err := vm.RunProgram(r.program)
 		if err != nil {
 			return nil, fmt.Errorf("instantiate rule %q: %w", r.name, err)
@@ -577,35 +614,9 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 	if rerr := rt.overran(slice, name); rerr != nil {
 		return rerr, false
 	}
-	for !st.called {
-		idx := st.nextTimer()
-		if idx < 0 {
-			break
-		}
-		t := st.timers[idx]
-		if !t.immediate {
-			if t.due.After(deadline) {
-				return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule did not call back within its time budget", Rule: name}, false
-			}
-			if d := time.Until(t.due); d > 0 {
-				if werr := rt.wait(ctx, d, deadline); werr != nil {
-					werr.Rule = name
-					return werr, false
-				}
-			}
-		}
-		if t.interval > 0 {
-			st.timers[idx].due = time.Now().Add(t.interval)
-		} else {
-			st.removeTimer(idx)
-		}
-		slice := rt.armSlice(deadline)
-		if _, err := t.fn(goja.Undefined(), t.args...); err != nil {
-			return rt.classify(err, name)
-		}
-		if rerr := rt.overran(slice, name); rerr != nil {
-			return rerr, false
-		}
+	called := func() bool { return st.called }
+	if rerr, discard := rt.drive(ctx, deadline, name, called, "rule did not call back within its time budget"); rerr != nil {
+		return rerr, discard
 	}
 	if len(st.rejections) > 0 {
 		reason := st.rejections[0].Result()
@@ -632,6 +643,44 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 	}); ex != nil {
 		n, msg := rt.errorFields(ex.Value())
 		return &Error{Kind: KindException, Name: n, Message: msg, Rule: name}, false
+	}
+	return nil, false
+}
+
+// drive runs the script's timers, in order, until done reports true,
+// nothing is pending, or a timer would fire past deadline (an error with
+// message late). Waits give the run's place back (wait).
+func (rt *jsRuntime) drive(ctx context.Context, deadline time.Time, name string, done func() bool, late string) (rerr *Error, discard bool) {
+	st := &rt.st
+	for !done() {
+		idx := st.nextTimer()
+		if idx < 0 {
+			break
+		}
+		t := st.timers[idx]
+		if !t.immediate {
+			if t.due.After(deadline) {
+				return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: late, Rule: name}, false
+			}
+			if d := time.Until(t.due); d > 0 {
+				if werr := rt.wait(ctx, d, deadline); werr != nil {
+					werr.Rule = name
+					return werr, false
+				}
+			}
+		}
+		if t.interval > 0 {
+			st.timers[idx].due = time.Now().Add(t.interval)
+		} else {
+			st.removeTimer(idx)
+		}
+		slice := rt.armSlice(deadline)
+		if _, err := t.fn(goja.Undefined(), t.args...); err != nil {
+			return rt.classify(err, name)
+		}
+		if rerr := rt.overran(slice, name); rerr != nil {
+			return rerr, false
+		}
 	}
 	return nil, false
 }

@@ -37,7 +37,22 @@ type Source struct {
 	// Enabled rules run; disabled ones are skipped by New (Lint still
 	// checks them).
 	Enabled bool
+	// Kind is ScriptRule, ScriptAction, or "" to detect it: a .js file
+	// that is not a single function expression and assigns
+	// exports.onExecutePostLogin or exports.onContinuePostLogin is an
+	// Action, anything else a rule.
+	Kind string
 }
+
+// Script kinds of a Source.
+const (
+	// ScriptRule is an Auth0 rule: function (user, context, callback).
+	ScriptRule = "rule"
+	// ScriptAction is an Auth0 post-login Action: a CommonJS module
+	// assigning exports.onExecutePostLogin = async (event, api) => {...}
+	// and optionally exports.onContinuePostLogin.
+	ScriptAction = "action"
+)
 
 // LoadFile reads a .js file or an Auth0 gallery file into an enabled Source
 // named after the file.

@@ -38,7 +38,7 @@ func Try(ctx context.Context, opts Options, in Input) (TryResult, error) {
 	if opts.PoolSize == 0 {
 		opts.PoolSize = 1
 	}
-	e, err := New(opts)
+	e, err := build(opts, true)
 	if err != nil {
 		return TryResult{}, err
 	}

@@ -183,6 +183,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 			return nil, err
 		}
 		rp := extauthz.NewRulesPolicy(e, cfg.Clients.Names)
+		rp.Metadata = extauthz.StoreMetadata(a.store)
 		a.closers = append(a.closers, func() { rp.Engine().Close() })
 		a.rules = rulesload.NewReloader(rp, rm, log)
 		policy = rp

@@ -13,19 +13,27 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/stepup-dev/stepup/rules"
 )
 
 const usage = `Usage:
-  stepup rules try --rule FILE [--rule FILE ...] [--user USER.json] [--context CONTEXT.json] [--configuration CFG.json]
+  stepup rules try --rule FILE [--rule FILE ...] [--user USER.json] [--context CONTEXT.json] [--configuration CFG.json] [--event EVENT.json]
       Run the rules once, like Auth0's "Try this rule", and print the outcome as JSON.
+      A FILE is a rule (function (user, context, callback) {...}) or a
+      post-login Action (exports.onExecutePostLogin = async (event, api) => {...}),
+      mixed in any order; an Action's event is built from USER.json and
+      CONTEXT.json by Auth0's migration mapping, with EVENT.json deep-merged
+      over it last.
       USER.json holds the user profile (user_id, email, app_metadata, ...);
       CONTEXT.json uses Auth0's field names (clientID, protocol,
       request: {ip, hostname, userAgent, query, body, geoip, networks},
       authentication: {methods: [{name, timestamp}]}, stats, sso, ...);
-      CFG.json is the rules configuration, an object of strings.
+      CFG.json is the rules configuration (an Action's event.secrets): an
+      object of strings, or of {"env": NAME} / {"file": PATH} to read a
+      secret from the environment or a file.
       console.* output goes to stderr. Exit 0 when the rules ran (whatever
       the outcome), 2 for bad input.
 
@@ -71,6 +79,7 @@ func rulesTry(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	userFile := fs.String("user", "", "JSON file with the user profile")
 	contextFile := fs.String("context", "", "JSON file with the Auth0 context")
 	cfgFile := fs.String("configuration", "", "JSON file with the rules configuration (an object of strings)")
+	eventFile := fs.String("event", "", "JSON file deep-merged over every Action's event")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -108,6 +117,11 @@ func rulesTry(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		if in.Context, err = auth0Context(raw); err != nil {
 			return fail("%s: %v", *contextFile, err)
+		}
+	}
+	if *eventFile != "" {
+		if in.Event, err = readJSONObject(*eventFile); err != nil {
+			return fail("%v", err)
 		}
 	}
 	out, err := rules.Try(ctx, rules.Options{
@@ -231,14 +245,51 @@ func readConfiguration(path string) (map[string]string, error) {
 	}
 	cfg := make(map[string]string, len(raw))
 	for k, v := range raw {
-		s, ok := v.(string)
-		if !ok {
-			return nil, fmt.Errorf("%s: configuration value %q must be a string", path, k)
+		s, err := configValue(v, filepath.Dir(path))
+		if err != nil {
+			if errors.Is(err, errConfigType) {
+				return nil, fmt.Errorf("%s: configuration value %q %w", path, k, err)
+			}
+			return nil, fmt.Errorf("%s: configuration value %q: %w", path, k, err)
 		}
 		cfg[k] = s
 	}
 	return cfg, nil
 }
+
+// configValue is a configuration value: a string, {"env": NAME} (the
+// environment variable, which must be set) or {"file": PATH} (the file's
+// content without its trailing newline; a relative PATH is relative to
+// dir, the configuration file's), as in the server's configuration.
+func configValue(v any, dir string) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case map[string]any:
+		if len(x) == 1 {
+			if name, ok := x["env"].(string); ok && name != "" {
+				s, ok := os.LookupEnv(name)
+				if !ok {
+					return "", fmt.Errorf("environment variable %s is not set", name)
+				}
+				return s, nil
+			}
+			if p, ok := x["file"].(string); ok && p != "" {
+				if !filepath.IsAbs(p) {
+					p = filepath.Join(dir, p)
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return "", err
+				}
+				return strings.TrimRight(string(b), "\r\n"), nil
+			}
+		}
+	}
+	return "", errConfigType
+}
+
+var errConfigType = errors.New(`must be a string, {"env": NAME} or {"file": PATH}`)
 
 // auth0Context maps a context object with Auth0's field names into
 // rules.Context. Unknown fields are passed to the rules unchanged.

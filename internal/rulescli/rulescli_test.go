@@ -208,3 +208,60 @@ func TestRulesLint(t *testing.T) {
 		}
 	}
 }
+
+func TestRulesTryActions(t *testing.T) {
+	dir := t.TempDir()
+	user := writeFile(t, dir, "user.json", `{"user_id": "auth0|1", "email": "jo@example.com"}`)
+	ctxFile := writeFile(t, dir, "ctx.json", `{"clientID": "payroll", "request": {"ip": "203.0.113.7"}}`)
+	event := writeFile(t, dir, "event.json", `{"request": {"geoip": {"countryCode": "FR"}}}`)
+	writeFile(t, dir, "skey.txt", "file-skey\n")
+	t.Setenv("STEPUP_TEST_IKEY", "DIENV")
+	cfg := writeFile(t, dir, "cfg.json", `{"IKEY": {"env": "STEPUP_TEST_IKEY"}, "SKEY": {"file": "skey.txt"}}`)
+	action := writeFile(t, dir, "duo.js", `exports.onExecutePostLogin = async (event, api) => {
+  console.log('country', event.request.geoip.countryCode);
+  api.multifactor.enable('duo', {providerOptions: {ikey: event.secrets.IKEY, skey: event.secrets.SKEY, host: 'api-1.duosecurity.com'}});
+};`)
+	rule := filepath.Join(seedDir, "003_extranet.js")
+
+	code, stdout, stderr := runRules("try", "--rule", rule, "--rule", action, "--user", user, "--context", ctxFile, "--configuration", cfg, "--event", event)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out map[string]any
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"provider": "duo", "requestedProvider": "duo", "allowRememberBrowser": false, "ignoreCookie": false,
+		"duo": map[string]any{"ikey": "DIENV", "skey": "[redacted]", "host": "api-1.duosecurity.com"}}
+	if diff := cmp.Diff(want, out["multifactor"]); diff != "" || out["outcome"] != "continue" {
+		t.Errorf("%v (-want +got):\n%s", out["outcome"], diff)
+	}
+	if strings.Contains(stdout, "file-skey") || strings.Contains(stderr, "file-skey") {
+		t.Errorf("secret leaked:\n%s\n%s", stdout, stderr)
+	}
+	if !strings.Contains(stderr, "country FR") {
+		t.Errorf("console output missing: %s", stderr)
+	}
+
+	// A module the sandbox does not provide: the JSON still comes out.
+	mod := writeFile(t, dir, "mod.js", "const fetch = require('node-fetch');\nexports.onExecutePostLogin = async (event, api) => {};\n")
+	code, stdout, stderr = runRules("try", "--rule", rule, "--rule", mod, "--user", user, "--context", ctxFile)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	out = nil
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out["outcome"] != "error" || out["rule"] != "mod" || !strings.Contains(out["error"].(map[string]any)["message"].(string), `"node-fetch"`) {
+		t.Errorf("module: %s", stdout)
+	}
+
+	// lint names the module, and the auth0 management object.
+	mgmt := writeFile(t, dir, "mgmt.js", "function (user, context, callback) { auth0.users.getUsersByEmail(user.email, function () { callback(null, user, context); }); }")
+	code, stdout, _ = runRules("lint", rule, action, mod, mgmt)
+	if code != 1 || !strings.Contains(stdout, `mod.js: error: module "node-fetch" is not available`) ||
+		!strings.Contains(stdout, "mgmt.js: error: auth0.users.getUsersByEmail is not available") {
+		t.Errorf("lint exit %d:\n%s", code, stdout)
+	}
+}

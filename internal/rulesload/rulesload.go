@@ -165,6 +165,7 @@ func Sources(cfg *config.Config) ([]rules.Source, error) {
 			src.Name = ref.Name
 		}
 		src.Enabled = ref.On()
+		src.Kind = ref.Kind
 		out = append(out, src)
 	}
 	return out, nil

@@ -303,6 +303,24 @@ func Scenarios() []Scenario {
 				return env.write(c, browser(extranetIP, cookie))
 			},
 		},
+		{
+			ID: 8, Name: "seeds-action",
+			Description: "scenario 5 as one post-login Action: the five seed snippets rewritten (rules/testdata/actions/seeds.js), corporate IP: Duo for the payroll client",
+			Expect:      stepUp,
+			Targets:     []Target{throughput(0.70)},
+			prepare: func(ctx context.Context, env *scenarioEnv) error {
+				c := benchConfig{
+					rules: []ruleRef{{name: "seeds-action", file: filepath.Join(env.root, "rules", "testdata", "actions", "seeds.js")}},
+					ruleConfig: map[string]string{
+						"DUO_MFA:CLIENT_ID":    "payroll",
+						"DUO_MFA:IKEY":         "DIXXXXXXXXXXXXXXXXXX",
+						"DUO_MFA:SKEY":         "skey-read-by-code",
+						"DUO_MFA:API_HOSTNAME": "api-1234.duosecurity.com",
+					},
+				}
+				return env.write(c, browser(corporateIP, ""))
+			},
+		},
 	}
 }
 
