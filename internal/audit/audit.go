@@ -23,7 +23,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -159,6 +161,26 @@ func Open(path string) (*Writer, error) {
 		return nil, err
 	}
 	return &Writer{path: path, now: time.Now, f: f}, nil
+}
+
+// Check reports whether [Open] could open path, without creating or
+// writing anything: the file must be writable, or its directory exist.
+func Check(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("audit: %w", err)
+	}
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("audit: %s is not a directory", filepath.Dir(path))
+	}
+	return nil
 }
 
 func openFile(path string) (*os.File, error) {
