@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
 	"github.com/stepup-dev/stepup/internal/audit"
 	"github.com/stepup-dev/stepup/mfa"
@@ -81,4 +83,29 @@ func readAuditLines(t *testing.T, path string) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// TestAuditTrailValidate: `config validate` refuses an audit file serve
+// could not open, and creates nothing.
+func TestAuditTrailValidate(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		file string
+		ok   bool
+	}{{dir + "/audit.log", true}, {dir + "/missing/audit.log", false}} {
+		cfg, err := config.Parse([]byte("log:\n  audit: {file: " + tc.file + "}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := openAuditTrail(cfg, slog.New(slog.DiscardHandler), true)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.file, err, tc.ok)
+		}
+		if tr.on() {
+			t.Errorf("%s: validate opened the file", tc.file)
+		}
+	}
+	if _, err := os.Stat(dir + "/audit.log"); !os.IsNotExist(err) {
+		t.Errorf("validate created the audit file: %v", err)
+	}
 }

@@ -83,7 +83,7 @@ func exportedMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := buildServer(ctx, cfg, path, "", slog.New(slog.DiscardHandler))
+	s, err := buildServer(ctx, cfg, path, "", slog.New(slog.DiscardHandler), false)
 	if err != nil {
 		t.Fatal(err)
 	}
