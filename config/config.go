@@ -89,6 +89,21 @@ type Log struct {
 	// Decisions says which check decisions get a log line: "all",
 	// "non_allow" (default: denials and step-ups) or "none".
 	Decisions string `yaml:"decisions"`
+	// Audit is the audit trail: decisions and MFA events as JSON lines in
+	// a file of their own.
+	Audit Audit `yaml:"audit"`
+}
+
+// Audit configures the audit trail.
+type Audit struct {
+	// File receives one JSON line per event, appended; it is created with
+	// mode 0600 and opened again on SIGHUP (log rotation). A relative
+	// path is relative to the configuration file's directory. Empty (the
+	// default): no audit trail.
+	File string `yaml:"file"`
+	// Decisions says which check decisions go into the trail: "all"
+	// (default), "non_allow" or "none". MFA events always do.
+	Decisions string `yaml:"decisions"`
 }
 
 // Server configures stepup's two listeners.
@@ -778,6 +793,7 @@ func (c *Config) setDefaults() {
 	def(&c.DataDir, "stepup-data")
 	def(&c.Log.Level, "info")
 	def(&c.Log.Decisions, "non_allow")
+	def(&c.Log.Audit.Decisions, "all")
 	def(&c.Server.GRPC.Listen, "127.0.0.1:9191")
 	def(&c.Server.HTTP.Listen, "127.0.0.1:9192")
 	if c.Server.GRPC.MaxRecvBytes == 0 {
@@ -926,6 +942,11 @@ func (c *Config) Validate() error {
 	case "all", "non_allow", "none":
 	default:
 		v.add("log.decisions", "must be all, non_allow or none, not %q", c.Log.Decisions)
+	}
+	switch c.Log.Audit.Decisions {
+	case "all", "non_allow", "none":
+	default:
+		v.add("log.audit.decisions", "must be all, non_allow or none, not %q", c.Log.Audit.Decisions)
 	}
 	if len(c.Networks) == 0 {
 		v.add("networks", "at least one network is required")

@@ -220,3 +220,22 @@ func TestRedisStoreBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditConfig: the audit trail is off by default; when on, every
+// decision goes into it unless log.audit.decisions says otherwise.
+func TestAuditConfig(t *testing.T) {
+	if c := Default(); c.Log.Audit.File != "" || c.Log.Audit.Decisions != "all" {
+		t.Errorf("default audit %+v, want no file and decisions all", c.Log.Audit)
+	}
+	c, err := Parse([]byte("log:\n  audit: {file: audit.log, decisions: non_allow}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Audit.File != "audit.log" || c.Log.Audit.Decisions != "non_allow" {
+		t.Errorf("audit %+v", c.Log.Audit)
+	}
+	c.Log.Audit.Decisions = "some"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "log.audit.decisions") {
+		t.Errorf("Validate: %v, want log.audit.decisions refused", err)
+	}
+}

@@ -67,6 +67,8 @@ type serverConfig struct {
 	JWKSFile, Issuer, Audience string
 	// Extra is appended verbatim (top-level YAML).
 	Extra string
+	// Audit is log.audit.file ("" = no audit trail).
+	Audit string
 }
 
 // defaultCorporate is the embedded default's corporate network.
@@ -78,6 +80,9 @@ func (c serverConfig) yaml(dir string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir: %q\n", filepath.Join(dir, "data"))
 	b.WriteString("log:\n  level: info\n  decisions: all\n")
+	if c.Audit != "" {
+		fmt.Fprintf(&b, "  audit: {file: %q}\n", c.Audit)
+	}
 	b.WriteString("server:\n  grpc:\n    listen: 127.0.0.1:0\n  http:\n    listen: 127.0.0.1:0\n")
 	if c.DrainDelay != "" {
 		fmt.Fprintf(&b, "  drain_delay: %s\n", c.DrainDelay)

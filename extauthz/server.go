@@ -74,8 +74,11 @@ type Options struct {
 	MaxInFlight int
 	// LogDecisions: "all", "non_allow" (default) or "none".
 	LogDecisions string
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// Audit, when set, receives every decision, whatever LogDecisions
+	// says (the audit trail).
+	Audit   Auditor
+	Logger  *slog.Logger
+	Metrics *Metrics
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Realms groups hosts that share sessions (nil: each host is its own
@@ -130,6 +133,7 @@ type Server struct {
 	logAll           bool
 	logNone          bool
 	log              *slog.Logger
+	auditor          Auditor
 	metrics          *Metrics
 	now              func() time.Time
 }
@@ -152,7 +156,7 @@ func New(o Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
-	s.metrics = o.Metrics
+	s.metrics, s.auditor = o.Metrics, o.Audit
 	s.now = o.Now
 	if s.now == nil {
 		s.now = time.Now
@@ -260,12 +264,13 @@ func badRequestDecision(err error) Decision {
 	return Decision{Kind: Deny, Status: 400, Reason: ReasonBadRequest, Message: err.Error()}
 }
 
-// observe records metrics and the decision log line.
+// observe records metrics, the audit record and the decision log line.
 func (s *Server) observe(ctx context.Context, mode Mode, r *Request, d *Decision, start time.Time) {
 	elapsed := s.now().Sub(start)
 	if s.metrics != nil {
 		s.metrics.observe(mode, d, elapsed)
 	}
+	s.audit(mode, r, d, elapsed)
 	// Overloaded denials are counted, not logged one by one: a line each
 	// would add to the load that caused them.
 	if s.logNone || (d.Kind == Allow && !s.logAll) || (d.Reason == ReasonOverloaded && !s.logAll) {

@@ -273,6 +273,7 @@ func (h *Handler) continueRedirect(w http.ResponseWriter, r *http.Request) {
 	h.metrics.redirects.WithLabelValues(redirectResultSuccess).Inc()
 	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa verification succeeded",
 		slog.String("user", id.User), slog.String("client_ip", id.ClientIP), slog.String("proves", st.Completes), requestID(r))
+	h.audit(r, AuditEvent{Name: AuditVerified, User: id.User, ClientIP: id.ClientIP, Factor: st.Completes})
 	h.complete(w, r, transaction{id: id, token: token, bind: bindState(token), st: st}, []string{st.Completes}, false, nil)
 }
 

@@ -499,6 +499,7 @@ func (h *Handler) duoCallback(w http.ResponseWriter, r *http.Request) {
 	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa verification succeeded",
 		slog.String("user", id.User), slog.String("client_ip", id.ClientIP), slog.String("factor", factorLabelDuo),
 		slog.String("duo_factor", res.Factor), slog.String("duo_txid", res.TxID), requestID(r))
+	h.audit(r, AuditEvent{Name: AuditVerified, User: id.User, ClientIP: id.ClientIP, Factor: session.FactorDuo})
 	h.complete(w, r, tx, []string{session.FactorDuo}, txn.Remember, nil)
 }
 
@@ -510,6 +511,7 @@ func (h *Handler) duoFailed(w http.ResponseWriter, r *http.Request, tx transacti
 		attrs = append(attrs, slog.String("duo_status", res.Status), slog.String("duo_txid", res.TxID))
 	}
 	h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: duo verification failed", attrs...)
+	h.audit(r, AuditEvent{Name: AuditFailed, User: tx.id.User, ClientIP: tx.id.ClientIP, Factor: session.FactorDuo, Result: duoResult(err)})
 	switch {
 	case errors.Is(err, duo.ErrDenied):
 		h.metrics.verifications.WithLabelValues(factorLabelDuo, resultFailure).Inc()

@@ -80,6 +80,8 @@ type Options struct {
 	// Logger receives one line per verification, lockout, enrolment and
 	// reset, never a code, secret, state or cookie; nil discards.
 	Logger *slog.Logger
+	// Audit, when set, receives the MFA events of the audit trail.
+	Audit Auditor
 	// Metrics registers the step's counters; nil means unregistered.
 	Metrics prometheus.Registerer
 	// Development accepts http return URLs and origins (the cookies follow
@@ -117,6 +119,7 @@ type Handler struct {
 	langs       *languages
 	now         func() time.Time
 	log         *slog.Logger
+	auditor     Auditor
 	metrics     *metrics
 	dev         bool
 	duo         duoSetup
@@ -140,6 +143,7 @@ func New(o Options) (*Handler, error) {
 		identifyFn:  o.Identify,
 		now:         o.Now,
 		log:         o.Logger,
+		auditor:     o.Audit,
 		dev:         o.Development,
 		realms:      o.Realms,
 	}

@@ -262,11 +262,18 @@ func wrapLockout(err error) error {
 	return nil
 }
 
+// startedPause is a pause an attempt started, for the audit trail.
+type startedPause struct {
+	scope    string // user or ip
+	failures int64
+	pause    time.Duration
+}
+
 // failed reports a checked attempt that failed. It returns how many more
-// failures the user may make before a pause (0 when paused), and the pause
-// the attempt started, if any. The attempt was counted and its pause
-// written by admit.
-func (l *limiter) failed(ctx context.Context, a attempt, factor string) (left int, paused time.Duration) {
+// failures the user may make before a pause (0 when paused), the longest
+// pause the attempt started, if any, and each pause it started. The
+// attempt was counted and its pause written by admit.
+func (l *limiter) failed(ctx context.Context, a attempt, factor string) (left int, paused time.Duration, started []startedPause) {
 	left = max(0, min(l.UserFailures-int(a.user), l.IPFailures-int(a.ip)))
 	for _, s := range []struct {
 		scope string
@@ -277,12 +284,13 @@ func (l *limiter) failed(ctx context.Context, a attempt, factor string) (left in
 			continue
 		}
 		paused = max(paused, s.d)
+		started = append(started, startedPause{s.scope, s.n, s.d})
 		l.metrics.lockouts.WithLabelValues(s.scope).Inc()
 		l.log.LogAttrs(ctx, slog.LevelWarn, "mfa verification paused after too many wrong codes",
 			slog.String("scope", s.scope), slog.String("user", a.id.User), slog.String("client_ip", a.id.ClientIP),
 			slog.String("factor", factor), slog.Int64("failures", s.n), slog.Duration("pause", s.d))
 	}
-	return left, paused
+	return left, paused, started
 }
 
 // succeeded clears the user's failures and pause, and takes the attempt

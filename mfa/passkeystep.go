@@ -190,6 +190,7 @@ func (h *Handler) passkeyEnrolPost(w http.ResponseWriter, r *http.Request, tx tr
 	h.metrics.enrolments.Inc()
 	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa passkey enrolled",
 		slog.String("user", tx.id.User), slog.String("factor", p.Factor), slog.String("client_ip", tx.id.ClientIP), requestID(r))
+	h.audit(r, AuditEvent{Name: AuditEnrolled, User: tx.id.User, ClientIP: tx.id.ClientIP, Factor: p.Factor})
 	h.finish(w, r, tx, p.Factor, codes)
 }
 
@@ -238,7 +239,7 @@ func (h *Handler) passkeyPost(w http.ResponseWriter, r *http.Request, tx transac
 		h.storeDown(w, r, "verify passkey", err)
 		return
 	}
-	h.succeeded(r, tx, a, factorLabelWebAuthn)
+	h.succeeded(r, tx, a, factorLabelWebAuthn, p.Factor)
 	if !h.consume(w, r, tx) {
 		return
 	}

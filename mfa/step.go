@@ -445,6 +445,7 @@ func (h *Handler) enrolPost(w http.ResponseWriter, r *http.Request, tx transacti
 	h.metrics.enrolments.Inc()
 	h.log.LogAttrs(ctx, slog.LevelInfo, "mfa authenticator enrolled",
 		slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP), requestID(r))
+	h.audit(r, AuditEvent{Name: AuditEnrolled, User: tx.id.User, ClientIP: tx.id.ClientIP, Factor: session.FactorOTP})
 	h.finish(w, r, tx, session.FactorOTP, codes)
 }
 
@@ -551,7 +552,7 @@ func (h *Handler) checkRecovery(w http.ResponseWriter, r *http.Request, tx trans
 		h.showStep(w, r, tx, formRecovery, msg, status)
 		return false
 	}
-	h.succeeded(r, tx, a, factorLabelRecovery)
+	h.succeeded(r, tx, a, factorLabelRecovery, session.FactorRecoveryCode)
 	return true
 }
 
@@ -601,7 +602,7 @@ func (h *Handler) checkCode(w http.ResponseWriter, r *http.Request, tx transacti
 		msg, status := h.countFailure(r, tx, a, factor, resultReplay, "err_code_reused")
 		return msg, status, false
 	}
-	h.succeeded(r, tx, a, factor)
+	h.succeeded(r, tx, a, factor, session.FactorOTP)
 	return "", 0, true
 }
 
@@ -610,10 +611,15 @@ func (h *Handler) checkCode(w http.ResponseWriter, r *http.Request, tx transacti
 // attempts left, or the pause.
 func (h *Handler) countFailure(r *http.Request, tx transaction, a attempt, factor, result, msgID string) (msg string, status int) {
 	h.metrics.verifications.WithLabelValues(factor, result).Inc()
-	left, paused := h.limits.failed(r.Context(), a, factor)
+	left, paused, started := h.limits.failed(r.Context(), a, factor)
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa verification failed",
 		slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP),
 		slog.String("factor", factor), slog.String("result", result), slog.Int("left", left), requestID(r))
+	h.audit(r, AuditEvent{Name: AuditFailed, User: tx.id.User, ClientIP: tx.id.ClientIP, Factor: auditFactor(factor), Result: result})
+	for _, p := range started {
+		h.audit(r, AuditEvent{Name: AuditLocked, User: tx.id.User, ClientIP: tx.id.ClientIP, Factor: auditFactor(factor),
+			Scope: p.scope, Failures: p.failures, Pause: p.pause})
+	}
 	switch {
 	case paused > 0:
 		return h.tr(r).get("err_locked", h.tr(r).duration(paused)), http.StatusTooManyRequests
@@ -624,8 +630,9 @@ func (h *Handler) countFailure(r *http.Request, tx transaction, a attempt, facto
 	}
 }
 
-// succeeded counts a good code and clears the user's failures.
-func (h *Handler) succeeded(r *http.Request, tx transaction, a attempt, factor string) {
+// succeeded counts a good answer (factor is the metric's label, proven the
+// factor the answer proves) and clears the user's failures.
+func (h *Handler) succeeded(r *http.Request, tx transaction, a attempt, factor, proven string) {
 	h.metrics.verifications.WithLabelValues(factor, resultSuccess).Inc()
 	if err := h.limits.succeeded(contextWithoutCancel(r), a); err != nil {
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "mfa step: cannot clear failures",
@@ -633,6 +640,7 @@ func (h *Handler) succeeded(r *http.Request, tx transaction, a attempt, factor s
 	}
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "mfa verification succeeded",
 		slog.String("user", tx.id.User), slog.String("client_ip", tx.id.ClientIP), slog.String("factor", factor), requestID(r))
+	h.audit(r, AuditEvent{Name: AuditVerified, User: tx.id.User, ClientIP: tx.id.ClientIP, Factor: proven})
 }
 
 // consume uses the state up. Of several requests racing with one state,

@@ -42,6 +42,8 @@ type app struct {
 	notes []string
 	// tuner applies the runtime section (serve only; nil elsewhere).
 	tuner *gotune.Tuner
+	// audit is the audit trail (serve only; nil elsewhere).
+	audit *auditTrail
 
 	// sealer encrypts secrets at rest: TOTP seeds, and the Duo secret in
 	// transaction states.
@@ -94,12 +96,17 @@ type buildOptions struct {
 	// started. The session store is probed without being locked or
 	// written (see probeStore); an in-memory store stands in for it.
 	validate bool
+	// audit receives decisions and MFA events (serve); nil: none.
+	audit *auditTrail
 }
 
 // buildApp wires the decision core from cfg.
 func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buildOptions) (*app, error) {
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: bo.now}
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: bo.now, audit: bo.audit}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if a.audit != nil {
+		a.reg.MustRegister(a.audit.lost)
+	}
 	bi := buildinfo.Read()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "stepup_build_info",
@@ -241,6 +248,7 @@ func authzOptions(cfg *config.Config, a *app, policy extauthz.Policy, idOpts ext
 		DuoFallback:      cfg.MFA.Duo.Fallback == mfa.DuoFallbackTOTP,
 		ClientMaxAge:     clientMaxAge(cfg),
 		DryRun:           cfg.Policy.Mode == extauthz.ModeDryRun,
+		Audit:            a.audit.decisionHook(),
 	}
 }
 

@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
+	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/mfa"
 )
 
 // runFactors implements `stepup factors reset --user U [--config FILE]`.
@@ -41,6 +44,8 @@ func runFactors(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	_, direct := ops.(admin.StoreOps)
+	cliAudit(cfg, direct, mfa.AuditEvent{Name: mfa.AuditFactorsReset, User: *user, Removed: &res}, log)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -57,6 +57,7 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 		ReauthAfter: cfg.MFA.ReauthAfter.D(),
 		Now:         a.now,
 		Logger:      log,
+		Audit:       a.audit.mfaHook(),
 		Metrics:     a.reg,
 		Development: cfg.Development,
 		Duo:         duo,

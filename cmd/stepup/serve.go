@@ -155,10 +155,15 @@ func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile str
 			return nil, fmt.Errorf("data_dir: %w", err)
 		}
 	}
-	a, err := buildApp(ctx, cfg, log, bo)
-	if err != nil {
+	if bo.audit, err = openAuditTrail(cfg, log, validate); err != nil {
 		return nil, err
 	}
+	a, err := buildApp(ctx, cfg, log, bo)
+	if err != nil {
+		bo.audit.close()
+		return nil, err
+	}
+	a.closers = append([]func(){bo.audit.close}, a.closers...) // closed last
 	s := &server{a: a, cfgPath: cfgPath, dataDir: dataDir, log: log, validate: validate}
 	if err := s.build(ctx); err != nil {
 		a.Close()
@@ -239,6 +244,7 @@ func (s *server) httpMux() (*http.ServeMux, error) {
 		Token:  token,
 		Ops:    admin.StoreOps{Manager: a.sessions, Store: a.store},
 		Logger: s.log,
+		Audit:  a.audit.mfaHook(),
 	})
 	step, err := newMFAStep(a.cfg, a, s.log)
 	if err != nil {
@@ -323,8 +329,8 @@ func (s *server) serve(ctx context.Context, stdout io.Writer) <-chan error {
 	return errc
 }
 
-// wait reloads on SIGHUP until ctx ends (nil) or a server fails (its
-// error).
+// wait reloads on SIGHUP, and opens the audit trail's file again (log
+// rotation), until ctx ends (nil) or a server fails (its error).
 func (s *server) wait(ctx context.Context, errc <-chan error) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -336,6 +342,7 @@ func (s *server) wait(ctx context.Context, errc <-chan error) error {
 		case err := <-errc:
 			return err
 		case <-hup:
+			s.a.audit.reopen()
 			s.a.reload(s.cfgPath)
 		}
 	}

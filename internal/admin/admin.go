@@ -96,6 +96,16 @@ type Options struct {
 	Token  string
 	Ops    Ops
 	Logger *slog.Logger
+	// Audit, when set, receives each revocation and reset (by admin).
+	Audit mfa.Auditor
+}
+
+// audit hands e to the auditor, if any.
+func (o Options) audit(e mfa.AuditEvent) {
+	if o.Audit != nil {
+		e.By = mfa.AuditByAdmin
+		o.Audit.AuditMFA(e)
+	}
 }
 
 // Register mounts the admin endpoints on mux.
@@ -138,12 +148,14 @@ func (o Options) sessions(w http.ResponseWriter, r *http.Request, user string) {
 		}
 		out = s
 	case http.MethodDelete:
-		n, err := o.Ops.Revoke(r.Context(), user, r.URL.Query().Get("id"))
+		id := r.URL.Query().Get("id")
+		n, err := o.Ops.Revoke(r.Context(), user, id)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		o.Logger.Info("sessions revoked through the admin endpoint", "user", user, "count", n)
+		o.audit(mfa.AuditEvent{Name: mfa.AuditSessionsRevoked, User: user, Device: id, Removed: &mfa.ResetResult{Sessions: n}})
 		out = map[string]int{"revoked": n}
 	default:
 		w.Header().Set("Allow", "GET, DELETE")
@@ -167,6 +179,7 @@ func (o Options) factors(w http.ResponseWriter, r *http.Request, user string) {
 	}
 	o.Logger.Info("factors reset through the admin endpoint", "user", user,
 		"authenticators", res.Authenticators, "recovery_codes", res.RecoveryCodes, "sessions", res.Sessions)
+	o.audit(mfa.AuditEvent{Name: mfa.AuditFactorsReset, User: user, Removed: &res})
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(res)
 }
