@@ -31,7 +31,7 @@ func TestActionsBesideRules(t *testing.T) {
 		}
 		return p
 	}
-	rule, err := filepath.Abs("../rules/testdata/seeds/003_extranet.js")
+	rule, err := filepath.Abs("../rules/testdata/auth0-examples/003_extranet.js")
 	if err != nil {
 		t.Fatal(err)
 	}

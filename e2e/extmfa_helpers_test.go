@@ -72,7 +72,7 @@ func (a *extApp) last(path string) (http.Header, bool) {
 // seedRulePath is the absolute path of a seed file kept verbatim in rules/.
 func seedRulePath(t *testing.T, name string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "rules", "testdata", "seeds", name))
+	p, err := filepath.Abs(filepath.Join("..", "rules", "testdata", "auth0-examples", name))
 	if err != nil {
 		t.Fatal(err)
 	}

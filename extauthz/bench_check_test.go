@@ -92,7 +92,7 @@ func newBenchFixture(b *testing.B, rule rules.Source, nets *cidr.Matcher) *bench
 
 func benchSeedExtranet(b *testing.B) rules.Source {
 	b.Helper()
-	src, err := rules.LoadFile("../rules/testdata/seeds/003_extranet.js")
+	src, err := rules.LoadFile("../rules/testdata/auth0-examples/003_extranet.js")
 	if err != nil {
 		b.Fatal(err)
 	}

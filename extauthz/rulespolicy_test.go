@@ -43,7 +43,7 @@ func rulesEngine(t *testing.T, srcs ...rules.Source) *rules.Engine {
 
 func seed(t *testing.T, file string) rules.Source {
 	t.Helper()
-	src, err := rules.LoadFile("../rules/testdata/seeds/" + file)
+	src, err := rules.LoadFile("../rules/testdata/auth0-examples/" + file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +75,9 @@ func run(t *testing.T, s *Server, req *authv3.CheckRequest) (outcome, *authv3.Ch
 }
 
 // TestSeedRulesThroughCheck runs the seed snippets, unmodified, through
-// the whole Check (rules/testdata/seeds holds them verbatim).
+// the whole Check (rules/testdata/auth0-examples holds them verbatim).
 func TestSeedRulesThroughCheck(t *testing.T) {
-	if _, err := os.Stat("../rules/testdata/seeds/003_extranet.js"); err != nil {
+	if _, err := os.Stat("../rules/testdata/auth0-examples/003_extranet.js"); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("extranet rule", func(t *testing.T) {

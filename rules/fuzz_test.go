@@ -10,7 +10,7 @@ import (
 )
 
 func FuzzParseGallery(f *testing.F) {
-	f.Add(mustRead(f, filepath.Join("testdata", "seeds", "000_duo.md")))
+	f.Add(mustRead(f, filepath.Join("testdata", "auth0-examples", "000_duo.md")))
 	for _, s := range []string{
 		"# T\n```js\nfunction (u, c, cb) {}\n```\n",
 		"---\ntitle: x\n---\n```javascript\nA\n```",

@@ -17,10 +17,10 @@ func jsSource(name, code string) Source {
 	return Source{Name: name, Code: []byte(code), Enabled: true}
 }
 
-// seedSource loads a rule from testdata/seeds.
+// seedSource loads a rule from testdata/auth0-examples.
 func seedSource(t testing.TB, file string) Source {
 	t.Helper()
-	src, err := LoadFile(filepath.Join("testdata", "seeds", file))
+	src, err := LoadFile(filepath.Join("testdata", "auth0-examples", file))
 	if err != nil {
 		t.Fatal(err)
 	}

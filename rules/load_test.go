@@ -12,7 +12,7 @@ import (
 )
 
 func TestParseGallerySeed(t *testing.T) {
-	g, err := ParseGallery(mustRead(t, filepath.Join("testdata", "seeds", "000_duo.md")))
+	g, err := ParseGallery(mustRead(t, filepath.Join("testdata", "auth0-examples", "000_duo.md")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestParseGallerySeed(t *testing.T) {
 	if g.FrontMatter.Raw["image"] != "https://cldup.com/FvmMZUtEaF.png" {
 		t.Errorf("raw = %v", g.FrontMatter.Raw)
 	}
-	lines := strings.Split(string(mustRead(t, filepath.Join("testdata", "seeds", "000_duo.md"))), "\n")
+	lines := strings.Split(string(mustRead(t, filepath.Join("testdata", "auth0-examples", "000_duo.md"))), "\n")
 	if lines[g.CodeLine-1] != "function (user, context, callback) {" || !strings.HasPrefix(g.Code, lines[g.CodeLine-1]) {
 		t.Errorf("CodeLine %d points at %q", g.CodeLine, lines[g.CodeLine-1])
 	}
@@ -181,7 +181,7 @@ func TestLoadFile(t *testing.T) {
 	}
 	// A .txt gallery file is recognised by its front matter.
 	txt := filepath.Join(dir, "duo.txt")
-	if err := os.WriteFile(txt, mustRead(t, filepath.Join("testdata", "seeds", "000_duo.md")), 0o600); err != nil {
+	if err := os.WriteFile(txt, mustRead(t, filepath.Join("testdata", "auth0-examples", "000_duo.md")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	src, err = LoadFile(txt)

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// The seed snippets are stored unmodified in testdata/seeds. 003_frequency.js
+// The seed snippets are stored unmodified in testdata/auth0-examples. 003_frequency.js
 // and 003_redirect.js call functions the seed leaves undefined
 // (conditionIsMet, condition): alone they fail closed with a ReferenceError,
 // exactly as they would in Auth0. To exercise their other branches without
@@ -22,13 +22,13 @@ import (
 var seedSnippets = []string{"003_select_users.js", "003_frequency.js", "003_extranet.js", "003_redirect.js"}
 
 func TestSeedSnippetsAreVerbatim(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join("testdata", "seeds", "003_custom_mfa.md"))
+	doc, err := os.ReadFile(filepath.Join("testdata", "auth0-examples", "003_custom_mfa.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rest := string(doc)
 	for _, name := range seedSnippets {
-		code, err := os.ReadFile(filepath.Join("testdata", "seeds", name))
+		code, err := os.ReadFile(filepath.Join("testdata", "auth0-examples", name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +39,7 @@ func TestSeedSnippetsAreVerbatim(t *testing.T) {
 		rest = rest[i+len(code):]
 	}
 	// And the Duo gallery file is the seed itself.
-	g, err := ParseGallery(mustRead(t, filepath.Join("testdata", "seeds", "000_duo.md")))
+	g, err := ParseGallery(mustRead(t, filepath.Join("testdata", "auth0-examples", "000_duo.md")))
 	if err != nil {
 		t.Fatal(err)
 	}

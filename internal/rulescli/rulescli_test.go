@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-const seedDir = "../../rules/testdata/seeds"
+const seedDir = "../../rules/testdata/auth0-examples"
 
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()

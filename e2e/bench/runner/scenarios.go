@@ -350,7 +350,7 @@ type ruleRef struct{ name, file string }
 func (env *scenarioEnv) seed(file string) ruleRef {
 	return ruleRef{
 		name: strings.TrimSuffix(strings.TrimSuffix(file, ".js"), ".md"),
-		file: filepath.Join(env.root, "rules", "testdata", "seeds", file),
+		file: filepath.Join(env.root, "rules", "testdata", "auth0-examples", file),
 	}
 }
 

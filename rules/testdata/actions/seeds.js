@@ -1,4 +1,4 @@
-// The five snippets of the seed documents (rules/testdata/seeds) as one
+// The five snippets of the seed documents (rules/testdata/auth0-examples) as one
 // post-login Action; docs/actions.md walks through the rewrite. The
 // helpers stand for the conditions the seed leaves to the reader
 // (conditionIsMet, condition): neither holds.
