@@ -14,17 +14,19 @@ import (
 // docs/performance.md) in smoke mode on the binary under test: every
 // scenario starts stepup and the allow-all baseline, checks that stepup
 // answers the scenario's expected decision, and drives both for a moment
-// while sampled responses are checked again. It asserts decisions and the
-// shape of the report only, never a speed.
+// while sampled responses are checked again; then the past-saturation run
+// ramps and overloads scenario 1 for a moment. It asserts decisions and
+// the shape of the report only, never a speed.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts 14 server processes; skipped with -short")
+		t.Skip("starts 16 server processes; skipped with -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var log strings.Builder
 	rep, err := runner.Run(ctx, runner.Options{
 		Smoke:        true,
+		Saturation:   true,
 		StepupBin:    stepupBin,
 		RequireRedis: harness.InCI(),
 		OutDir:       t.TempDir(),
@@ -68,6 +70,24 @@ func TestBenchSmoke(t *testing.T) {
 		}
 		if len(s.StartupSeconds) != 1 {
 			t.Errorf("scenario %d: %d start-ups timed, want 1", s.ID, len(s.StartupSeconds))
+		}
+	}
+
+	// Past saturation: the ramp and both loads ran, every call of the
+	// windows was sorted, and stepup answered with its decision. Shares
+	// and expiries depend on the machine and are reported, not judged.
+	sat := rep.Saturation
+	if sat == nil {
+		t.Fatal("no past-saturation result")
+	}
+	if len(sat.Ramp) == 0 || sat.StepupKnee == 0 || len(sat.Loads) != 2 {
+		t.Fatalf("past saturation: %d ramp steps, knee %d, %d loads", len(sat.Ramp), sat.StepupKnee, len(sat.Loads))
+	}
+	for _, l := range sat.Loads {
+		for side, s := range map[string]runner.SaturationSummary{"baseline": l.Baseline, "stepup": l.Stepup} {
+			if s.Calls == 0 || s.DecidedRPS == 0 {
+				t.Errorf("%s, %s: %d calls, %.0f decisions/s", l.Name, side, s.Calls, s.DecidedRPS)
+			}
 		}
 	}
 }

@@ -42,7 +42,7 @@ func run() int {
 	fs.IntVar(&o.Conns, "conns", 0, "HTTP/2 connections the workers share (default 2)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "per-Check deadline sent as grpc-timeout (default 200ms, Envoy's)")
 	fs.IntVar(&o.Startups, "startups", 0, "stepup start-ups timed per scenario (default 3; smoke 1)")
-	scenarios := fs.String("scenarios", "", "comma-separated scenario ids to run (default all: 1-7)")
+	scenarios := fs.String("scenarios", "", "comma-separated scenario ids to run, and \"saturation\" for the past-saturation run (default all)")
 	fs.BoolVar(&o.Smoke, "smoke", false, "a few seconds per scenario: check decisions, judge no speed target")
 	fs.StringVar(&o.StepupBin, "stepup", "", "prebuilt stepup binary (default: go build ./cmd/stepup)")
 	fs.StringVar(&o.BaselineBin, "baseline", "", "prebuilt baseline binary (default: go build ./e2e/bench/baseline)")
@@ -62,8 +62,14 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	o.Saturation = *scenarios == ""
 	if *scenarios != "" {
+		o.Scenarios = []int{}
 		for _, f := range strings.Split(*scenarios, ",") {
+			if strings.TrimSpace(f) == "saturation" {
+				o.Saturation = true
+				continue
+			}
 			id, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || id < 1 || id > len(runner.Scenarios()) {
 				fmt.Fprintf(os.Stderr, "bench: -scenarios: %q is not a scenario id (1-%d)\n", f, len(runner.Scenarios()))

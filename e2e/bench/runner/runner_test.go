@@ -256,3 +256,36 @@ func TestSummarizeAllFailedRound(t *testing.T) {
 		t.Errorf("ratios %+v, stepup %+v", res.Ratio, res.Stepup)
 	}
 }
+
+func TestKneeAndSaturationSummary(t *testing.T) {
+	ramp := []RampStep{{Concurrency: 1, StepupRPS: 5000}, {Concurrency: 2, StepupRPS: 9000}, {Concurrency: 4, StepupRPS: 18500}, {Concurrency: 8, StepupRPS: 20000}, {Concurrency: 16, StepupRPS: 19000}}
+	if got := knee(ramp, func(r RampStep) float64 { return r.StepupRPS }); got != 4 {
+		t.Errorf("knee = %d, want 4 (first step at 90%% of 20000)", got)
+	}
+	if got := knee(nil, func(r RampStep) float64 { return r.StepupRPS }); got != 0 {
+		t.Errorf("knee of an empty ramp = %d", got)
+	}
+	oc := func(decided, over, expired int64) *Outcomes {
+		return &Outcomes{Calls: decided + over + expired, Decided: decided, Overloaded: over, DeadlineExpiries: expired, DecidedP99us: 1000, DecidedMaxUs: float64(decided)}
+	}
+	rounds := []Round{
+		{Stepup: Measurement{Seconds: 1, Outcomes: oc(300, 700, 0)}},
+		{Stepup: Measurement{Seconds: 1, Outcomes: oc(500, 500, 2)}},
+		{Stepup: Measurement{Seconds: 2, Outcomes: oc(800, 200, 0)}},
+	}
+	s := summarizeSaturation(rounds, func(r Round) Measurement { return r.Stepup })
+	if s.DeadlineExpiries != 2 || s.DecidedMaxUs != 800 || s.DecidedRPS != 400 || s.Calls != 3002 {
+		t.Errorf("summary %+v", s)
+	}
+	if want := 500.0 / 1002; s.DecidedShare != want {
+		t.Errorf("decided share %v, want the median %v", s.DecidedShare, want)
+	}
+	res := &SaturationResult{Loads: []SaturationLoad{{Name: "x", Stepup: s}}, Ramp: ramp, StepupKnee: 4, MaxInFlight: 128}
+	var b strings.Builder
+	res.writeTable(&b, true)
+	for _, want := range []string{"✗ DEADLINE EXPIRIES: stepup 2", "| stepup req/s | 5000 | 9000 |", "n/a (no admission)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
