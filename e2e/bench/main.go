@@ -43,6 +43,7 @@ func run() int {
 	fs.DurationVar(&o.Timeout, "timeout", 0, "per-Check deadline sent as grpc-timeout (default 200ms, Envoy's)")
 	fs.IntVar(&o.Startups, "startups", 0, "stepup start-ups timed per scenario (default 3; smoke 1)")
 	scenarios := fs.String("scenarios", "", "comma-separated scenario ids to run, and \"saturation\" for the past-saturation run (default all)")
+	curves := fs.Bool("curves", false, "measure the cost curves (rules, prefixes, users, used-markers) instead of the scenarios; about 7 minutes on 2 cores, defaults -duration 3s -warmup 1s -rounds 2; writes curves.{json,md,svg}")
 	fs.BoolVar(&o.Smoke, "smoke", false, "a few seconds per scenario: check decisions, judge no speed target")
 	fs.StringVar(&o.StepupBin, "stepup", "", "prebuilt stepup binary (default: go build ./cmd/stepup)")
 	fs.StringVar(&o.BaselineBin, "baseline", "", "prebuilt baseline binary (default: go build ./e2e/bench/baseline)")
@@ -83,6 +84,9 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *curves {
+		return runCurves(ctx, o)
+	}
 	rep, err := runner.Run(ctx, o)
 	if rep != nil {
 		fmt.Println()
@@ -91,6 +95,24 @@ func run() int {
 		}
 		if o.OutDir != "" {
 			fmt.Printf("results: %s/{%s,%s,%s}\n", o.OutDir, runner.JSONFile, runner.MarkdownFile, runner.SVGFile)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+func runCurves(ctx context.Context, o runner.Options) int {
+	rep, err := runner.RunCurves(ctx, o)
+	if rep != nil {
+		fmt.Println()
+		if werr := rep.WriteTable(os.Stdout); werr != nil && err == nil {
+			err = werr
+		}
+		if o.OutDir != "" {
+			fmt.Printf("results: %s/{%s,%s,%s}\n", o.OutDir, runner.CurvesJSONFile, runner.CurvesMarkdownFile, runner.CurvesSVGFile)
 		}
 	}
 	if err != nil {
