@@ -91,3 +91,63 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchCurvesSmoke runs the cost curves (go run ./e2e/bench -curves)
+// with every size shrunk: each point starts its servers or seeds its
+// store, gets the expected decision and reports its figures. It asserts
+// that every point ran and reported, never a speed or a size.
+func TestBenchCurvesSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a dozen server processes; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	rep, err := runner.RunCurves(ctx, runner.Options{
+		Smoke:        true,
+		StepupBin:    stepupBin,
+		RequireRedis: harness.InCI(),
+		OutDir:       t.TempDir(),
+		Log:          &log,
+	})
+	t.Log("\n" + log.String())
+	if err != nil {
+		t.Fatalf("curves smoke run: %v", err)
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + table.String())
+	curves := map[string]int{}
+	for _, p := range rep.Points {
+		if p.Skipped != "" {
+			if p.Store != "redis" {
+				t.Errorf("%s skipped: %s", p.Label, p.Skipped)
+			}
+			continue
+		}
+		curves[p.Curve]++
+		switch p.Curve {
+		case "states":
+			if p.StoreMB <= 0 || p.ConsumeP50u <= 0 {
+				t.Errorf("%s: store %.2f MB, ConsumeState %.0f µs", p.Label, p.StoreMB, p.ConsumeP50u)
+			}
+		default:
+			if p.Server == nil || len(p.Server.Rounds) != 1 || p.Server.Rounds[0].Stepup.Requests == 0 || p.Server.Rounds[0].Stepup.Mismatches != 0 {
+				t.Errorf("%s: no clean measurement: %+v", p.Label, p.Server)
+			}
+		}
+		if p.Curve == "users" && p.StoreMB <= 0 {
+			t.Errorf("%s: store size %.2f MB", p.Label, p.StoreMB)
+		}
+		if p.Curve == "prefixes" && (p.BuildSeconds <= 0 || p.LookupNs <= 0) {
+			t.Errorf("%s: build %.3fs, lookup %.0f ns", p.Label, p.BuildSeconds, p.LookupNs)
+		}
+	}
+	for _, c := range []string{"rules", "prefixes", "users", "states"} {
+		if curves[c] == 0 {
+			t.Errorf("no point of the %s curve ran", c)
+		}
+	}
+}
