@@ -122,8 +122,13 @@ type Measurement struct {
 // them within the deadline (a later one is a DeadlineExpiry).
 type Outcomes struct {
 	Calls int64 `json:"calls"`
-	// Decided: answered with the scenario's decision.
+	// Decided: answered with the scenario's decision within the deadline
+	// as the client measured it.
 	Decided int64 `json:"decided"`
+	// DecidedLate: answered with the decision, but the client saw it
+	// after the deadline (the answer beat grpc-go's deadline, the
+	// client's own goroutine was late to take it: a loaded machine).
+	DecidedLate int64 `json:"decided_late"`
 	// Overloaded: denied at once by admission control (503, reason
 	// "overloaded").
 	Overloaded int64 `json:"overloaded"`
@@ -134,7 +139,8 @@ type Outcomes struct {
 	DeadlineExpiries int64 `json:"deadline_expiries"`
 	// OtherErrors: other failed calls (connection errors).
 	OtherErrors int64 `json:"other_errors"`
-	// Latencies of the decided and of the overloaded answers, µs.
+	// Latencies of the decided (in time or late) and of the overloaded
+	// answers, µs.
 	DecidedP50us    float64 `json:"decided_p50_us"`
 	DecidedP99us    float64 `json:"decided_p99_us"`
 	DecidedMaxUs    float64 `json:"decided_max_us"`
@@ -275,6 +281,9 @@ func drive(ctx context.Context, addr string, reqs [][]byte, pid int, o loadOptio
 					if o.classify && measured {
 						out.Calls++
 						switch {
+						case err == nil && d > o.timeout:
+							out.DecidedLate++
+							decidedH[w].record(d)
 						case err == nil:
 							out.Decided++
 							decidedH[w].record(d)
@@ -335,6 +344,7 @@ func drive(ctx context.Context, addr string, reqs [][]byte, pid int, o loadOptio
 			ow := outs[w]
 			oc.Calls += ow.Calls
 			oc.Decided += ow.Decided
+			oc.DecidedLate += ow.DecidedLate
 			oc.Overloaded += ow.Overloaded
 			oc.OtherFaults += ow.OtherFaults
 			oc.DeadlineExpiries += ow.DeadlineExpiries

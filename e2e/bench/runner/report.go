@@ -133,7 +133,7 @@ func (r *Report) notes() string {
 
 // saturationNote explains the past-saturation table.
 func saturationNote(timeout string) string {
-	return "Past saturation: closed-loop workers over the same connections, every response decoded; shares are of all calls in the window (medians of the rounds), \"decided in time\" = the expected decision within the " + timeout + " deadline, \"overloaded\" = stepup's admission control answering 503 at once, DEADLINE EXPIRIES = calls with no answer before the deadline (summed over the rounds; must be 0). A turned-away worker retries at once.\n"
+	return "Past saturation: closed-loop workers over the same connections, every response decoded; shares are of all calls in the window (medians of the rounds), \"decided in time\" = the expected decision within the " + timeout + " deadline, \"overloaded\" = stepup's admission control answering 503 at once, DEADLINE EXPIRIES = calls with no answer before the deadline (summed over the rounds; must be 0), decided late = answers that beat grpc-go's deadline but reached the client's goroutine after it (client-side scheduling on a loaded machine; summed). Latencies are client-side: they include the wait in the transport and the run queue before admission control sees a Check. A turned-away worker retries at once.\n"
 }
 
 // WriteMarkdown writes the results as Markdown.

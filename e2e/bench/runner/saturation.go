@@ -99,7 +99,10 @@ type SaturationSummary struct {
 	// issue's bar for expiries is zero.
 	DeadlineExpiries int64 `json:"deadline_expiries"`
 	OtherErrors      int64 `json:"other_errors"`
-	Calls            int64 `json:"calls"`
+	// DecidedLate are decisions the client took after the deadline
+	// (summed).
+	DecidedLate int64 `json:"decided_late"`
+	Calls       int64 `json:"calls"`
 }
 
 // saturationScenario is scenario 1's configuration and request with the
@@ -282,6 +285,7 @@ func summarizeSaturation(rounds []Round, get func(Round) Measurement) Saturation
 		s.DecidedMaxUs = max(s.DecidedMaxUs, m.Outcomes.DecidedMaxUs)
 		s.DeadlineExpiries += m.Outcomes.DeadlineExpiries
 		s.OtherErrors += m.Outcomes.OtherErrors
+		s.DecidedLate += m.Outcomes.DecidedLate
 		s.Calls += m.Outcomes.Calls
 	}
 	return s
@@ -296,7 +300,7 @@ func (r *SaturationResult) DeadlineExpiries() (stepup, baseline int64) {
 	return stepup, baseline
 }
 
-var saturationHeaders = []string{"load", "side", "decisions/s", "decided in time", "decided p50 / p99 / max ms", "overloaded (503 at once)", "overloaded p99 ms", "other fail-closed", "DEADLINE EXPIRIES", "other errors", "CPU µs/call"}
+var saturationHeaders = []string{"load", "side", "decisions/s", "decided in time", "decided p50 / p99 / max ms", "overloaded (503 at once)", "overloaded p99 ms", "other fail-closed", "DEADLINE EXPIRIES", "decided late", "other errors", "CPU µs/call"}
 
 func (r *SaturationResult) rows() [][]string {
 	var out [][]string
@@ -306,14 +310,14 @@ func (r *SaturationResult) rows() [][]string {
 			s    SaturationSummary
 		}{{"baseline", l.Baseline}, {"stepup", l.Stepup}} {
 			s := sd.s
-			over, overP99 := pct(s.OverloadedShare), fmt.Sprintf("%.2f", s.OverloadedP99us/1000)
+			over, overP99 := pct(s.OverloadedShare), fmt.Sprintf("%.1f", s.OverloadedP99us/1000)
 			if sd.name == "baseline" {
 				over, overP99 = "n/a (no admission)", "—"
 			}
 			out = append(out, []string{
 				l.Name, sd.name, fmt.Sprintf("%.0f", s.DecidedRPS), pct(s.DecidedShare),
 				fmt.Sprintf("%.2f / %.2f / %.1f", s.DecidedP50us/1000, s.DecidedP99us/1000, s.DecidedMaxUs/1000),
-				over, overP99, pct(s.OtherFaultShare), fmt.Sprint(s.DeadlineExpiries), fmt.Sprint(s.OtherErrors),
+				over, overP99, pct(s.OtherFaultShare), fmt.Sprint(s.DeadlineExpiries), fmt.Sprint(s.DecidedLate), fmt.Sprint(s.OtherErrors),
 				fmt.Sprintf("%.1f", s.CPUPerCallUs),
 			})
 		}
