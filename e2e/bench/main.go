@@ -6,7 +6,9 @@
 //	go run ./e2e/bench -duration 10s -rounds 5 -out bench-results
 //
 // It prints a table and writes results.json, results.md and results.svg
-// into -out (bench-results/ is not committed). -smoke runs every scenario
+// into -out (bench-results/ is not committed); the past-saturation run
+// follows the scenarios. -curves measures the cost curves instead
+// (curves.json, curves.md, curves.svg). -smoke runs every scenario
 // for a fraction of a second: decisions are checked, speed is not judged.
 // The method and the latest figures are in docs/performance.md.
 //
