@@ -6,7 +6,9 @@
 //	go run ./e2e/bench -duration 10s -rounds 5 -out bench-results
 //
 // It prints a table and writes results.json, results.md and results.svg
-// into -out (bench-results/ is not committed). -smoke runs every scenario
+// into -out (bench-results/ is not committed); the past-saturation run
+// follows the scenarios. -curves measures the cost curves instead
+// (curves.json, curves.md, curves.svg). -smoke runs every scenario
 // for a fraction of a second: decisions are checked, speed is not judged.
 // The method and the latest figures are in docs/performance.md.
 //
@@ -42,7 +44,8 @@ func run() int {
 	fs.IntVar(&o.Conns, "conns", 0, "HTTP/2 connections the workers share (default 2)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "per-Check deadline sent as grpc-timeout (default 200ms, Envoy's)")
 	fs.IntVar(&o.Startups, "startups", 0, "stepup start-ups timed per scenario (default 3; smoke 1)")
-	scenarios := fs.String("scenarios", "", "comma-separated scenario ids to run (default all: 1-7)")
+	scenarios := fs.String("scenarios", "", "comma-separated scenario ids to run, and \"saturation\" for the past-saturation run (default all)")
+	curves := fs.Bool("curves", false, "measure the cost curves (rules, prefixes, users, used-markers) instead of the scenarios; about 7 minutes on 2 cores, defaults -duration 3s -warmup 1s -rounds 2; writes curves.{json,md,svg}")
 	fs.BoolVar(&o.Smoke, "smoke", false, "a few seconds per scenario: check decisions, judge no speed target")
 	fs.StringVar(&o.StepupBin, "stepup", "", "prebuilt stepup binary (default: go build ./cmd/stepup)")
 	fs.StringVar(&o.BaselineBin, "baseline", "", "prebuilt baseline binary (default: go build ./e2e/bench/baseline)")
@@ -62,8 +65,14 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	o.Saturation = *scenarios == ""
 	if *scenarios != "" {
+		o.Scenarios = []int{}
 		for _, f := range strings.Split(*scenarios, ",") {
+			if strings.TrimSpace(f) == "saturation" {
+				o.Saturation = true
+				continue
+			}
 			id, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || id < 1 || id > len(runner.Scenarios()) {
 				fmt.Fprintf(os.Stderr, "bench: -scenarios: %q is not a scenario id (1-%d)\n", f, len(runner.Scenarios()))
@@ -77,6 +86,9 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *curves {
+		return runCurves(ctx, o)
+	}
 	rep, err := runner.Run(ctx, o)
 	if rep != nil {
 		fmt.Println()
@@ -85,6 +97,24 @@ func run() int {
 		}
 		if o.OutDir != "" {
 			fmt.Printf("results: %s/{%s,%s,%s}\n", o.OutDir, runner.JSONFile, runner.MarkdownFile, runner.SVGFile)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+func runCurves(ctx context.Context, o runner.Options) int {
+	rep, err := runner.RunCurves(ctx, o)
+	if rep != nil {
+		fmt.Println()
+		if werr := rep.WriteTable(os.Stdout); werr != nil && err == nil {
+			err = werr
+		}
+		if o.OutDir != "" {
+			fmt.Printf("results: %s/{%s,%s,%s}\n", o.OutDir, runner.CurvesJSONFile, runner.CurvesMarkdownFile, runner.CurvesSVGFile)
 		}
 	}
 	if err != nil {

@@ -12,8 +12,10 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -68,6 +70,10 @@ type loadOptions struct {
 	timeout time.Duration
 	// sampleEvery: every n-th response of a worker is decoded and checked.
 	sampleEvery int
+	// classify decodes every response and sorts it into the outcomes of
+	// [Outcomes] (the past-saturation runs): answered with a decision,
+	// turned away as overloaded, another fail-closed answer, no answer.
+	classify bool
 }
 
 // Measurement is one side of one round.
@@ -99,10 +105,55 @@ type Measurement struct {
 	Checked    int64 `json:"checked"`
 	Faults     int64 `json:"faults"`
 	Mismatches int64 `json:"mismatches"`
+	// DeadlineExpiries are the failed calls whose deadline expired before
+	// an answer came (gRPC DeadlineExceeded); they are also in Errors.
+	DeadlineExpiries int64 `json:"deadline_expiries"`
 	// FirstError and FirstMismatch describe the first failed call and the
 	// first wrong decision, if any.
 	FirstError    string `json:"first_error,omitempty"`
 	FirstMismatch string `json:"first_mismatch,omitempty"`
+	// Outcomes sorts every call of the window (classifying runs only).
+	Outcomes *Outcomes `json:"outcomes,omitempty"`
+}
+
+// Outcomes sorts every call of a measured window by what came back, for
+// the past-saturation runs, where every response is decoded. Requests
+// counts all answers; Decided those with the expected decision, all of
+// them within the deadline (a later one is a DeadlineExpiry).
+type Outcomes struct {
+	Calls int64 `json:"calls"`
+	// Decided: answered with the scenario's decision within the deadline
+	// as the client measured it.
+	Decided int64 `json:"decided"`
+	// DecidedLate: answered with the decision, but the client saw it
+	// after the deadline (the answer beat grpc-go's deadline, the
+	// client's own goroutine was late to take it: a loaded machine).
+	DecidedLate int64 `json:"decided_late"`
+	// Overloaded: denied at once by admission control (503, reason
+	// "overloaded").
+	Overloaded int64 `json:"overloaded"`
+	// OtherFaults: other fail-closed answers (store_unavailable,
+	// deadline, rule_timeout).
+	OtherFaults int64 `json:"other_faults"`
+	// DeadlineExpiries: no answer before the call's deadline.
+	DeadlineExpiries int64 `json:"deadline_expiries"`
+	// OtherErrors: other failed calls (connection errors).
+	OtherErrors int64 `json:"other_errors"`
+	// Latencies of the decided (in time or late) and of the overloaded
+	// answers, µs.
+	DecidedP50us    float64 `json:"decided_p50_us"`
+	DecidedP99us    float64 `json:"decided_p99_us"`
+	DecidedMaxUs    float64 `json:"decided_max_us"`
+	OverloadedP50us float64 `json:"overloaded_p50_us"`
+	OverloadedP99us float64 `json:"overloaded_p99_us"`
+}
+
+// share returns n as a share of the calls.
+func (o *Outcomes) share(n int64) float64 {
+	if o == nil || o.Calls == 0 {
+		return 0
+	}
+	return float64(n) / float64(o.Calls)
 }
 
 // ErrWrongDecision means a server answered something other than the
@@ -110,9 +161,11 @@ type Measurement struct {
 var ErrWrongDecision = errors.New("wrong decision")
 
 // drive runs the closed-loop load against addr: warm-up, then the
-// measured window, and returns the measurement. pid is the server's
-// process, for its CPU time. verify checks a decoded response.
-func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions, verify func(*authv3.CheckResponse) error) (Measurement, error) {
+// measured window, and returns the measurement. Worker w sends reqs[w],
+// reqs[w+1], … in turn (most scenarios have one request; the curves of
+// many users rotate through a pool). pid is the server's process, for its
+// CPU time. verify checks a decoded response.
+func drive(ctx context.Context, addr string, reqs [][]byte, pid int, o loadOptions, verify func(*authv3.CheckResponse) error) (Measurement, error) {
 	conns := make([]*grpc.ClientConn, o.conns)
 	for i := range conns {
 		c, err := grpc.NewClient("passthrough:///"+addr,
@@ -134,6 +187,7 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 	var (
 		phase      atomic.Int32
 		errCount   atomic.Int64
+		expired    atomic.Int64
 		checked    atomic.Int64
 		faults     atomic.Int64
 		mismatches atomic.Int64
@@ -146,17 +200,25 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 	}
 	hists := make([]*histogram, o.concurrency)
 	counts := make([]int64, o.concurrency)
+	// Classifying runs: per worker, the outcomes and the latencies of
+	// decided and overloaded answers.
+	outs := make([]Outcomes, o.concurrency)
+	decidedH := make([]*histogram, o.concurrency)
+	overH := make([]*histogram, o.concurrency)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	for w := 0; w < o.concurrency; w++ {
 		h := &histogram{}
 		hists[w] = h
+		if o.classify {
+			decidedH[w], overH[w] = &histogram{}, &histogram{}
+		}
 		conn := conns[w%len(conns)]
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			payload := rawReq(req)
+			out := &outs[w]
 			var resp rawResp
 			n := 0
 			for runCtx.Err() == nil {
@@ -164,8 +226,9 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 				if p == phaseStop {
 					return
 				}
+				payload := rawReq(reqs[(w+n)%len(reqs)])
 				n++
-				resp.keep = o.sampleEvery > 0 && n%o.sampleEvery == 0
+				resp.keep = o.classify || o.sampleEvery > 0 && n%o.sampleEvery == 0
 				cctx, ccancel := context.WithTimeout(runCtx, o.timeout)
 				t0 := time.Now()
 				err := conn.Invoke(cctx, checkMethod, payload, &resp)
@@ -178,9 +241,22 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 					if p == phaseMeasure {
 						errCount.Add(1)
 						note(&firstErr, err)
+						deadline := status.Code(err) == codes.DeadlineExceeded
+						if deadline {
+							expired.Add(1)
+						}
+						if o.classify {
+							out.Calls++
+							if deadline {
+								out.DeadlineExpiries++
+							} else {
+								out.OtherErrors++
+							}
+						}
 					}
 					continue
 				}
+				measured := p == phaseMeasure && phase.Load() == phaseMeasure
 				if resp.keep {
 					var cr authv3.CheckResponse
 					err := proto.Unmarshal(resp.b, &cr)
@@ -188,8 +264,13 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 						err = verify(&cr)
 					}
 					checked.Add(1)
+					overloaded := false
 					switch {
 					case err == nil:
+					case isOverloaded(&cr):
+						overloaded = true
+						faults.Add(1)
+						note(&firstErr, errors.New("failed closed: overloaded"))
 					case isFault(&cr):
 						faults.Add(1)
 						note(&firstErr, fmt.Errorf("failed closed: %s", cr.GetStatus().GetMessage()))
@@ -197,8 +278,24 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 						mismatches.Add(1)
 						note(&firstWrong, err)
 					}
+					if o.classify && measured {
+						out.Calls++
+						switch {
+						case err == nil && d > o.timeout:
+							out.DecidedLate++
+							decidedH[w].record(d)
+						case err == nil:
+							out.Decided++
+							decidedH[w].record(d)
+						case overloaded:
+							out.Overloaded++
+							overH[w].record(d)
+						case isFault(&cr):
+							out.OtherFaults++
+						}
+					}
 				}
-				if p == phaseMeasure && phase.Load() == phaseMeasure {
+				if measured {
 					h.record(d)
 					counts[w]++
 				}
@@ -235,11 +332,24 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 	self1, _ := cpuSeconds(os.Getpid())
 	stopAll()
 
-	var all histogram
+	var all, decided, over histogram
 	var total int64
+	var oc Outcomes
 	for w := range hists {
 		all.merge(hists[w])
 		total += counts[w]
+		if o.classify {
+			decided.merge(decidedH[w])
+			over.merge(overH[w])
+			ow := outs[w]
+			oc.Calls += ow.Calls
+			oc.Decided += ow.Decided
+			oc.DecidedLate += ow.DecidedLate
+			oc.Overloaded += ow.Overloaded
+			oc.OtherFaults += ow.OtherFaults
+			oc.DeadlineExpiries += ow.DeadlineExpiries
+			oc.OtherErrors += ow.OtherErrors
+		}
 	}
 	m := Measurement{
 		Requests:   total,
@@ -252,6 +362,13 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 		Checked:    checked.Load(),
 		Faults:     faults.Load(),
 		Mismatches: mismatches.Load(),
+
+		DeadlineExpiries: expired.Load(),
+	}
+	if o.classify {
+		oc.DecidedP50us, oc.DecidedP99us, oc.DecidedMaxUs = us(decided.quantile(0.50)), us(decided.quantile(0.99)), us(time.Duration(decided.max))
+		oc.OverloadedP50us, oc.OverloadedP99us = us(over.quantile(0.50)), us(over.quantile(0.99))
+		m.Outcomes = &oc
 	}
 	if p := firstErr.Load(); p != nil {
 		m.FirstError = *p
@@ -284,6 +401,12 @@ func drive(ctx context.Context, addr string, req []byte, pid int, o loadOptions,
 // otherwise: under overload they are failures to count, not wrong
 // decisions.
 var faultReasons = map[string]bool{"store_unavailable": true, "deadline": true, "rule_timeout": true}
+
+// isOverloaded reports stepup's admission-control answer: 503 at once,
+// reason "overloaded" (extauthz/admission.go).
+func isOverloaded(resp *authv3.CheckResponse) bool {
+	return resp.GetDeniedResponse() != nil && resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue() == "overloaded"
+}
 
 func isFault(resp *authv3.CheckResponse) bool {
 	return resp.GetDeniedResponse() != nil && faultReasons[resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue()]

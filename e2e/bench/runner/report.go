@@ -106,8 +106,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "b/s = baseline / stepup; ratios are stepup/baseline, medians of the rounds' ratios; failed = share of calls that missed the %s deadline or failed closed (store/deadline fault, estimated from the sampled responses); ✓ met, ✗ missed, · not judged (smoke)\n", r.Timeout)
-	return err
+	if _, err := fmt.Fprintf(w, "b/s = baseline / stepup; ratios are stepup/baseline, medians of the rounds' ratios; failed = share of calls that missed the %s deadline or failed closed (store/deadline fault, estimated from the sampled responses); ✓ met, ✗ missed, · not judged (smoke)\n", r.Timeout); err != nil {
+		return err
+	}
+	if r.Saturation != nil {
+		var b strings.Builder
+		r.Saturation.writeTable(&b, false)
+		b.WriteString(saturationNote(r.Timeout))
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	return nil
 }
 
 // notes are the run's caveats: smoke mode, stepup's extra environment.
@@ -120,6 +129,11 @@ func (r *Report) notes() string {
 		n += " — SMOKE: decisions checked, speed not judged"
 	}
 	return n
+}
+
+// saturationNote explains the past-saturation table.
+func saturationNote(timeout string) string {
+	return "Past saturation: closed-loop workers over the same connections, every response decoded; shares are of all calls in the window (medians of the rounds), \"decided in time\" = the expected decision within the " + timeout + " deadline, \"overloaded\" = stepup's admission control answering 503 at once, DEADLINE EXPIRIES = calls with no answer before the deadline (summed over the rounds; must be 0), decided late = answers that beat grpc-go's deadline but reached the client's goroutine after it (client-side scheduling on a loaded machine; summed). Latencies are client-side: they include the wait in the transport and the run queue before admission control sees a Check. A turned-away worker retries at once.\n"
 }
 
 // WriteMarkdown writes the results as Markdown.
@@ -146,6 +160,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	b.WriteString("## Scenarios\n\n")
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(&b, "%d. **%s**: %s. Expected: %s. Load average at start: %s.\n", s.ID, s.Name, s.Description, s.Expect, s.LoadAvg)
+	}
+	if r.Saturation != nil {
+		r.Saturation.writeTable(&b, true)
+		b.WriteString("\n" + saturationNote(r.Timeout))
 	}
 	b.WriteString("\n## Rounds\n\n| # | round | order | baseline req/s | stepup req/s | baseline CPU µs/check | stepup CPU µs/check | baseline p99 µs | stepup p99 µs | errors b/s |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {

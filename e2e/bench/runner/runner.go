@@ -61,10 +61,13 @@ type Options struct {
 	// Startups is how many times stepup's start-up is timed per scenario
 	// (default 3; smoke 1). The first start is the one that is measured.
 	Startups int
-	// Scenarios selects scenarios by id (default all).
+	// Scenarios selects scenarios by id (nil: all; empty: none).
 	Scenarios []int
 	// Smoke: a short run that verifies decisions and judges no target.
 	Smoke bool
+	// Saturation adds the past-saturation run (saturation.go) after the
+	// scenarios.
+	Saturation bool
 	// RequireRedis makes a missing redis-server an error (default: when
 	// CI=true); otherwise scenario 7 is skipped with a note.
 	RequireRedis bool
@@ -148,6 +151,8 @@ type Report struct {
 	LoadAvgAfter  string           `json:"loadavg_after"`
 	Elapsed       string           `json:"elapsed"`
 	Scenarios     []ScenarioResult `json:"scenarios"`
+	// Saturation is the past-saturation run, when it ran.
+	Saturation *SaturationResult `json:"saturation,omitempty"`
 }
 
 // ScenarioResult is one scenario's figures.
@@ -244,7 +249,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	var errs []error
 	for _, sc := range Scenarios() {
-		if len(o.Scenarios) > 0 && !slices.Contains(o.Scenarios, sc.ID) {
+		if o.Scenarios != nil && !slices.Contains(o.Scenarios, sc.ID) {
 			continue
 		}
 		dir := filepath.Join(tmp, fmt.Sprintf("scenario%d", sc.ID))
@@ -263,6 +268,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Scenarios = append(rep.Scenarios, res)
 		if ctx.Err() != nil {
 			break
+		}
+	}
+	if o.Saturation && ctx.Err() == nil {
+		dir, err := saturationDir(tmp)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Log, "past saturation: scenario 1's Check, ramp then 4× the knee and 4× max_in_flight\n")
+		rep.Saturation = runSaturation(ctx, &o, &scenarioEnv{dir: dir, root: root, key: key})
+		if rep.Saturation.Error != "" {
+			fmt.Fprintf(o.Log, "past saturation FAILED: %s\n", rep.Saturation.Error)
+			errs = append(errs, fmt.Errorf("past saturation: %s", rep.Saturation.Error))
 		}
 	}
 	rep.LoadAvgAfter = loadAvg()
@@ -325,7 +342,7 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, env *scenarioEnv)
 }
 
 func measureScenario(ctx context.Context, o *Options, env *scenarioEnv, res *ScenarioResult) error {
-	req, err := proto.Marshal(env.request)
+	reqs, err := marshalAll(append([]*authv3.CheckRequest{env.request}, env.pool...))
 	if err != nil {
 		return err
 	}
@@ -361,6 +378,11 @@ func measureScenario(ctx context.Context, o *Options, env *scenarioEnv, res *Sce
 	if err := verify(ctx, st.addr, env.request, res.Expect.check); err != nil {
 		return fmt.Errorf("stepup: %w", err)
 	}
+	for _, r := range env.pool[:min(len(env.pool), 3)] {
+		if err := verify(ctx, st.addr, r, res.Expect.check); err != nil {
+			return fmt.Errorf("stepup, pooled request: %w", err)
+		}
+	}
 	fmt.Fprintf(o.Log, "  decision verified: %s\n", res.Expect)
 
 	lo := loadOptions{
@@ -382,7 +404,7 @@ func measureScenario(ctx context.Context, o *Options, env *scenarioEnv, res *Sce
 			if pprofAddr != "" && r == 0 && side.s == st {
 				prof = profile(ctx, pprofAddr, o.Warmup, o.Duration, filepath.Join(o.CPUProfileDir, fmt.Sprintf("scenario%d-%s.pprof", res.ID, res.Name)))
 			}
-			m, err := drive(ctx, side.s.addr, req, side.s.pid(), lo, side.verify)
+			m, err := drive(ctx, side.s.addr, reqs, side.s.pid(), lo, side.verify)
 			if prof != nil {
 				if perr := <-prof; perr != nil {
 					fmt.Fprintf(o.Log, "  cpu profile: %v\n", perr)
@@ -423,6 +445,18 @@ func measureScenario(ctx context.Context, o *Options, env *scenarioEnv, res *Sce
 	}
 	summarize(res, o.Smoke)
 	return nil
+}
+
+func marshalAll(rs []*authv3.CheckRequest) ([][]byte, error) {
+	out := make([][]byte, len(rs))
+	for i, r := range rs {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
 }
 
 // verify sends the request a few times with the ordinary protobuf codec

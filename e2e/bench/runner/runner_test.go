@@ -1,10 +1,12 @@
 package runner
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,10 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/stepup-dev/stepup/session"
+	"github.com/stepup-dev/stepup/session/boltstore"
+	"github.com/stepup-dev/stepup/session/redisstore"
 )
 
 func TestHistogramQuantiles(t *testing.T) {
@@ -255,4 +261,102 @@ func TestSummarizeAllFailedRound(t *testing.T) {
 	if res.Ratio.Throughput != 0.1 || res.Ratio.CPUPerCheck != 12 || res.Stepup.CPUPerCheckUs != 600 || res.Stepup.ErrorRate != 1 {
 		t.Errorf("ratios %+v, stepup %+v", res.Ratio, res.Stepup)
 	}
+}
+
+func TestKneeAndSaturationSummary(t *testing.T) {
+	ramp := []RampStep{{Concurrency: 1, StepupRPS: 5000}, {Concurrency: 2, StepupRPS: 9000}, {Concurrency: 4, StepupRPS: 18500}, {Concurrency: 8, StepupRPS: 20000}, {Concurrency: 16, StepupRPS: 19000}}
+	if got := knee(ramp, func(r RampStep) float64 { return r.StepupRPS }); got != 4 {
+		t.Errorf("knee = %d, want 4 (first step at 90%% of 20000)", got)
+	}
+	if got := knee(nil, func(r RampStep) float64 { return r.StepupRPS }); got != 0 {
+		t.Errorf("knee of an empty ramp = %d", got)
+	}
+	oc := func(decided, over, expired int64) *Outcomes {
+		return &Outcomes{Calls: decided + over + expired, Decided: decided, Overloaded: over, DeadlineExpiries: expired, DecidedP99us: 1000, DecidedMaxUs: float64(decided)}
+	}
+	rounds := []Round{
+		{Stepup: Measurement{Seconds: 1, Outcomes: oc(300, 700, 0)}},
+		{Stepup: Measurement{Seconds: 1, Outcomes: oc(500, 500, 2)}},
+		{Stepup: Measurement{Seconds: 2, Outcomes: oc(800, 200, 0)}},
+	}
+	s := summarizeSaturation(rounds, func(r Round) Measurement { return r.Stepup })
+	if s.DeadlineExpiries != 2 || s.DecidedMaxUs != 800 || s.DecidedRPS != 400 || s.Calls != 3002 {
+		t.Errorf("summary %+v", s)
+	}
+	if want := 500.0 / 1002; s.DecidedShare != want {
+		t.Errorf("decided share %v, want the median %v", s.DecidedShare, want)
+	}
+	res := &SaturationResult{Loads: []SaturationLoad{{Name: "x", Stepup: s}}, Ramp: ramp, StepupKnee: 4, MaxInFlight: 128}
+	var b strings.Builder
+	res.writeTable(&b, true)
+	for _, want := range []string{"✗ DEADLINE EXPIRIES: stepup 2", "| stepup req/s | 5000 | 9000 |", "n/a (no admission)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestSeedersMatchStores: what the bulk seeders write is what the stores
+// read through the Store API, in bbolt and, when redis-server is
+// installed, in Redis.
+func TestSeedersMatchStores(t *testing.T) {
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	recs := []seedRecord{
+		{user: "auth0|user00000001", kind: session.KindDevice, id: "abc", val: []byte(`{"v":1}`), exp: exp},
+		{user: "odd:{user}%", kind: session.KindDevice, id: "def", val: []byte("x"), exp: exp},
+		{key: "state-used:0123456789abcdef0123456789abcdef", val: []byte("1"), exp: exp},
+	}
+	seed := func(i int) seedRecord { return recs[i] }
+	check := func(t *testing.T, st session.Store) {
+		t.Helper()
+		for _, r := range recs {
+			var got []byte
+			var err error
+			if r.user == "" {
+				got, err = st.Get(ctx, r.key)
+			} else {
+				got, err = st.GetUser(ctx, r.user, r.kind, r.id)
+				if err == nil {
+					if l, lerr := st.ListUser(ctx, r.user, r.kind); lerr != nil || len(l) != 1 || l[0].ID != r.id {
+						t.Errorf("ListUser(%q) = %v, %v", r.user, l, lerr)
+					}
+				}
+			}
+			if err != nil || string(got) != string(r.val) {
+				t.Errorf("read back %q/%q: %q, %v; want %q", r.user, r.key+r.id, got, err, r.val)
+			}
+		}
+	}
+	t.Run("bolt", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "s.db")
+		if err := seedBolt(path, len(recs), seed); err != nil {
+			t.Fatal(err)
+		}
+		st, err := boltstore.Open(path, boltstore.Options{SweepInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		check(t, st)
+	})
+	t.Run("redis", func(t *testing.T) {
+		rs, err := startRedis(ctx, t.TempDir())
+		if errors.Is(err, ErrNoRedis) {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.stop()
+		if err := seedRedis(ctx, rs.addr, len(recs), seed); err != nil {
+			t.Fatal(err)
+		}
+		st, err := redisstore.New(redisstore.Options{Addrs: []string{rs.addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		check(t, st)
+	})
 }

@@ -170,6 +170,9 @@ type scenarioEnv struct {
 	// Produced:
 	config  string // stepup configuration file
 	request *authv3.CheckRequest
+	// pool, when set, are further requests the workers rotate through
+	// after request (the curves of many users).
+	pool []*authv3.CheckRequest
 }
 
 // Scenarios returns the benchmark's scenarios, in order.
@@ -375,6 +378,8 @@ type benchConfig struct {
 	corporateFiles []string
 	// redisAddr selects the Redis store; otherwise bolt (the default).
 	redisAddr string
+	// maxInFlight sets server.max_in_flight (0: stepup's default).
+	maxInFlight int
 }
 
 func (env *scenarioEnv) boltPath() string { return filepath.Join(env.dir, "data", "sessions.db") }
@@ -389,6 +394,9 @@ func (env *scenarioEnv) yaml(c benchConfig) string {
 	fmt.Fprintf(&b, "data_dir: %q\n", filepath.Join(env.dir, "data"))
 	b.WriteString("log:\n  level: warn\n  decisions: none\n")
 	b.WriteString("server:\n  grpc:\n    listen: 127.0.0.1:0\n  http:\n    listen: 127.0.0.1:0\n")
+	if c.maxInFlight > 0 {
+		fmt.Fprintf(&b, "  max_in_flight: %d\n", c.maxInFlight)
+	}
 	b.WriteString("networks:\n  corporate:\n    cidrs:\n")
 	for _, p := range corporateCIDRs {
 		fmt.Fprintf(&b, "      - %q\n", p)
