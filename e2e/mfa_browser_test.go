@@ -43,6 +43,8 @@ func TestMFAStepInBrowser(t *testing.T) {
 				t.Parallel()
 				b := browser.Shared(t)
 				s := startMFAStack(t, via, remember)
+				// Every page of the step is checked for accessibility.
+				s.axe = requireAxe(t)
 				if remember {
 					rememberScenario(t, b, s)
 				} else {
@@ -69,6 +71,7 @@ func rememberScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.Navigate(alice, t, s.url(orig))
 	stateURL := s.requireSteppedUp(alice, t, "enrol")
 	browser.Screenshot(alice, t, "enrol")
+	s.axe.check(alice, t, "enrol")
 	if !browser.Exists(alice, t, "#remember") {
 		t.Error("the rule allows remembering, but the page offers no #remember box")
 	}
@@ -79,6 +82,7 @@ func rememberScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 		t.Errorf("bob opening alice's state link: status %d, want 403", st)
 	}
 	browser.Screenshot(bob, t, "another-users-state-refused")
+	s.axe.check(bob, t, "another-users-state-refused")
 	if browser.Exists(bob, t, "#totp-secret") || browser.Exists(bob, t, "input#code") {
 		t.Error("bob was offered a form on alice's state")
 	}
@@ -92,10 +96,12 @@ func rememberScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.Fill(alice, t, "input#code", mfaTOTPCode(t, secret, enrolAt))
 	browser.SetChecked(alice, t, "#remember", true)
 	browser.Screenshot(alice, t, "enrol-filled")
+	s.axe.check(alice, t, "enrol-filled")
 	browser.ClickAndWait(alice, t, "button[type=submit]")
 	rememberedAt := s.clock.Offset()
 	s.readRecoveryCodes(alice, t)
 	browser.Screenshot(alice, t, "recovery-codes")
+	s.axe.check(alice, t, "recovery-codes")
 	browser.ClickAndWait(alice, t, "#continue")
 	s.requireOnApp(alice, t, orig, "auth0|alice", "otp")
 	browser.Screenshot(alice, t, "back-on-the-application")
@@ -110,6 +116,7 @@ func rememberScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 		t.Errorf("reusing the state link: status %d, want 410", st)
 	}
 	browser.Screenshot(alice, t, "state-replay-refused")
+	s.axe.check(alice, t, "state-replay-refused")
 	if !browser.Exists(alice, t, "#next") {
 		t.Error("the used-state page has no start-again link (#next)")
 	}
@@ -124,6 +131,7 @@ func rememberScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.Navigate(other, t, s.url(orig))
 	s.requireSteppedUp(other, t, "verify")
 	browser.Screenshot(other, t, "fresh-context-verify")
+	s.axe.check(other, t, "fresh-context-verify")
 
 	t.Log("the enrolment code, replayed in its own time step, is refused")
 	s.clock.Set(t, enrolAt)
@@ -135,6 +143,7 @@ func rememberScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	}
 	t.Logf("replayed code: %q", browser.Text(other, t, "#form-error"))
 	browser.Screenshot(other, t, "replayed-code-refused")
+	s.axe.check(other, t, "replayed-code-refused")
 
 	s.clock.Advance(t, time.Minute) // two time steps on: a code never used
 	browser.Fill(other, t, "input#code", mfaTOTPCode(t, secret, s.clock.Now()))
@@ -166,6 +175,7 @@ func rememberScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.Navigate(alice, t, s.url(orig))
 	s.requireSteppedUp(alice, t, "verify")
 	browser.Screenshot(alice, t, "day-31-asked-again")
+	s.axe.check(alice, t, "day-31-asked-again")
 	browser.Fill(alice, t, "input#code", mfaTOTPCode(t, secret, s.clock.Now()))
 	browser.ClickAndWait(alice, t, "button[type=submit]")
 	s.requireOnApp(alice, t, orig, "auth0|alice", "otp")
@@ -194,6 +204,7 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.Navigate(alice, t, s.url(orig))
 	stateURL := s.requireSteppedUp(alice, t, "enrol")
 	browser.Screenshot(alice, t, "enrol")
+	s.axe.check(alice, t, "enrol")
 	if browser.Exists(alice, t, "#remember") {
 		t.Error("the rule forbids remembering, but the page offers a #remember box")
 	}
@@ -203,6 +214,7 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 		t.Errorf("tampered state: status %d, want 400", st)
 	}
 	browser.Screenshot(alice, t, "tampered-state-refused")
+	s.axe.check(alice, t, "tampered-state-refused")
 
 	t.Log("enrolment with a forged remember field")
 	browser.Navigate(alice, t, stateURL)
@@ -213,6 +225,7 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.ClickAndWait(alice, t, "button[type=submit]")
 	codes := s.readRecoveryCodes(alice, t)
 	browser.Screenshot(alice, t, "recovery-codes")
+	s.axe.check(alice, t, "recovery-codes")
 	browser.ClickAndWait(alice, t, "#continue")
 	s.requireOnApp(alice, t, orig, "auth0|alice", "otp")
 	browser.Screenshot(alice, t, "back-on-the-application")
@@ -232,8 +245,10 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 		t.Error("the verification page offers a #remember box the rule forbids")
 	}
 	browser.Screenshot(alice, t, "fresh-session-asked-again")
+	s.axe.check(alice, t, "fresh-session-asked-again")
 	browser.ClickAndWait(alice, t, "#alt-link")
 	browser.Screenshot(alice, t, "recovery-code-form")
+	s.axe.check(alice, t, "recovery-code-form")
 	browser.Fill(alice, t, "input#code", codes[0])
 	browser.ClickAndWait(alice, t, "button[type=submit]")
 	s.requireOnApp(alice, t, orig, "auth0|alice", "recovery-code")
@@ -246,6 +261,7 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 	browser.Navigate(alice, t, s.url("//evil.example/landing?from=mfa"))
 	s.requireSteppedUp(alice, t, "verify")
 	browser.Screenshot(alice, t, "day-29-asked-again")
+	s.axe.check(alice, t, "day-29-asked-again")
 	browser.Fill(alice, t, "input#code", mfaTOTPCode(t, secret, s.clock.Now()))
 	browser.ClickAndWait(alice, t, "button[type=submit]")
 	s.requireOnApp(alice, t, "/", "auth0|alice", "otp")
@@ -265,6 +281,7 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 		t.Fatalf("an old recovery code was not refused after new ones were made\npage: %s", browser.Text(alice, t, "body"))
 	}
 	browser.Screenshot(alice, t, "old-recovery-code-refused")
+	s.axe.check(alice, t, "old-recovery-code-refused")
 	for i := 0; i < 10 && !strings.Contains(browser.Text(alice, t, "#form-error"), "Too many"); i++ {
 		browser.Fill(alice, t, "input#code", "0000-0000-0000-0000")
 		browser.ClickAndWait(alice, t, "button[type=submit]")
@@ -273,6 +290,7 @@ func neverRememberedScenario(t *testing.T, b *browser.Browser, s *mfaStack) {
 		t.Fatalf("no pause after wrong recovery codes: %q", msg)
 	}
 	browser.Screenshot(alice, t, "locked-out")
+	s.axe.check(alice, t, "locked-out")
 	s.clock.Advance(t, 2*time.Minute) // past the one-minute pause
 	browser.Fill(alice, t, "input#code", fresh[0])
 	browser.ClickAndWait(alice, t, "button[type=submit]")
@@ -290,9 +308,11 @@ func factorsNewCodes(ctx context.Context, t *testing.T, s *mfaStack) []string {
 		t.Fatalf("the factors page offers no reset or new-codes form\npage: %s", browser.Text(ctx, t, "body"))
 	}
 	browser.Screenshot(ctx, t, "factors")
+	s.axe.check(ctx, t, "factors")
 	browser.ClickAndWait(ctx, t, "#new-codes")
 	codes := s.readRecoveryCodes(ctx, t)
 	browser.Screenshot(ctx, t, "new-recovery-codes")
+	s.axe.check(ctx, t, "new-recovery-codes")
 	browser.ClickAndWait(ctx, t, "#continue")
 	if got, want := browser.URL(ctx, t), s.url("/.stepup/factors"); got != want {
 		t.Errorf("after saving the new codes the browser is on %s, want %s", got, want)

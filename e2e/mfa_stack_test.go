@@ -153,9 +153,11 @@ type mfaStack struct {
 	// secrets are the TOTP secrets and recovery codes the pages showed,
 	// which must never appear in stepup's log.
 	secrets []string
+	// axe checks each page of the step for accessibility.
+	axe *axeChecker
 }
 
-// startMFAStack runs stepup (a rule file with the seed's extranet logic,
+// startMFAStack runs stepup (a rule file with Auth0's extranet example logic,
 // allowRememberBrowser as given, development mode for plain HTTP, the test
 // clock hook) and the proxy via "caddy" or "envoy".
 func startMFAStack(t *testing.T, via string, allowRemember bool) *mfaStack {
