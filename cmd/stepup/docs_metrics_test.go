@@ -87,7 +87,7 @@ func exportedMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.a.Close()
+	defer s.close()
 	// A check that runs the rules, and one whose deadline has passed (a
 	// check that fails closed).
 	req := &authv3.CheckRequest{}

@@ -62,7 +62,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer s.a.Close()
+	// Stops the gRPC server too (its stream workers) when serve returns
+	// before draining; stopping it again after a drain is harmless.
+	defer s.close()
 	for _, w := range identityHeaderWarnings(cfg, s.a.nets.Load()) {
 		log.Warn(w)
 	}
@@ -166,7 +168,7 @@ func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile str
 	a.closers = append([]func(){bo.audit.close}, a.closers...) // closed last
 	s := &server{a: a, cfgPath: cfgPath, dataDir: dataDir, log: log, validate: validate}
 	if err := s.build(ctx); err != nil {
-		a.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
