@@ -13,8 +13,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/internal/buildinfo"
 	"github.com/stepup-dev/stepup/internal/rulescli"
+	"github.com/stepup-dev/stepup/internal/rulesload"
+	"github.com/stepup-dev/stepup/rules"
 )
 
 func main() {
@@ -57,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "check":
 		err = runCheck(ctx, args[1:], stdout, stderr)
 	case "rules":
-		return rulescli.Run(ctx, args[1:], stdout, stderr)
+		return rulescli.Run(ctx, args[1:], stdout, stderr, serveRules)
 	case "config":
 		err = runConfig(ctx, args[1:], stdout, stderr)
 	case "keys":
@@ -84,4 +87,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return 1
+}
+
+// serveRules reads the rules and their configuration from a configuration
+// file as serve does, for `stepup rules lint --config`.
+func serveRules(path string) ([]rules.Source, map[string]string, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	srcs, err := rulesload.Sources(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	conf, err := rulesload.Configuration(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srcs, conf, nil
 }

@@ -37,16 +37,23 @@ const usage = `Usage:
       console.* output goes to stderr. Exit 0 when the rules ran (whatever
       the outcome), 2 for bad input.
 
-  stepup rules lint [--configuration CFG.json] FILE...
+  stepup rules lint [--config stepup.yaml] [--configuration CFG.json] [FILE...]
       Report load errors, unavailable modules, missing mandatory configuration
       and configuration keys the code reads but does not declare, one per line
-      as "file: severity: message". Exit 1 if any error, 2 for bad input.
+      as "file: severity: message". With --config, the rules of rules.list
+      and their rules.configuration are read from stepup's configuration
+      file, as serve reads them (FILE arguments are linted after them).
+      Exit 1 if any error, 2 for bad input.
 `
+
+// ServeRules reads the rules and their configuration from stepup's
+// configuration file at path, as serve does (for `lint --config`).
+type ServeRules func(path string) ([]rules.Source, map[string]string, error)
 
 // Run runs `stepup rules ARGS` and returns the exit status: 0 when
 // the rules ran or the lint found no error, 1 for lint errors, 2 for bad
-// input.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// input. serveRules may be nil: `lint --config` then reports bad input.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, serveRules ServeRules) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -55,7 +62,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "try":
 		return rulesTry(ctx, args[1:], stdout, stderr)
 	case "lint":
-		return rulesLint(args[1:], stdout, stderr)
+		return rulesLint(args[1:], stdout, stderr, serveRules)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -150,10 +157,11 @@ func rulesTry(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-func rulesLint(args []string, stdout, stderr io.Writer) int {
+func rulesLint(args []string, stdout, stderr io.Writer, serveRules ServeRules) int {
 	fs := flag.NewFlagSet("stepup rules lint", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgFile := fs.String("configuration", "", "JSON file with the rules configuration; enables the configuration checks")
+	serveCfg := fs.String("config", "", "stepup's configuration file: lint its rules.list with its rules.configuration")
 	// Accept flags before, between and after the file names.
 	var files []string
 	for {
@@ -169,7 +177,7 @@ func rulesLint(args []string, stdout, stderr io.Writer) int {
 		files = append(files, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(files) == 0 {
+	if len(files) == 0 && *serveCfg == "" {
 		fmt.Fprintf(stderr, "stepup rules lint: no rule files given\n\n%s", usage)
 		return 2
 	}
@@ -178,11 +186,34 @@ func rulesLint(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "stepup rules lint: %v\n", err)
 		return 2
 	}
-	srcs, err := loadRuleFiles(files)
+	var srcs []rules.Source
+	if *serveCfg != "" {
+		if serveRules == nil {
+			fmt.Fprintln(stderr, "stepup rules lint: --config is not available here")
+			return 2
+		}
+		list, conf, err := serveRules(*serveCfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "stepup rules lint: %v\n", err)
+			return 2
+		}
+		srcs = list
+		if cfg == nil {
+			cfg = conf
+		} else {
+			for k, v := range conf {
+				if _, ok := cfg[k]; !ok {
+					cfg[k] = v
+				}
+			}
+		}
+	}
+	more, err := loadRuleFiles(files)
 	if err != nil {
 		fmt.Fprintf(stderr, "stepup rules lint: %v\n", err)
 		return 2
 	}
+	srcs = append(srcs, more...)
 	code := 0
 	for _, f := range rules.Lint(rules.Options{Rules: srcs, Configuration: cfg}) {
 		fmt.Fprintf(stdout, "%s: %s: %s\n", findingFile(f), f.Severity, f.Message)

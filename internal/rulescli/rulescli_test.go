@@ -25,7 +25,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 
 func runRules(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), args, &out, &errb)
+	code = Run(context.Background(), args, &out, &errb, nil)
 	return code, out.String(), errb.String()
 }
 
