@@ -19,6 +19,7 @@ import (
 	"github.com/stepup-dev/stepup/internal/gotune"
 	"github.com/stepup-dev/stepup/internal/jwtkeys"
 	"github.com/stepup-dev/stepup/internal/rulesload"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
 	"github.com/stepup-dev/stepup/session/memstore"
@@ -129,12 +130,12 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 
 	var store session.Store
 	if bo.validate {
-		a.notes, err = probeStore(ctx, cfg, log)
+		a.notes, err = sessions.ProbeStore(ctx, cfg, log)
 		store = memstore.New(memstore.Options{})
 	} else {
-		store, err = openStore(cfg, log)
+		store, err = sessions.OpenStore(cfg, log)
 	}
-	if err != nil && bo.dryRun && isLocked(err) {
+	if err != nil && bo.dryRun && sessions.IsLocked(err) {
 		log.Warn("the session store is in use by a running server: this dry run checks cookies against an empty store")
 		store, err = memstore.New(memstore.Options{}), nil
 	}
@@ -147,12 +148,12 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 	if !bo.validate {
 		keyNote = nil
 	}
-	a.sessions, err = newManagerKeys(cfg, store, log, bo.now, keyNote)
+	a.sessions, err = sessions.NewManagerKeys(cfg, store, log, bo.now, keyNote)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	if a.sealer, err = newSealerKeys(cfg, log, keyNote); err != nil {
+	if a.sealer, err = sessions.NewSealerKeys(cfg, log, keyNote); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -293,7 +294,7 @@ func buildKeyfunc(ctx context.Context, cfg *config.Config, log *slog.Logger) (ex
 }
 
 func mustDataDir(cfg *config.Config) string {
-	d, err := dataDirOf(cfg)
+	d, err := sessions.DataDir(cfg)
 	if err != nil {
 		return cfg.DataDir
 	}

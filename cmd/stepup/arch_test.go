@@ -43,6 +43,7 @@ func TestPackageDirection(t *testing.T) {
 		"internal/rulescli":  {"rules"},
 		"internal/rulesload": {"config", "rules", "extauthz"},
 		"internal/servertls": nil,
+		"internal/sessions":  {"config", "session"},
 		"internal/testclock": nil,
 	}
 	seen := 0

@@ -14,6 +14,7 @@ import (
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
 	"github.com/stepup-dev/stepup/internal/jwtkeys"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/mfa"
 )
 
@@ -22,7 +23,7 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 	sealer := a.sealer
 	if sealer == nil {
 		var err error
-		if sealer, err = newSealer(cfg, log); err != nil {
+		if sealer, err = sessions.NewSealer(cfg, log); err != nil {
 			return nil, err
 		}
 	}

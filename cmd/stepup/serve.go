@@ -30,6 +30,7 @@ import (
 	"github.com/stepup-dev/stepup/internal/profiling"
 	"github.com/stepup-dev/stepup/internal/readiness"
 	"github.com/stepup-dev/stepup/internal/servertls"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/internal/testclock"
 	"github.com/stepup-dev/stepup/session"
 )
@@ -197,7 +198,7 @@ func (s *server) build(ctx context.Context) error {
 	if !s.validate {
 		mon := session.NewStoreMonitor(a.store, a.reg, s.log, s.ready.SetStore)
 		go mon.Run(ctx, 2*time.Second)
-		checkStoreSettings(ctx, a.store)
+		sessions.CheckStoreSettings(ctx, a.store)
 	}
 
 	mux, err := s.httpMux()

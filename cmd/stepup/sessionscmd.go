@@ -13,6 +13,7 @@ import (
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
 )
@@ -103,20 +104,20 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // openUserOps works directly on the store, or through the running server's
 // admin endpoint when the embedded store is locked by it.
 func openUserOps(cfg *config.Config, log *slog.Logger) (admin.Ops, func(), error) {
-	store, err := openStore(cfg, log)
+	store, err := sessions.OpenStore(cfg, log)
 	if err == nil {
-		m, err := newManager(cfg, store, log)
+		m, err := sessions.NewManager(cfg, store, log)
 		if err != nil {
 			store.Close()
 			return nil, nil, err
 		}
 		return admin.StoreOps{Manager: m, Store: store}, func() { store.Close() }, nil
 	}
-	if !isLocked(err) {
+	if !sessions.IsLocked(err) {
 		return nil, nil, err
 	}
 	// The embedded store belongs to a running server: ask it.
-	dir, err := dataDirOf(cfg)
+	dir, err := sessions.DataDir(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
