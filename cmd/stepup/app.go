@@ -15,6 +15,7 @@ import (
 	"github.com/stepup-dev/stepup/cidr"
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
+	"github.com/stepup-dev/stepup/internal/audit"
 	"github.com/stepup-dev/stepup/internal/buildinfo"
 	"github.com/stepup-dev/stepup/internal/gotune"
 	"github.com/stepup-dev/stepup/internal/jwtkeys"
@@ -44,7 +45,7 @@ type app struct {
 	// tuner applies the runtime section (serve only; nil elsewhere).
 	tuner *gotune.Tuner
 	// audit is the audit trail (serve only; nil elsewhere).
-	audit *auditTrail
+	audit *audit.Trail
 
 	// sealer encrypts secrets at rest: TOTP seeds, and the Duo secret in
 	// transaction states.
@@ -98,7 +99,7 @@ type buildOptions struct {
 	// written (see probeStore); an in-memory store stands in for it.
 	validate bool
 	// audit receives decisions and MFA events (serve); nil: none.
-	audit *auditTrail
+	audit *audit.Trail
 }
 
 // buildApp wires the decision core from cfg.
@@ -106,7 +107,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: bo.now, audit: bo.audit}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if a.audit != nil {
-		a.reg.MustRegister(a.audit.lost)
+		a.reg.MustRegister(a.audit.Lost())
 	}
 	bi := buildinfo.Read()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -249,7 +250,7 @@ func authzOptions(cfg *config.Config, a *app, policy extauthz.Policy, idOpts ext
 		DuoFallback:      cfg.MFA.Duo.Fallback == mfa.DuoFallbackTOTP,
 		ClientMaxAge:     clientMaxAge(cfg),
 		DryRun:           cfg.Policy.Mode == extauthz.ModeDryRun,
-		Audit:            a.audit.decisionHook(),
+		Audit:            a.audit.DecisionHook(),
 	}
 }
 

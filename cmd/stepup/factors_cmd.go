@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/internal/audit"
 	"github.com/stepup-dev/stepup/mfa"
 )
 
@@ -45,7 +46,7 @@ func runFactors(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	_, direct := ops.(admin.StoreOps)
-	cliAudit(cfg, direct, mfa.AuditEvent{Name: mfa.AuditFactorsReset, User: *user, Removed: &res}, log)
+	audit.CLIRecord(cfg, direct, mfa.AuditEvent{Name: mfa.AuditFactorsReset, User: *user, Removed: &res}, log)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

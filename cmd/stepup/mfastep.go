@@ -58,7 +58,7 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 		ReauthAfter: cfg.MFA.ReauthAfter.D(),
 		Now:         a.now,
 		Logger:      log,
-		Audit:       a.audit.mfaHook(),
+		Audit:       a.audit.MFAHook(),
 		Metrics:     a.reg,
 		Development: cfg.Development,
 		Duo:         duo,

@@ -25,6 +25,7 @@ import (
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
 	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/internal/audit"
 	"github.com/stepup-dev/stepup/internal/buildinfo"
 	"github.com/stepup-dev/stepup/internal/gotune"
 	"github.com/stepup-dev/stepup/internal/profiling"
@@ -156,15 +157,15 @@ func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile str
 			return nil, fmt.Errorf("data_dir: %w", err)
 		}
 	}
-	if bo.audit, err = openAuditTrail(cfg, log, validate); err != nil {
+	if bo.audit, err = audit.OpenTrail(cfg, log, validate); err != nil {
 		return nil, err
 	}
 	a, err := buildApp(ctx, cfg, log, bo)
 	if err != nil {
-		bo.audit.close()
+		bo.audit.Close()
 		return nil, err
 	}
-	a.closers = append([]func(){bo.audit.close}, a.closers...) // closed last
+	a.closers = append([]func(){bo.audit.Close}, a.closers...) // closed last
 	s := &server{a: a, cfgPath: cfgPath, dataDir: dataDir, log: log, validate: validate}
 	if err := s.build(ctx); err != nil {
 		a.Close()
@@ -245,7 +246,7 @@ func (s *server) httpMux() (*http.ServeMux, error) {
 		Token:  token,
 		Ops:    admin.StoreOps{Manager: a.sessions, Store: a.store},
 		Logger: s.log,
-		Audit:  a.audit.mfaHook(),
+		Audit:  a.audit.MFAHook(),
 	})
 	step, err := newMFAStep(a.cfg, a, s.log)
 	if err != nil {
@@ -343,7 +344,7 @@ func (s *server) wait(ctx context.Context, errc <-chan error) error {
 		case err := <-errc:
 			return err
 		case <-hup:
-			s.a.audit.reopen()
+			s.a.audit.Reopen()
 			s.a.reload(s.cfgPath)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/internal/audit"
 	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
@@ -92,7 +93,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		_, direct := ops.(admin.StoreOps)
-		cliAudit(cfg, direct, mfa.AuditEvent{Name: mfa.AuditSessionsRevoked, User: *user, Device: *device, Removed: &mfa.ResetResult{Sessions: n}}, log)
+		audit.CLIRecord(cfg, direct, mfa.AuditEvent{Name: mfa.AuditSessionsRevoked, User: *user, Device: *device, Removed: &mfa.ResetResult{Sessions: n}}, log)
 		fmt.Fprintf(stdout, "revoked %d session(s) and remembered browser(s) of %s\n", n, *user)
 		if n == 0 && *device != "" {
 			return fmt.Errorf("no session or device %q for %s", *device, *user)
