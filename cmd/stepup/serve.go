@@ -65,7 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer s.a.Close()
-	for _, w := range identityHeaderWarnings(cfg, s.a.nets.Load()) {
+	for _, w := range cfg.IdentityHeaderWarnings(s.a.nets.Load()) {
 		log.Warn(w)
 	}
 	if err := s.listen(); err != nil {
