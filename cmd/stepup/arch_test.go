@@ -38,6 +38,7 @@ func TestPackageDirection(t *testing.T) {
 		"internal/buildinfo": nil,
 		"internal/gotune":    {"config"},
 		"internal/jwtkeys":   nil,
+		"internal/mfaconfig": {"config", "internal", "mfa"},
 		"internal/profiling": nil,
 		"internal/readiness": nil,
 		"internal/rulescli":  {"rules"},
