@@ -912,6 +912,23 @@ func (c *Config) Resolve(p string) string {
 // Validate reports every problem in the configuration at once.
 func (c *Config) Validate() error {
 	v := validator{file: c.file}
+	c.validateServer(&v)
+	c.validateNetworks(&v)
+	c.validateClients(&v)
+	c.validateRealms(&v)
+	c.validateIdentity(&v)
+	c.validateMFA(&v)
+	c.validateUpstream(&v)
+	c.validateNetworkRefs(&v)
+	c.validateRules(&v)
+	c.validateSessions(&v)
+	c.validateStore(&v)
+	c.validateLimits(&v)
+	return v.err()
+}
+
+// validateServer checks the listeners, the runtime, the log and the policy mode.
+func (c *Config) validateServer(v *validator) {
 	v.hostPort("server.grpc.listen", c.Server.GRPC.Listen)
 	v.hostPort("server.http.listen", c.Server.HTTP.Listen)
 	v.tls("server.grpc.tls", c.Server.GRPC.TLS)
@@ -948,6 +965,10 @@ func (c *Config) Validate() error {
 	default:
 		v.add("log.audit.decisions", "must be all, non_allow or none, not %q", c.Log.Audit.Decisions)
 	}
+}
+
+// validateNetworks checks the named networks and the trusted proxies.
+func (c *Config) validateNetworks(v *validator) {
 	if len(c.Networks) == 0 {
 		v.add("networks", "at least one network is required")
 	}
@@ -979,11 +1000,19 @@ func (c *Config) Validate() error {
 	if c.ClientIP.TrustedHops < 0 || c.ClientIP.TrustedHops > 16 {
 		v.add("client_ip.trusted_hops", "must be between 0 and 16")
 	}
+}
+
+// validateClients checks clients.mfa_max_age.
+func (c *Config) validateClients(v *validator) {
 	for _, client := range sortedKeys(c.Clients.MFAMaxAge) {
 		if d := c.Clients.MFAMaxAge[client]; d <= 0 || d > Duration(400*24*time.Hour) {
 			v.add("clients.mfa_max_age."+client, "must be more than 0s and at most 9600h")
 		}
 	}
+}
+
+// validateRealms checks sessions.realms: names, and each host in one realm only.
+func (c *Config) validateRealms(v *validator) {
 	hostRealm := map[string]string{}
 	for _, name := range sortedKeys(c.Sessions.Realms) {
 		p := "sessions.realms." + name
@@ -1003,6 +1032,11 @@ func (c *Config) Validate() error {
 			hostRealm[h] = name
 		}
 	}
+}
+
+// validateIdentity checks who the request is from: the client address
+// source, then the identity sources of the user.
+func (c *Config) validateIdentity(v *validator) {
 	if c.ClientIP.TrustedHops > 0 && c.ClientIP.EnvoyExternalAddress != nil && *c.ClientIP.EnvoyExternalAddress {
 		v.add("client_ip.envoy_external_address", "must not be true when client_ip.trusted_hops is set: behind another proxy Envoy is not the edge, and the header may be the client's own")
 	}
@@ -1046,6 +1080,10 @@ func (c *Config) Validate() error {
 			v.add("identity.login_url", "must be an absolute URL")
 		}
 	}
+}
+
+// validateMFA checks the MFA step.
+func (c *Config) validateMFA(v *validator) {
 	if p := c.MFA.Prefix; !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || len(p) < 3 || strings.ContainsAny(p, "?#% ") {
 		v.add("mfa.prefix", "must start and end with '/', e.g. /.stepup/")
 	}
@@ -1057,8 +1095,12 @@ func (c *Config) Validate() error {
 	if rl := c.MFA.RateLimits; rl.UserFailures < 1 || rl.IPFailures < 1 || rl.Lockout > rl.MaxLockout {
 		v.add("mfa.rate_limits", "user_failures and ip_failures must be positive and lockout ≤ max_lockout")
 	}
-	c.validateExternalMFA(&v)
-	c.validateWebAuthn(&v)
+	c.validateExternalMFA(v)
+	c.validateWebAuthn(v)
+}
+
+// validateUpstream checks the identity header names set on allowed requests.
+func (c *Config) validateUpstream(v *validator) {
 	for _, h := range []struct{ path, val string }{
 		{"upstream.user_header", c.Upstream.UserHeader},
 		{"upstream.email_header", c.Upstream.EmailHeader},
@@ -1070,7 +1112,10 @@ func (c *Config) Validate() error {
 			v.add(h.path, "%q is not a valid header name", h.val)
 		}
 	}
-	c.validateNetworkRefs(&v)
+}
+
+// validateRules checks policy.provider and the rules pipeline.
+func (c *Config) validateRules(v *validator) {
 	switch c.Policy.Provider {
 	case "any", "google-authenticator", "none":
 	default:
@@ -1093,7 +1138,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, k := range sortedKeys(c.Rules.Configuration) {
-		c.Rules.Configuration[k].check(&v, "rules.configuration."+k)
+		c.Rules.Configuration[k].check(v, "rules.configuration."+k)
 	}
 	if c.Rules.RuleTimeout <= 0 || c.Rules.PipelineTimeout <= 0 {
 		v.add("rules", "rule_timeout and pipeline_timeout must be positive")
@@ -1107,20 +1152,24 @@ func (c *Config) Validate() error {
 	if c.Rules.MaxWaitingRuns < 0 || c.Rules.MaxWaitingRuns > 10000 {
 		v.add("rules.max_waiting_runs", "must be between 0 (the default) and 10000")
 	}
+}
+
+// validateSessions checks the keys, cookies and lifetimes of sessions.
+func (c *Config) validateSessions(v *validator) {
 	s := c.Sessions
 	for i, k := range s.Keys {
 		p := fmt.Sprintf("sessions.keys[%d]", i)
 		if k.ID == "" {
 			v.add(p+".id", "required")
 		}
-		k.Secret.check(&v, p+".secret")
+		k.Secret.check(v, p+".secret")
 	}
 	for i, k := range s.EncryptionKeys {
 		p := fmt.Sprintf("sessions.encryption_keys[%d]", i)
 		if k.ID == "" {
 			v.add(p+".id", "required")
 		}
-		k.Secret.check(&v, p+".secret")
+		k.Secret.check(v, p+".secret")
 	}
 	if !validName(s.CookiePrefix) {
 		v.add("sessions.cookie_prefix", "letters, digits, '_', '-' and '.' only")
@@ -1165,6 +1214,11 @@ func (c *Config) Validate() error {
 	if s.MFASessionIdle < 0 || s.RememberIdle < 0 {
 		v.add("sessions", "idle timeouts must not be negative")
 	}
+}
+
+// validateStore checks sessions.store.
+func (c *Config) validateStore(v *validator) {
+	s := c.Sessions
 	switch s.Store.Type {
 	case "bolt", "memory":
 	case "redis":
@@ -1174,7 +1228,7 @@ func (c *Config) Validate() error {
 		for i, a := range s.Store.Redis.Addrs {
 			v.hostPort(fmt.Sprintf("sessions.store.redis.addrs[%d]", i), a)
 		}
-		s.Store.Redis.Password.check(&v, "sessions.store.redis.password")
+		s.Store.Redis.Password.check(v, "sessions.store.redis.password")
 		if ttl := s.Store.Redis.CacheTTL; ttl != nil && *ttl > Duration(10*time.Second) {
 			v.add("sessions.store.redis.cache_ttl", "must be at most 10s (0s turns the cache off), not %v", *ttl)
 		}
@@ -1193,10 +1247,13 @@ func (c *Config) Validate() error {
 	default:
 		v.add("sessions.store.type", "must be bolt, redis or memory, not %q", s.Store.Type)
 	}
+}
+
+// validateLimits checks the request limits.
+func (c *Config) validateLimits(v *validator) {
 	if c.Limits.MaxHeaderBytes < 1024 || c.Limits.MaxHeadersBytes < c.Limits.MaxHeaderBytes || c.Limits.MaxPathBytes < 256 {
 		v.add("limits", "max_header_bytes ≥ 1024, max_headers_bytes ≥ max_header_bytes, max_path_bytes ≥ 256")
 	}
-	return v.err()
 }
 
 // validateNetworkRefs checks the networks policy.mfa_exempt_networks and
