@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -727,28 +726,7 @@ func (r *CurvesReport) WriteSVG(w io.Writer) error {
 	return err
 }
 
+// writeCurves writes the curves' JSON, Markdown and SVG files into dir.
 func writeCurves(dir string, r *CurvesReport) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("results directory: %w", err)
-	}
-	j, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, CurvesJSONFile), append(j, '\n'), 0o644); err != nil {
-		return err
-	}
-	for _, f := range []struct {
-		name  string
-		write func(io.Writer) error
-	}{{CurvesMarkdownFile, r.WriteMarkdown}, {CurvesSVGFile, r.WriteSVG}} {
-		var b strings.Builder
-		if err := f.write(&b); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(b.String()), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeReport(dir, r, CurvesJSONFile, CurvesMarkdownFile, CurvesSVGFile, r.WriteMarkdown, r.WriteSVG)
 }
