@@ -391,7 +391,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 
 // Put implements session.Store.
 func (s *Store) Put(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	if err := validKV(key, ttl); err != nil {
+	if err := session.ValidateKeyTTL(key, ttl); err != nil {
 		return err
 	}
 	ctx, end, err := s.begin(ctx, "set", s.plainKey(key))
@@ -408,7 +408,7 @@ func (s *Store) Put(ctx context.Context, key string, val []byte, ttl time.Durati
 
 // PutIfAbsent implements session.Store.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
-	if err := validKV(key, ttl); err != nil {
+	if err := session.ValidateKeyTTL(key, ttl); err != nil {
 		return false, err
 	}
 	ctx, end, err := s.begin(ctx, "set nx", s.plainKey(key))
@@ -463,7 +463,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Incr implements session.Store.
 func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int64, error) {
-	if err := validKV(key, window); err != nil {
+	if err := session.ValidateKeyTTL(key, window); err != nil {
 		return 0, err
 	}
 	ctx, end, err := s.begin(ctx, "incr", s.plainKey(key))
@@ -544,18 +544,4 @@ func (s *Store) Close() error {
 		}
 	})
 	return err
-}
-
-func validKV(key string, ttl time.Duration) error {
-	if err := session.ValidateKey(key); err != nil {
-		return err
-	}
-	return session.ValidateTTL(ttl)
-}
-
-func validRec(user, kind, id string, ttl time.Duration) error {
-	if err := session.ValidateUserRecord(user, kind, id); err != nil {
-		return err
-	}
-	return session.ValidateTTL(ttl)
 }

@@ -15,7 +15,7 @@ import (
 
 // PutUser implements session.Store.
 func (s *Store) PutUser(ctx context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
-	if err := validRec(user, kind, id, ttl); err != nil {
+	if err := session.ValidateUserRecordTTL(user, kind, id, ttl); err != nil {
 		return err
 	}
 	ctx, end, err := s.begin(ctx, "put user record", s.indexKey(user))
@@ -35,7 +35,7 @@ func (s *Store) PutUser(ctx context.Context, user, kind, id string, val []byte, 
 
 // UpdateUser implements session.Store.
 func (s *Store) UpdateUser(ctx context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
-	if err := validRec(user, kind, id, ttl); err != nil {
+	if err := session.ValidateUserRecordTTL(user, kind, id, ttl); err != nil {
 		return err
 	}
 	ctx, end, err := s.begin(ctx, "update user record", s.indexKey(user))
