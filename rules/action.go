@@ -352,18 +352,7 @@ func (rt *jsRuntime) runAction(ctx context.Context, i int, name string, deadline
 	if st.denied {
 		return &Error{Kind: KindUnauthorized, Name: "UnauthorizedError", Message: st.denyReason, Rule: name}, false
 	}
-	if ex := rt.vm.Try(func() {
-		if mf := st.context.Get("multifactor"); !sameValue(mf, st.multifactor) {
-			st.multifactor, st.multifactorRule = mf, name
-		}
-		if rd := st.context.Get("redirect"); !sameValue(rd, st.redirect) {
-			st.redirect, st.redirectRule = rd, name
-		}
-	}); ex != nil {
-		n, msg := rt.errorFields(ex.Value())
-		return &Error{Kind: KindException, Name: n, Message: msg, Rule: name}, false
-	}
-	return nil, false
+	return rt.noteOutcome(name), false
 }
 
 // nativeDeny is api.access.deny: the first reason wins.

@@ -534,18 +534,7 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 		return rt.callbackError(st.errVal, name), false
 	}
 	// Still armed: note which rule set multifactor / redirect.
-	if ex := rt.vm.Try(func() {
-		if mf := st.context.Get("multifactor"); !sameValue(mf, st.multifactor) {
-			st.multifactor, st.multifactorRule = mf, name
-		}
-		if rd := st.context.Get("redirect"); !sameValue(rd, st.redirect) {
-			st.redirect, st.redirectRule = rd, name
-		}
-	}); ex != nil {
-		n, msg := rt.errorFields(ex.Value())
-		return &Error{Kind: KindException, Name: n, Message: msg, Rule: name}, false
-	}
-	return nil, false
+	return rt.noteOutcome(name), false
 }
 
 // drive runs the script's timers, in order, until done reports true,
@@ -615,4 +604,23 @@ func sameValue(a, b goja.Value) bool {
 		return a == nil && b == nil
 	}
 	return a.SameAs(b)
+}
+
+// noteOutcome notes which rule set context.multifactor and
+// context.redirect: the rule name, when it changed them. A getter that
+// throws fails the rule.
+func (rt *jsRuntime) noteOutcome(name string) *Error {
+	st := &rt.st
+	if ex := rt.vm.Try(func() {
+		if mf := st.context.Get("multifactor"); !sameValue(mf, st.multifactor) {
+			st.multifactor, st.multifactorRule = mf, name
+		}
+		if rd := st.context.Get("redirect"); !sameValue(rd, st.redirect) {
+			st.redirect, st.redirectRule = rd, name
+		}
+	}); ex != nil {
+		n, msg := rt.errorFields(ex.Value())
+		return &Error{Kind: KindException, Name: n, Message: msg, Rule: name}
+	}
+	return nil
 }
