@@ -21,7 +21,6 @@ import (
 	"github.com/stepup-dev/stepup/cidr"
 	"github.com/stepup-dev/stepup/cidr/cidrtest"
 	"github.com/stepup-dev/stepup/e2e/internal/envoyreq"
-	"github.com/stepup-dev/stepup/e2e/internal/harness"
 	"github.com/stepup-dev/stepup/session"
 	"github.com/stepup-dev/stepup/session/boltstore"
 	"github.com/stepup-dev/stepup/session/redisstore"
@@ -136,22 +135,11 @@ func RunCurves(ctx context.Context, o Options) (*CurvesReport, error) {
 	begin := time.Now()
 	rep := &CurvesReport{Started: begin.UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), Smoke: o.Smoke,
 		Duration: o.Duration.String(), Warmup: o.Warmup.String(), Rounds: o.Rounds, Concurrency: o.Concurrency, LoadAvgBefore: loadAvg()}
-	tmp, err := os.MkdirTemp("", "stepup-curves-")
+	tmp, root, key, err := workspace(ctx, &o, "stepup-curves-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if err := buildBinaries(ctx, &o, tmp); err != nil {
-		return nil, err
-	}
-	root, err := harness.ModuleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	key, err := session.GenerateKey()
-	if err != nil {
-		return nil, err
-	}
 	rules, prefixes, users, markers, pool := curveRules, curvePrefixes, curveUsers, curveMarkers, curveUserPool
 	consBolt, consRedis := curveConsumesBolt, curveConsumesRedis
 	if o.Smoke {

@@ -231,22 +231,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		NumCPU: runtime.NumCPU(), Smoke: o.Smoke, Duration: o.Duration.String(), Warmup: o.Warmup.String(),
 		Rounds: o.Rounds, Concurrency: o.Concurrency, Conns: o.Conns, Timeout: o.Timeout.String(), StepupEnv: o.StepupEnv, LoadAvgBefore: loadAvg(),
 	}
-	tmp, err := os.MkdirTemp("", "stepup-bench-")
+	tmp, root, key, err := workspace(ctx, &o, "stepup-bench-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if err := buildBinaries(ctx, &o, tmp); err != nil {
-		return nil, err
-	}
-	root, err := harness.ModuleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	key, err := session.GenerateKey()
-	if err != nil {
-		return nil, err
-	}
 	var errs []error
 	for _, sc := range Scenarios() {
 		if o.Scenarios != nil && !slices.Contains(o.Scenarios, sc.ID) {
@@ -290,6 +279,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	return rep, errors.Join(errs...)
+}
+
+// workspace makes a run's temporary directory (the caller removes it),
+// builds the binaries into it, and finds the module root and a session key
+// for the run.
+func workspace(ctx context.Context, o *Options, prefix string) (tmp, root string, key session.Key, err error) {
+	if tmp, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", key, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err = buildBinaries(ctx, o, tmp); err != nil {
+		return tmp, "", key, err
+	}
+	if root, err = harness.ModuleRoot(ctx); err != nil {
+		return tmp, "", key, err
+	}
+	key, err = session.GenerateKey()
+	return tmp, root, key, err
 }
 
 func buildBinaries(ctx context.Context, o *Options, dir string) error {
