@@ -487,21 +487,31 @@ func (st *runState) clearRule() {
 	st.called = false
 }
 
-// runRule runs rule i until it calls back, throws, or its budget ends.
-// discard reports whether the runtime must not be reused.
-func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline time.Time) (rerr *Error, discard bool) {
+// startRun readies the run state for the rule or Action name.
+func (rt *jsRuntime) startRun(name string) *runState {
 	st := &rt.st
 	st.rule = name
 	st.clearRule()
-	defer st.clearRule()
 	st.protoCycle = false
-	defer func() {
-		// Caught, or tripped by the last instruction the rule ran.
-		if st.protoCycle {
-			st.protoCycle = false
-			rerr, discard = &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: name}, true
-		}
-	}()
+	return st
+}
+
+// endRun, deferred by a run, fails a run that walked a __proto__ cycle
+// (caught, or tripped by the last instruction it ran) and has the runtime
+// discarded.
+func (rt *jsRuntime) endRun(name string, rerr **Error, discard *bool) {
+	if rt.st.protoCycle {
+		rt.st.protoCycle = false
+		*rerr, *discard = &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: name}, true
+	}
+}
+
+// runRule runs rule i until it calls back, throws, or its budget ends.
+// discard reports whether the runtime must not be reused.
+func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline time.Time) (rerr *Error, discard bool) {
+	st := rt.startRun(name)
+	defer st.clearRule()
+	defer rt.endRun(name, &rerr, &discard)
 
 	slice := rt.armSlice(deadline)
 	defer rt.disarm()
