@@ -352,12 +352,18 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, env *scenarioEnv)
 	return res
 }
 
+// startBaseline starts the baseline ext_authz server (it allows
+// everything) in dir.
+func startBaseline(ctx context.Context, o *Options, dir string) (*server, error) {
+	return startServer(ctx, "baseline", o.BaselineBin, []string{"-listen", "127.0.0.1:0"}, nil, dir, baselineAddrRE)
+}
+
 func measureScenario(ctx context.Context, o *Options, env *scenarioEnv, res *ScenarioResult) error {
 	reqs, err := marshalAll(append([]*authv3.CheckRequest{env.request}, env.pool...))
 	if err != nil {
 		return err
 	}
-	base, err := startServer(ctx, "baseline", o.BaselineBin, []string{"-listen", "127.0.0.1:0"}, nil, env.dir, baselineAddrRE)
+	base, err := startBaseline(ctx, o, env.dir)
 	if err != nil {
 		return err
 	}
