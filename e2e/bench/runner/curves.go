@@ -220,14 +220,8 @@ func RunCurves(ctx context.Context, o Options) (*CurvesReport, error) {
 			return nil, err
 		}
 	}
-	rep.LoadAvgAfter = loadAvg()
-	rep.Elapsed = time.Since(begin).Round(time.Second).String()
-	if o.OutDir != "" {
-		if err := writeCurves(o.OutDir, rep); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return rep, errors.Join(errs...)
+	rep.LoadAvgAfter, rep.Elapsed = loadAvg(), elapsed(begin)
+	return rep, errors.Join(append(errs, writeTo(o.OutDir, func(dir string) error { return writeCurves(dir, rep) }))...)
 }
 
 // serverPoint runs one side-by-side scenario for a curve point.

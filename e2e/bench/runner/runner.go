@@ -271,14 +271,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			errs = append(errs, fmt.Errorf("past saturation: %s", rep.Saturation.Error))
 		}
 	}
-	rep.LoadAvgAfter = loadAvg()
-	rep.Elapsed = time.Since(begin).Round(time.Second).String()
-	if o.OutDir != "" {
-		if err := writeResults(o.OutDir, rep); err != nil {
-			errs = append(errs, err)
-		}
+	rep.LoadAvgAfter, rep.Elapsed = loadAvg(), elapsed(begin)
+	return rep, errors.Join(append(errs, writeTo(o.OutDir, func(dir string) error { return writeResults(dir, rep) }))...)
+}
+
+// elapsed is the time since begin, to the second.
+func elapsed(begin time.Time) string { return time.Since(begin).Round(time.Second).String() }
+
+// writeTo writes a run's files into dir by write; with no dir, nothing.
+func writeTo(dir string, write func(dir string) error) error {
+	if dir == "" {
+		return nil
 	}
-	return rep, errors.Join(errs...)
+	return write(dir)
 }
 
 // workspace makes a run's temporary directory (the caller removes it),
