@@ -3,6 +3,7 @@ package cidr
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -146,10 +147,7 @@ func NewFromPrefixes(networks map[string][]netip.Prefix) (*Set, error) {
 
 // sortedKeys returns the keys of m in increasing order.
 func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
+	keys := slices.AppendSeq(make([]string, 0, len(m)), maps.Keys(m))
 	slices.Sort(keys)
 	return keys
 }

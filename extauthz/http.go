@@ -56,14 +56,7 @@ func (s *Server) serveHTTPCheck(w http.ResponseWriter, hr *http.Request, mode Mo
 	start := s.now()
 	var r Request
 	var d Decision
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("check panicked: failing closed", "panic", fmt.Sprint(p), "request_id", r.ID)
-			d = Decision{Kind: Deny, Status: 503, Reason: ReasonInternal, Message: "internal error"}
-			s.writeHTTPDecision(w, hr, mode, &d)
-		}
-		s.observe(hr.Context(), mode, &r, &d, start)
-	}()
+	defer s.endCheck(hr.Context(), mode, &r, &d, start, func() { s.writeHTTPDecision(w, hr, mode, &d) })
 	if !s.admit.enter(mode) {
 		d = overloadedDecision()
 		s.writeHTTPDecision(w, hr, mode, &d)

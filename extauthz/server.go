@@ -222,6 +222,17 @@ func (s *Server) Register(g grpc.ServiceRegistrar) { authv3.RegisterAuthorizatio
 // so callers need not import jwt for the type).
 type Keyfunc = jwt.Keyfunc
 
+// endCheck, deferred by every check, fails a check that panicked closed
+// (a 503 deny, which answer sends) and then observes the decision.
+func (s *Server) endCheck(ctx context.Context, mode Mode, r *Request, d *Decision, start time.Time, answer func()) {
+	if p := recover(); p != nil {
+		s.log.Error("check panicked: failing closed", "panic", fmt.Sprint(p), "request_id", r.ID)
+		*d = Decision{Kind: Deny, Status: 503, Reason: ReasonInternal, Message: "internal error"}
+		answer()
+	}
+	s.observe(ctx, mode, r, d, start)
+}
+
 // Check implements envoy.service.auth.v3.Authorization/Check. It always
 // returns a response with an explicit status; it returns a gRPC error only
 // when the call's own context is already over (Envoy has given up).
@@ -229,14 +240,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	start := s.now()
 	var r Request
 	var d Decision
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("check panicked: failing closed", "panic", fmt.Sprint(p), "request_id", r.ID)
-			d = Decision{Kind: Deny, Status: 503, Reason: ReasonInternal, Message: "internal error"}
-			resp, err = toCheckResponse(&d), nil
-		}
-		s.observe(ctx, ModeGRPC, &r, &d, start)
-	}()
+	defer s.endCheck(ctx, ModeGRPC, &r, &d, start, func() { resp, err = toCheckResponse(&d), nil })
 	if err := ctx.Err(); err != nil {
 		// The deadline passed before we started: nobody is waiting, and
 		// the status tells grpc-go's caller what happened.

@@ -245,17 +245,8 @@ func (h *Handler) loadPasskey(ctx context.Context, user, id string) (passkey, er
 // "remove_totp", "remove_passkey" or "forget_device"). A removal without
 // confirm=yes shows its confirmation page instead.
 func (h *Handler) factorsPost(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.identify(w, r)
+	id, ok := h.identifyForm(w, r)
 	if !ok {
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", "", "")
-		return
-	}
-	if !h.sameOrigin(r) {
-		h.csrfRefused(w, r, id, "cross_origin")
 		return
 	}
 	form := r.PostForm.Get("action")

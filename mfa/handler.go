@@ -466,3 +466,23 @@ func printableText(s string) bool {
 func contextWithoutCancel(r *http.Request) context.Context {
 	return context.WithoutCancel(r.Context())
 }
+
+// identifyForm identifies the user of a posted form, reads the form
+// (bounded to maxFormBytes) and refuses a cross-origin post. On a refusal
+// it answers the request and reports false.
+func (h *Handler) identifyForm(w http.ResponseWriter, r *http.Request) (identity, bool) {
+	id, ok := h.identify(w, r)
+	if !ok {
+		return id, false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", "", "")
+		return id, false
+	}
+	if !h.sameOrigin(r) {
+		h.csrfRefused(w, r, id, "cross_origin")
+		return id, false
+	}
+	return id, true
+}

@@ -179,12 +179,8 @@ func (h *Handler) passkeyEnrolPost(w http.ResponseWriter, r *http.Request, tx tr
 		h.internalError(w, r, "store passkey", err)
 		return
 	}
-	codes, err := newRecoveryCodes(RecoveryCodeCount)
-	if err == nil {
-		err = h.replaceRecoveryCodes(wctx, tx.id.User, codes)
-	}
-	if err != nil {
-		h.internalError(w, r, "recovery codes", err)
+	codes, ok := h.firstRecoveryCodes(wctx, w, r, tx.id.User)
+	if !ok {
 		return
 	}
 	h.metrics.enrolments.Inc()

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -125,4 +126,19 @@ func (h *Handler) recoveryCodesLeft(ctx context.Context, user string) (int, erro
 		return 0, fmt.Errorf("count recovery codes: %w", err)
 	}
 	return len(recs), nil
+}
+
+// firstRecoveryCodes gives user, who has just enrolled a factor, a new set
+// of recovery codes in place of any earlier one. On an error it answers
+// the request and reports false.
+func (h *Handler) firstRecoveryCodes(ctx context.Context, w http.ResponseWriter, r *http.Request, user string) ([]string, bool) {
+	codes, err := newRecoveryCodes(RecoveryCodeCount)
+	if err == nil {
+		err = h.replaceRecoveryCodes(ctx, user, codes)
+	}
+	if err != nil {
+		h.internalError(w, r, "recovery codes", err)
+		return nil, false
+	}
+	return codes, true
 }

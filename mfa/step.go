@@ -54,17 +54,8 @@ func (h *Handler) stepGet(w http.ResponseWriter, r *http.Request) {
 
 // stepPost checks a submitted form and completes the step.
 func (h *Handler) stepPost(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.identify(w, r)
+	id, ok := h.identifyForm(w, r)
 	if !ok {
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		h.message(w, r, http.StatusBadRequest, "bad_request_title", "bad_request_body", "", "")
-		return
-	}
-	if !h.sameOrigin(r) {
-		h.csrfRefused(w, r, id, "cross_origin")
 		return
 	}
 	token, form := r.PostForm.Get("state"), r.PostForm.Get("method")
@@ -430,12 +421,8 @@ func (h *Handler) enrolPost(w http.ResponseWriter, r *http.Request, tx transacti
 		h.internalError(w, r, "store authenticator", err)
 		return
 	}
-	codes, err := newRecoveryCodes(RecoveryCodeCount)
-	if err == nil {
-		err = h.replaceRecoveryCodes(wctx, tx.id.User, codes)
-	}
-	if err != nil {
-		h.internalError(w, r, "recovery codes", err)
+	codes, ok := h.firstRecoveryCodes(wctx, w, r, tx.id.User)
+	if !ok {
 		return
 	}
 	if err := h.store.Delete(wctx, pendingKey(tx.id.User, tx.bind)); err != nil {

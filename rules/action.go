@@ -275,17 +275,9 @@ func (rt *jsRuntime) newActionKit() (*actionKit, error) {
 // until the promise it returns settles, it throws, or its budget ends.
 // api.access.deny stops the pipeline once the handler is done.
 func (rt *jsRuntime) runAction(ctx context.Context, i int, name string, deadline time.Time) (rerr *Error, discard bool) {
-	st := &rt.st
-	st.rule = name
-	st.clearRule()
+	st := rt.startRun(name)
 	defer st.clearRule()
-	st.protoCycle = false
-	defer func() {
-		if st.protoCycle {
-			st.protoCycle = false
-			rerr, discard = &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: name}, true
-		}
-	}()
+	defer rt.endRun(name, &rerr, &discard)
 	a := &rt.actions[i]
 	if a.initErr != nil {
 		e := *a.initErr
@@ -352,18 +344,7 @@ func (rt *jsRuntime) runAction(ctx context.Context, i int, name string, deadline
 	if st.denied {
 		return &Error{Kind: KindUnauthorized, Name: "UnauthorizedError", Message: st.denyReason, Rule: name}, false
 	}
-	if ex := rt.vm.Try(func() {
-		if mf := st.context.Get("multifactor"); !sameValue(mf, st.multifactor) {
-			st.multifactor, st.multifactorRule = mf, name
-		}
-		if rd := st.context.Get("redirect"); !sameValue(rd, st.redirect) {
-			st.redirect, st.redirectRule = rd, name
-		}
-	}); ex != nil {
-		n, msg := rt.errorFields(ex.Value())
-		return &Error{Kind: KindException, Name: n, Message: msg, Rule: name}, false
-	}
-	return nil, false
+	return rt.noteOutcome(name), false
 }
 
 // nativeDeny is api.access.deny: the first reason wins.

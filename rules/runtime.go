@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime/metrics"
 	"sync"
 	"time"
@@ -158,15 +157,6 @@ type runState struct {
 	// loop through a Proxy (guardPrototypes): the rule fails and the
 	// runtime is discarded.
 	protoCycle bool
-}
-
-type jsTimer struct {
-	id        int64
-	due       time.Time
-	interval  time.Duration
-	immediate bool
-	fn        goja.Callable
-	args      []goja.Value
 }
 
 // newRuntime builds a runtime: globals, prelude, and every rule function.
@@ -484,95 +474,6 @@ func (rt *jsRuntime) trackRejection(p *goja.Promise, op goja.PromiseRejectionOpe
 	}
 }
 
-// setTimer implements setTimeout, setInterval and setImmediate.
-func (rt *jsRuntime) setTimer(repeat, immediate bool) func(goja.FunctionCall) goja.Value {
-	return func(call goja.FunctionCall) goja.Value {
-		st := &rt.st
-		if !st.active {
-			panic(rt.newError("Error", "timers are only available while a rule runs"))
-		}
-		fn, ok := goja.AssertFunction(call.Argument(0))
-		if !ok {
-			panic(rt.vm.NewTypeError("The \"callback\" argument must be of type function"))
-		}
-		if len(st.timers) >= maxTimers {
-			panic(rt.newError("RangeError", fmt.Sprintf("too many pending timers (limit %d)", maxTimers)))
-		}
-		t := jsTimer{fn: fn, immediate: immediate}
-		rest := 2
-		if immediate {
-			rest = 1
-		} else {
-			ms := call.Argument(1).ToFloat()
-			if math.IsNaN(ms) || ms < 1 || ms > math.MaxInt32 {
-				ms = 1
-			}
-			d := time.Duration(ms * float64(time.Millisecond))
-			t.due = time.Now().Add(d)
-			if repeat {
-				t.interval = d
-			}
-		}
-		if len(call.Arguments) > rest {
-			t.args = append([]goja.Value(nil), call.Arguments[rest:]...)
-		}
-		rt.nextTimerID++
-		t.id = rt.nextTimerID
-		st.timers = append(st.timers, t)
-		return rt.vm.ToValue(t.id)
-	}
-}
-
-func (rt *jsRuntime) clearTimer(call goja.FunctionCall) goja.Value {
-	v := call.Argument(0)
-	if goja.IsUndefined(v) || goja.IsNull(v) {
-		return goja.Undefined()
-	}
-	id := v.ToInteger()
-	st := &rt.st
-	for i := range st.timers {
-		if st.timers[i].id == id {
-			st.removeTimer(i)
-			break
-		}
-	}
-	return goja.Undefined()
-}
-
-func (st *runState) removeTimer(i int) {
-	last := len(st.timers) - 1
-	st.timers[i] = st.timers[last]
-	st.timers[last] = jsTimer{}
-	st.timers = st.timers[:last]
-}
-
-// nextTimer returns the index of the next timer to run: immediates first
-// in creation order, then timers by due time and creation order.
-func (st *runState) nextTimer() int {
-	best := -1
-	for i := range st.timers {
-		t := &st.timers[i]
-		if best < 0 {
-			best = i
-			continue
-		}
-		b := &st.timers[best]
-		switch {
-		case t.immediate != b.immediate:
-			if t.immediate {
-				best = i
-			}
-		case t.immediate:
-			if t.id < b.id {
-				best = i
-			}
-		case t.due.Before(b.due) || (t.due.Equal(b.due) && t.id < b.id):
-			best = i
-		}
-	}
-	return best
-}
-
 func (st *runState) clearRule() {
 	for i := range st.timers {
 		st.timers[i] = jsTimer{}
@@ -586,21 +487,31 @@ func (st *runState) clearRule() {
 	st.called = false
 }
 
-// runRule runs rule i until it calls back, throws, or its budget ends.
-// discard reports whether the runtime must not be reused.
-func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline time.Time) (rerr *Error, discard bool) {
+// startRun readies the run state for the rule or Action name.
+func (rt *jsRuntime) startRun(name string) *runState {
 	st := &rt.st
 	st.rule = name
 	st.clearRule()
-	defer st.clearRule()
 	st.protoCycle = false
-	defer func() {
-		// Caught, or tripped by the last instruction the rule ran.
-		if st.protoCycle {
-			st.protoCycle = false
-			rerr, discard = &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: name}, true
-		}
-	}()
+	return st
+}
+
+// endRun, deferred by a run, fails a run that walked a __proto__ cycle
+// (caught, or tripped by the last instruction it ran) and has the runtime
+// discarded.
+func (rt *jsRuntime) endRun(name string, rerr **Error, discard *bool) {
+	if rt.st.protoCycle {
+		rt.st.protoCycle = false
+		*rerr, *discard = &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: name}, true
+	}
+}
+
+// runRule runs rule i until it calls back, throws, or its budget ends.
+// discard reports whether the runtime must not be reused.
+func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline time.Time) (rerr *Error, discard bool) {
+	st := rt.startRun(name)
+	defer st.clearRule()
+	defer rt.endRun(name, &rerr, &discard)
 
 	slice := rt.armSlice(deadline)
 	defer rt.disarm()
@@ -633,18 +544,7 @@ func (rt *jsRuntime) runRule(ctx context.Context, i int, name string, deadline t
 		return rt.callbackError(st.errVal, name), false
 	}
 	// Still armed: note which rule set multifactor / redirect.
-	if ex := rt.vm.Try(func() {
-		if mf := st.context.Get("multifactor"); !sameValue(mf, st.multifactor) {
-			st.multifactor, st.multifactorRule = mf, name
-		}
-		if rd := st.context.Get("redirect"); !sameValue(rd, st.redirect) {
-			st.redirect, st.redirectRule = rd, name
-		}
-	}); ex != nil {
-		n, msg := rt.errorFields(ex.Value())
-		return &Error{Kind: KindException, Name: n, Message: msg, Rule: name}, false
-	}
-	return nil, false
+	return rt.noteOutcome(name), false
 }
 
 // drive runs the script's timers, in order, until done reports true,
@@ -716,108 +616,21 @@ func sameValue(a, b goja.Value) bool {
 	return a.SameAs(b)
 }
 
-// classify maps an error returned by a goja call.
-func (rt *jsRuntime) classify(err error, rule string) (*Error, bool) {
-	var ie *goja.InterruptedError
-	var so *goja.StackOverflowError
-	var ex *goja.Exception
-	switch {
-	case errors.As(err, &ie) && ie.Value() == errProtoCycle:
-		return &Error{Kind: KindException, Name: "TypeError", Message: "Cyclic __proto__ value", Rule: rule}, true
-	case errors.As(err, &ie) && ie.Value() == errMemory:
-		return &Error{Kind: KindException, Name: "RangeError", Message: "rule exceeded its memory budget", Rule: rule}, true
-	case errors.As(err, &ie) && ie.Value() == errSlice:
-		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: fmt.Sprintf("rule ran JavaScript for %v without waiting", rt.e.maxSlice), Rule: rule}, true
-	case errors.As(err, &ie):
-		return &Error{Kind: KindTimeout, Name: "TimeoutError", Message: "rule exceeded its time budget", Rule: rule}, true
-	case errors.As(err, &so):
-		return &Error{Kind: KindException, Name: "RangeError", Message: "Maximum call stack size exceeded", Rule: rule}, true
-	case errors.As(err, &ex):
-		name, msg := rt.errorFields(ex.Value())
-		return &Error{Kind: KindException, Name: name, Message: msg, Rule: rule}, false
-	default:
-		return &Error{Kind: KindInternal, Name: "InternalError", Message: err.Error(), Rule: rule}, true
-	}
-}
-
-// callbackError maps the err argument of callback(err).
-func (rt *jsRuntime) callbackError(v goja.Value, rule string) *Error {
-	name, msg := rt.errorFields(v)
-	kind := KindRule
-	if obj, ok := v.(*goja.Object); ok {
-		isUnauth := false
-		if ex := rt.vm.Try(func() { isUnauth = rt.vm.InstanceOf(obj, rt.unauthorized) }); ex != nil {
-			isUnauth = false
-		}
-		if isUnauth || name == "UnauthorizedError" {
-			kind = KindUnauthorized
-			name = "UnauthorizedError"
-		}
-	}
-	return &Error{Kind: kind, Name: name, Message: msg, Rule: rule}
-}
-
-// errorFields extracts name and message from a thrown or passed value.
-func (rt *jsRuntime) errorFields(v goja.Value) (name, msg string) {
-	defer func() {
-		if p := recover(); p != nil {
-			name, msg = "Error", "(unreadable error value)"
-		}
-	}()
-	if v == nil {
-		return "Error", "undefined"
-	}
-	obj, ok := v.(*goja.Object)
-	if !ok {
-		return "Error", truncate(v.String(), maxMessageLen)
-	}
+// noteOutcome notes which rule set context.multifactor and
+// context.redirect: the rule name, when it changed them. A getter that
+// throws fails the rule.
+func (rt *jsRuntime) noteOutcome(name string) *Error {
+	st := &rt.st
 	if ex := rt.vm.Try(func() {
-		if n := obj.Get("name"); n != nil && !goja.IsUndefined(n) && !goja.IsNull(n) {
-			name = n.String()
+		if mf := st.context.Get("multifactor"); !sameValue(mf, st.multifactor) {
+			st.multifactor, st.multifactorRule = mf, name
 		}
-		if m := obj.Get("message"); m != nil && !goja.IsUndefined(m) && !goja.IsNull(m) {
-			msg = m.String()
-		} else {
-			msg = rt.inspect(obj)
+		if rd := st.context.Get("redirect"); !sameValue(rd, st.redirect) {
+			st.redirect, st.redirectRule = rd, name
 		}
 	}); ex != nil {
-		return "Error", "(unreadable error value)"
+		n, msg := rt.errorFields(ex.Value())
+		return &Error{Kind: KindException, Name: n, Message: msg, Rule: name}
 	}
-	if name == "" {
-		name = "Error"
-	}
-	return truncate(name, 128), truncate(msg, maxMessageLen)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && cut < len(s) && s[cut]&0xc0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-// newError constructs a JS error object of the given global constructor.
-func (rt *jsRuntime) newError(ctor, msg string) *goja.Object {
-	c, ok := rt.ctors[ctor]
-	if !ok {
-		return rt.vm.NewTypeError(msg)
-	}
-	o, err := rt.vm.New(c, rt.vm.ToValue(msg))
-	if err != nil {
-		return rt.vm.NewTypeError(msg)
-	}
-	return o
-}
-
-// construct calls new ctor(args...) (for the prelude's error classes).
-func (rt *jsRuntime) construct(ctor *goja.Object, args ...goja.Value) *goja.Object {
-	o, err := rt.vm.New(ctor, args...)
-	if err != nil {
-		panic(err)
-	}
-	return o
+	return nil
 }

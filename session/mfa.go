@@ -274,10 +274,13 @@ func (m *Manager) touch(ctx context.Context, user, kind, id string, rec any, ttl
 }
 
 func (m *Manager) mfaStale(s MFASession, now time.Time) bool {
-	if !now.Before(s.ExpiresAt) {
-		return true
-	}
-	return m.mfaIdle > 0 && now.Sub(s.LastSeen) >= m.mfaIdle
+	return stale(now, s.ExpiresAt, s.LastSeen, m.mfaIdle)
+}
+
+// stale reports whether something that expires at expires, was last used
+// at last and lapses after idle unused (0: never) is over at now.
+func stale(now, expires, last time.Time, idle time.Duration) bool {
+	return !now.Before(expires) || (idle > 0 && now.Sub(last) >= idle)
 }
 
 func (r mfaRecord) session(user, id string) MFASession {

@@ -226,10 +226,7 @@ func (m *Manager) verifyRemember(ctx context.Context, value, user string) (Devic
 }
 
 func (m *Manager) deviceStale(d Device, now time.Time) bool {
-	if !now.Before(d.ExpiresAt) {
-		return true
-	}
-	return m.rememberIdle > 0 && now.Sub(d.LastUsed) >= m.rememberIdle
+	return stale(now, d.ExpiresAt, d.LastUsed, m.rememberIdle)
 }
 
 func (r deviceRecord) device(user, id string) Device {

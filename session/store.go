@@ -147,6 +147,24 @@ func ValidateUserRecord(user, kind, id string) error {
 	return nil
 }
 
+// ValidateKeyTTL checks the arguments of Put, PutIfAbsent and Incr: key
+// as in [ValidateKey], ttl as in [ValidateTTL].
+func ValidateKeyTTL(key string, ttl time.Duration) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	return ValidateTTL(ttl)
+}
+
+// ValidateUserRecordTTL checks the arguments of PutUser and UpdateUser:
+// the record as in [ValidateUserRecord], ttl as in [ValidateTTL].
+func ValidateUserRecordTTL(user, kind, id string, ttl time.Duration) error {
+	if err := ValidateUserRecord(user, kind, id); err != nil {
+		return err
+	}
+	return ValidateTTL(ttl)
+}
+
 // ValidateUserSelector checks the arguments of ListUser (id always "") and
 // DeleteUser: like [ValidateUserRecord], except that id may be "" (all of
 // the kind) and kind may be "" when id is "" too (all of the user).

@@ -15,10 +15,12 @@ import (
 	"github.com/stepup-dev/stepup/cidr"
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
+	"github.com/stepup-dev/stepup/internal/audit"
 	"github.com/stepup-dev/stepup/internal/buildinfo"
 	"github.com/stepup-dev/stepup/internal/gotune"
 	"github.com/stepup-dev/stepup/internal/jwtkeys"
 	"github.com/stepup-dev/stepup/internal/rulesload"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
 	"github.com/stepup-dev/stepup/session/memstore"
@@ -43,7 +45,7 @@ type app struct {
 	// tuner applies the runtime section (serve only; nil elsewhere).
 	tuner *gotune.Tuner
 	// audit is the audit trail (serve only; nil elsewhere).
-	audit *auditTrail
+	audit *audit.Trail
 
 	// sealer encrypts secrets at rest: TOTP seeds, and the Duo secret in
 	// transaction states.
@@ -97,7 +99,7 @@ type buildOptions struct {
 	// written (see probeStore); an in-memory store stands in for it.
 	validate bool
 	// audit receives decisions and MFA events (serve); nil: none.
-	audit *auditTrail
+	audit *audit.Trail
 }
 
 // buildApp wires the decision core from cfg.
@@ -105,7 +107,7 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: bo.now, audit: bo.audit}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if a.audit != nil {
-		a.reg.MustRegister(a.audit.lost)
+		a.reg.MustRegister(a.audit.Lost())
 	}
 	bi := buildinfo.Read()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -129,12 +131,12 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 
 	var store session.Store
 	if bo.validate {
-		a.notes, err = probeStore(ctx, cfg, log)
+		a.notes, err = sessions.ProbeStore(ctx, cfg, log)
 		store = memstore.New(memstore.Options{})
 	} else {
-		store, err = openStore(cfg, log)
+		store, err = sessions.OpenStore(cfg, log)
 	}
-	if err != nil && bo.dryRun && isLocked(err) {
+	if err != nil && bo.dryRun && sessions.IsLocked(err) {
 		log.Warn("the session store is in use by a running server: this dry run checks cookies against an empty store")
 		store, err = memstore.New(memstore.Options{}), nil
 	}
@@ -147,12 +149,12 @@ func buildApp(ctx context.Context, cfg *config.Config, log *slog.Logger, bo buil
 	if !bo.validate {
 		keyNote = nil
 	}
-	a.sessions, err = newManagerKeys(cfg, store, log, bo.now, keyNote)
+	a.sessions, err = sessions.NewManagerKeys(cfg, store, log, bo.now, keyNote)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	if a.sealer, err = newSealerKeys(cfg, log, keyNote); err != nil {
+	if a.sealer, err = sessions.NewSealerKeys(cfg, log, keyNote); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -248,7 +250,7 @@ func authzOptions(cfg *config.Config, a *app, policy extauthz.Policy, idOpts ext
 		DuoFallback:      cfg.MFA.Duo.Fallback == mfa.DuoFallbackTOTP,
 		ClientMaxAge:     clientMaxAge(cfg),
 		DryRun:           cfg.Policy.Mode == extauthz.ModeDryRun,
-		Audit:            a.audit.decisionHook(),
+		Audit:            a.audit.DecisionHook(),
 	}
 }
 
@@ -293,7 +295,7 @@ func buildKeyfunc(ctx context.Context, cfg *config.Config, log *slog.Logger) (ex
 }
 
 func mustDataDir(cfg *config.Config) string {
-	d, err := dataDirOf(cfg)
+	d, err := sessions.DataDir(cfg)
 	if err != nil {
 		return cfg.DataDir
 	}

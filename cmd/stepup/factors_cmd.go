@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/stepup-dev/stepup/internal/admin"
 	"github.com/stepup-dev/stepup/mfa"
 )
 
@@ -18,8 +17,7 @@ func runFactors(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := flag.NewFlagSet("factors reset", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (default: the embedded default)")
-	user := fs.String("user", "", "the user (the identity's user claim, e.g. auth0|alice)")
+	cfgPath, user := userFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -30,22 +28,16 @@ func runFactors(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	cfg, err := loadConfig(*cfgPath)
+	u, err := openUserCommand(*cfgPath, stderr)
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, "warn")
-	ops, closeOps, err := openUserOps(cfg, log)
+	defer u.close()
+	res, err := u.ops.ResetFactors(ctx, *user)
 	if err != nil {
 		return err
 	}
-	defer closeOps()
-	res, err := ops.ResetFactors(ctx, *user)
-	if err != nil {
-		return err
-	}
-	_, direct := ops.(admin.StoreOps)
-	cliAudit(cfg, direct, mfa.AuditEvent{Name: mfa.AuditFactorsReset, User: *user, Removed: &res}, log)
+	u.record(mfa.AuditEvent{Name: mfa.AuditFactorsReset, User: *user, Removed: &res})
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
 )
@@ -57,11 +58,11 @@ func seedFactors(t *testing.T, store session.Store, m *session.Manager, user str
 func TestFactorsReset(t *testing.T) {
 	cfg, path := factorsConfig(t)
 	log := newLogger(io.Discard, "error")
-	store, err := openStore(cfg, log)
+	store, err := sessions.OpenStore(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := newManager(cfg, store, log)
+	m, err := sessions.NewManager(cfg, store, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,16 +80,16 @@ func TestFactorsReset(t *testing.T) {
 
 	// While a server holds the store, the CLI goes through its admin
 	// endpoint.
-	store, err = openStore(cfg, log)
+	store, err = sessions.OpenStore(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	m, err = newManager(cfg, store, log)
+	m, err = sessions.NewManager(cfg, store, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openStore(cfg, log); !isLocked(err) {
+	if _, err := sessions.OpenStore(cfg, log); !sessions.IsLocked(err) {
 		t.Fatalf("second open: %v, want locked", err)
 	}
 	token, err := admin.EnsureToken(mustDataDir(cfg))

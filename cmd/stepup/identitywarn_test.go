@@ -62,7 +62,7 @@ func TestIdentityHeaderWarnings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := identityHeaderWarnings(cfg, nets)
+			got := cfg.IdentityHeaderWarnings(nets)
 			if len(got) != len(tt.warns) {
 				t.Fatalf("got %d warnings, want %d:\n%s", len(got), len(tt.warns), strings.Join(got, "\n"))
 			}

@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"os"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
-	"github.com/stepup-dev/stepup/internal/jwtkeys"
+	"github.com/stepup-dev/stepup/internal/mfaconfig"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/mfa"
 )
 
@@ -22,11 +19,11 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 	sealer := a.sealer
 	if sealer == nil {
 		var err error
-		if sealer, err = newSealer(cfg, log); err != nil {
+		if sealer, err = sessions.NewSealer(cfg, log); err != nil {
 			return nil, err
 		}
 	}
-	duo, err := duoOptions(cfg)
+	duo, err := mfaconfig.Duo(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +31,7 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 	if err != nil {
 		return nil, err
 	}
-	brand, translations, err := mfaLook(cfg)
+	brand, translations, err := mfaconfig.Look(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +54,7 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 		ReauthAfter: cfg.MFA.ReauthAfter.D(),
 		Now:         a.now,
 		Logger:      log,
-		Audit:       a.audit.mfaHook(),
+		Audit:       a.audit.MFAHook(),
 		Metrics:     a.reg,
 		Development: cfg.Development,
 		Duo:         duo,
@@ -74,94 +71,15 @@ func newMFAStep(cfg *config.Config, a *app, log *slog.Logger) (http.Handler, err
 	})
 }
 
-// duoOptions builds the MFA step's Duo settings from mfa.duo.
-func duoOptions(cfg *config.Config) (mfa.DuoOptions, error) {
-	d := cfg.MFA.Duo
-	o := mfa.DuoOptions{Fallback: d.Fallback, Timeout: d.Timeout.D()}
-	if d.UsernameClaim != "" {
-		o.UsernameClaims = []string{d.UsernameClaim}
-	}
-	if d.CAFile != "" {
-		raw, err := os.ReadFile(cfg.Resolve(d.CAFile))
-		if err != nil {
-			return o, fmt.Errorf("mfa.duo.ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(raw) {
-			return o, fmt.Errorf("mfa.duo.ca_file %s: no PEM certificates found", d.CAFile)
-		}
-		o.RootCAs = pool
-	}
-	return o, nil
-}
-
-// redirectOptions builds the MFA step's continue endpoint: the rules
-// re-run through the decision core, and the token checks of
-// mfa.redirect.verify and of each declared service's own verify.
+// redirectOptions builds the MFA step's continue endpoint: the token
+// checks of the configuration, and the rules re-run through the decision
+// core.
 func redirectOptions(cfg *config.Config, a *app) (mfa.RedirectOptions, error) {
-	var o mfa.RedirectOptions
-	if a.rules != nil {
+	o, err := mfaconfig.Redirect(cfg)
+	if err == nil && a.rules != nil {
 		o.Continuer = rulesContinuer{authz: a.authz}
 	}
-	var err error
-	if v := cfg.MFA.Redirect.Verify; v != nil {
-		if o.Verify, err = tokenVerification(cfg, "mfa.redirect.verify", v); err != nil {
-			return o, err
-		}
-	}
-	for i, svc := range cfg.MFA.Redirect.Services {
-		if o.Services == nil {
-			o.Services = make(map[string]*mfa.TokenVerification)
-		}
-		if svc.Verify == nil {
-			// verified_by_rule: the rules check the return.
-			o.Services[svc.Name] = nil
-			continue
-		}
-		tv, err := tokenVerification(cfg, fmt.Sprintf("mfa.redirect.services[%d].verify", i), svc.Verify)
-		if err != nil {
-			return o, err
-		}
-		o.Services[svc.Name] = tv
-	}
-	return o, nil
-}
-
-// tokenVerification builds the check of a returned token from v, the
-// configuration at path.
-func tokenVerification(cfg *config.Config, path string, v *config.RedirectVerify) (*mfa.TokenVerification, error) {
-	tv := &mfa.TokenVerification{Issuer: v.Issuer, Audience: v.Audience, Leeway: v.Leeway.D()}
-	switch {
-	case !v.Secret.IsZero():
-		s, err := v.Secret.Resolve(cfg)
-		if err == nil {
-			var key []byte
-			if key, err = jwtkeys.Secret(s, v.SecretEncoding); err == nil {
-				tv.Algorithms, tv.Keyfunc = []string{"HS256"}, func(*jwt.Token) (any, error) { return key, nil }
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s.secret: %w", path, err)
-		}
-	case v.PublicKeyFile != "":
-		pub, err := jwtkeys.RSAPublicKeyFile(cfg.Resolve(v.PublicKeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("%s.public_key_file: %w", path, err)
-		}
-		tv.Algorithms, tv.Keyfunc = []string{"RS256"}, func(*jwt.Token) (any, error) { return pub, nil }
-	case v.JWKSFile != "":
-		kf, err := jwtkeys.JWKSFile(cfg.Resolve(v.JWKSFile))
-		if err != nil {
-			return nil, fmt.Errorf("%s.jwks_file: %w", path, err)
-		}
-		tv.Algorithms, tv.Keyfunc = []string{"RS256"}, kf
-	default:
-		return nil, fmt.Errorf("%s: no key", path)
-	}
-	return tv, nil
+	return o, err
 }
 
 // rulesContinuer re-runs the rules for the MFA step's continue endpoint

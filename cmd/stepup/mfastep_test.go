@@ -22,6 +22,7 @@ import (
 	"github.com/stepup-dev/stepup/cidr"
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
+	"github.com/stepup-dev/stepup/internal/mfaconfig"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/rules"
 )
@@ -136,11 +137,11 @@ func TestDuoOptions(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "empty.pem"), []byte("nothing here"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	o, err := duoOptions(externalConfig(t, dir, "mfa:\n  duo:\n    fallback: totp\n    username_claim: nickname\n    timeout: 3s\n"))
+	o, err := mfaconfig.Duo(externalConfig(t, dir, "mfa:\n  duo:\n    fallback: totp\n    username_claim: nickname\n    timeout: 3s\n"))
 	if err != nil || o.Fallback != "totp" || len(o.UsernameClaims) != 1 || o.UsernameClaims[0] != "nickname" || o.Timeout != 3*time.Second || o.RootCAs != nil {
 		t.Fatalf("%+v, %v", o, err)
 	}
-	if _, err := duoOptions(externalConfig(t, dir, "mfa:\n  duo:\n    ca_file: empty.pem\n")); err == nil || !strings.Contains(err.Error(), "no PEM certificates") {
+	if _, err := mfaconfig.Duo(externalConfig(t, dir, "mfa:\n  duo:\n    ca_file: empty.pem\n")); err == nil || !strings.Contains(err.Error(), "no PEM certificates") {
 		t.Fatalf("a CA file without certificates: %v", err)
 	}
 }

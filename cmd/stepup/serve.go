@@ -25,11 +25,13 @@ import (
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
 	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/internal/audit"
 	"github.com/stepup-dev/stepup/internal/buildinfo"
 	"github.com/stepup-dev/stepup/internal/gotune"
 	"github.com/stepup-dev/stepup/internal/profiling"
 	"github.com/stepup-dev/stepup/internal/readiness"
 	"github.com/stepup-dev/stepup/internal/servertls"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/internal/testclock"
 	"github.com/stepup-dev/stepup/session"
 )
@@ -65,7 +67,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Stops the gRPC server too (its stream workers) when serve returns
 	// before draining; stopping it again after a drain is harmless.
 	defer s.close()
-	for _, w := range identityHeaderWarnings(cfg, s.a.nets.Load()) {
+	for _, w := range cfg.IdentityHeaderWarnings(s.a.nets.Load()) {
 		log.Warn(w)
 	}
 	if err := s.listen(); err != nil {
@@ -157,15 +159,15 @@ func buildServer(ctx context.Context, cfg *config.Config, cfgPath, clockFile str
 			return nil, fmt.Errorf("data_dir: %w", err)
 		}
 	}
-	if bo.audit, err = openAuditTrail(cfg, log, validate); err != nil {
+	if bo.audit, err = audit.OpenTrail(cfg, log, validate); err != nil {
 		return nil, err
 	}
 	a, err := buildApp(ctx, cfg, log, bo)
 	if err != nil {
-		bo.audit.close()
+		bo.audit.Close()
 		return nil, err
 	}
-	a.closers = append([]func(){bo.audit.close}, a.closers...) // closed last
+	a.closers = append([]func(){bo.audit.Close}, a.closers...) // closed last
 	s := &server{a: a, cfgPath: cfgPath, dataDir: dataDir, log: log, validate: validate}
 	if err := s.build(ctx); err != nil {
 		s.close()
@@ -199,7 +201,7 @@ func (s *server) build(ctx context.Context) error {
 	if !s.validate {
 		mon := session.NewStoreMonitor(a.store, a.reg, s.log, s.ready.SetStore)
 		go mon.Run(ctx, 2*time.Second)
-		checkStoreSettings(ctx, a.store)
+		sessions.CheckStoreSettings(ctx, a.store)
 	}
 
 	mux, err := s.httpMux()
@@ -246,7 +248,7 @@ func (s *server) httpMux() (*http.ServeMux, error) {
 		Token:  token,
 		Ops:    admin.StoreOps{Manager: a.sessions, Store: a.store},
 		Logger: s.log,
-		Audit:  a.audit.mfaHook(),
+		Audit:  a.audit.MFAHook(),
 	})
 	step, err := newMFAStep(a.cfg, a, s.log)
 	if err != nil {
@@ -344,7 +346,7 @@ func (s *server) wait(ctx context.Context, errc <-chan error) error {
 		case err := <-errc:
 			return err
 		case <-hup:
-			s.a.audit.reopen()
+			s.a.audit.Reopen()
 			s.a.reload(s.cfgPath)
 		}
 	}

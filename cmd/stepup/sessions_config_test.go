@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stepup-dev/stepup/config"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/session"
 	"github.com/stepup-dev/stepup/session/memstore"
 )
@@ -59,7 +60,7 @@ func TestSessionsConfigMatchesManager(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := newManagerWithKeys(cfg, store, []session.Key{key}, newLogger(io.Discard, "error"), nil); err != nil {
+			if _, err := sessions.NewManagerWithKeys(cfg, store, []session.Key{key}, newLogger(io.Discard, "error"), nil); err != nil {
 				t.Errorf("the configuration validates, but the session manager refuses it: %v", err)
 			}
 		})

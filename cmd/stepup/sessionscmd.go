@@ -13,6 +13,8 @@ import (
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/internal/admin"
+	"github.com/stepup-dev/stepup/internal/audit"
+	"github.com/stepup-dev/stepup/internal/sessions"
 	"github.com/stepup-dev/stepup/mfa"
 	"github.com/stepup-dev/stepup/session"
 )
@@ -55,8 +57,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	verb := args[0]
 	fs := flag.NewFlagSet("sessions "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (default: the embedded default)")
-	user := fs.String("user", "", "the user (the identity's user claim, e.g. auth0|alice)")
+	cfgPath, user := userFlags(fs)
 	device := fs.String("device", "", "revoke only this remembered browser or MFA session id")
 	asJSON := fs.Bool("json", false, "print JSON (list)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -68,30 +69,24 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if verb == "list" && *device != "" {
 		return fmt.Errorf("%w: --device is for revoke", errUsage)
 	}
-	cfg, err := loadConfig(*cfgPath)
+	u, err := openUserCommand(*cfgPath, stderr)
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, "warn")
-	ops, closeOps, err := openUserOps(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeOps()
+	defer u.close()
 	switch verb {
 	case "list":
-		s, err := ops.ListUser(ctx, *user)
+		s, err := u.ops.ListUser(ctx, *user)
 		if err != nil {
 			return err
 		}
 		return printSessions(stdout, *user, s, *asJSON)
 	default:
-		n, err := ops.Revoke(ctx, *user, *device)
+		n, err := u.ops.Revoke(ctx, *user, *device)
 		if err != nil {
 			return err
 		}
-		_, direct := ops.(admin.StoreOps)
-		cliAudit(cfg, direct, mfa.AuditEvent{Name: mfa.AuditSessionsRevoked, User: *user, Device: *device, Removed: &mfa.ResetResult{Sessions: n}}, log)
+		u.record(mfa.AuditEvent{Name: mfa.AuditSessionsRevoked, User: *user, Device: *device, Removed: &mfa.ResetResult{Sessions: n}})
 		fmt.Fprintf(stdout, "revoked %d session(s) and remembered browser(s) of %s\n", n, *user)
 		if n == 0 && *device != "" {
 			return fmt.Errorf("no session or device %q for %s", *device, *user)
@@ -100,23 +95,62 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 }
 
+// userFlags defines the --config and --user flags of the commands on one
+// user's factors and sessions.
+func userFlags(fs *flag.FlagSet) (cfgPath, user *string) {
+	cfgPath = fs.String("config", "", "configuration file (default: the embedded default)")
+	user = fs.String("user", "", "the user (the identity's user claim, e.g. auth0|alice)")
+	return cfgPath, user
+}
+
+// userCommand is what `factors reset` and `sessions list|revoke` work
+// with: the configuration, a quiet log, and the operations on a user.
+type userCommand struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	ops   admin.Ops
+	close func()
+}
+
+// openUserCommand loads the configuration at cfgPath and opens the user
+// operations (see openUserOps). The caller closes it.
+func openUserCommand(cfgPath string, stderr io.Writer) (*userCommand, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	log := newLogger(stderr, "warn")
+	ops, closeOps, err := openUserOps(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return &userCommand{cfg: cfg, log: log, ops: ops, close: closeOps}, nil
+}
+
+// record writes e to log.audit.file, unless the command went through the
+// running server's admin endpoint (the server wrote it).
+func (u *userCommand) record(e mfa.AuditEvent) {
+	_, direct := u.ops.(admin.StoreOps)
+	audit.CLIRecord(u.cfg, direct, e, u.log)
+}
+
 // openUserOps works directly on the store, or through the running server's
 // admin endpoint when the embedded store is locked by it.
 func openUserOps(cfg *config.Config, log *slog.Logger) (admin.Ops, func(), error) {
-	store, err := openStore(cfg, log)
+	store, err := sessions.OpenStore(cfg, log)
 	if err == nil {
-		m, err := newManager(cfg, store, log)
+		m, err := sessions.NewManager(cfg, store, log)
 		if err != nil {
 			store.Close()
 			return nil, nil, err
 		}
 		return admin.StoreOps{Manager: m, Store: store}, func() { store.Close() }, nil
 	}
-	if !isLocked(err) {
+	if !sessions.IsLocked(err) {
 		return nil, nil, err
 	}
 	// The embedded store belongs to a running server: ask it.
-	dir, err := dataDirOf(cfg)
+	dir, err := sessions.DataDir(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

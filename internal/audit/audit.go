@@ -17,6 +17,10 @@
 //   - [Writer.Reopen] opens the path again before it lets go of the old
 //     file: every line is written to the old file or to the new one, none
 //     is lost while the file is being rotated.
+//
+// A [Trail] is the server's use of a Writer: it turns the decision core's
+// and the MFA step's records into events (as their auditors) and counts
+// the events it could not write; [CLIRecord] is the command line's.
 package audit
 
 import (

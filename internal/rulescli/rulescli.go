@@ -414,35 +414,42 @@ func auth0Context(raw map[string]any) (rules.Context, error) {
 	}
 	if v, ok := raw["authentication"]; ok {
 		delete(raw, "authentication")
-		auth := obj("authentication", v)
-		if ms, ok := auth["methods"]; ok && ms != nil {
-			list, ok := ms.([]any)
-			if !ok {
-				errs = append(errs, errors.New("authentication.methods must be an array"))
-			}
-			for i, m := range list {
-				mo, ok := m.(map[string]any)
-				name, nameOK := mo["name"].(string)
-				if !ok || !nameOK {
-					errs = append(errs, fmt.Errorf("authentication.methods[%d] needs a string name", i))
-					continue
-				}
-				meth := rules.Method{Name: name}
-				if ts, ok := mo["timestamp"]; ok && ts != nil {
-					n, ok := ts.(json.Number)
-					f, err := n.Float64()
-					if !ok || err != nil {
-						errs = append(errs, fmt.Errorf("authentication.methods[%d].timestamp must be a number (ms since the epoch)", i))
-						continue
-					}
-					meth.Timestamp = int64(f)
-				}
-				c.AuthenticationMethods = append(c.AuthenticationMethods, meth)
-			}
-		}
+		methods, merrs := auth0Methods(obj("authentication", v))
+		c.AuthenticationMethods, errs = methods, append(errs, merrs...)
 	}
 	if len(raw) > 0 {
 		c.Extra = raw
 	}
 	return c, errors.Join(errs...)
+}
+
+// auth0Methods reads context.authentication.methods: each a name and,
+// optionally, a timestamp in milliseconds since the epoch.
+func auth0Methods(auth map[string]any) (methods []rules.Method, errs []error) {
+	if ms, ok := auth["methods"]; ok && ms != nil {
+		list, ok := ms.([]any)
+		if !ok {
+			errs = append(errs, errors.New("authentication.methods must be an array"))
+		}
+		for i, m := range list {
+			mo, ok := m.(map[string]any)
+			name, nameOK := mo["name"].(string)
+			if !ok || !nameOK {
+				errs = append(errs, fmt.Errorf("authentication.methods[%d] needs a string name", i))
+				continue
+			}
+			meth := rules.Method{Name: name}
+			if ts, ok := mo["timestamp"]; ok && ts != nil {
+				n, ok := ts.(json.Number)
+				f, err := n.Float64()
+				if !ok || err != nil {
+					errs = append(errs, fmt.Errorf("authentication.methods[%d].timestamp must be a number (ms since the epoch)", i))
+					continue
+				}
+				meth.Timestamp = int64(f)
+			}
+			methods = append(methods, meth)
+		}
+	}
+	return methods, errs
 }

@@ -132,7 +132,7 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 
 // Put implements session.Store.
 func (s *Store) Put(_ context.Context, key string, val []byte, ttl time.Duration) error {
-	if err := validKV(key, ttl); err != nil {
+	if err := session.ValidateKeyTTL(key, ttl); err != nil {
 		return err
 	}
 	now, err := s.lock()
@@ -147,7 +147,7 @@ func (s *Store) Put(_ context.Context, key string, val []byte, ttl time.Duration
 
 // PutIfAbsent implements session.Store.
 func (s *Store) PutIfAbsent(_ context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
-	if err := validKV(key, ttl); err != nil {
+	if err := session.ValidateKeyTTL(key, ttl); err != nil {
 		return false, err
 	}
 	now, err := s.lock()
@@ -199,7 +199,7 @@ func (s *Store) Delete(_ context.Context, key string) error {
 
 // Incr implements session.Store.
 func (s *Store) Incr(_ context.Context, key string, window time.Duration) (int64, error) {
-	if err := validKV(key, window); err != nil {
+	if err := session.ValidateKeyTTL(key, window); err != nil {
 		return 0, err
 	}
 	now, err := s.lock()
@@ -252,7 +252,7 @@ func (s *Store) Decr(_ context.Context, key string) (int64, error) {
 
 // PutUser implements session.Store.
 func (s *Store) PutUser(_ context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
-	if err := validRec(user, kind, id, ttl); err != nil {
+	if err := session.ValidateUserRecordTTL(user, kind, id, ttl); err != nil {
 		return err
 	}
 	now, err := s.lock()
@@ -272,7 +272,7 @@ func (s *Store) PutUser(_ context.Context, user, kind, id string, val []byte, tt
 
 // UpdateUser implements session.Store.
 func (s *Store) UpdateUser(_ context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
-	if err := validRec(user, kind, id, ttl); err != nil {
+	if err := session.ValidateUserRecordTTL(user, kind, id, ttl); err != nil {
 		return err
 	}
 	now, err := s.lock()
@@ -370,20 +370,6 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.kv, s.users = nil, nil
 	return nil
-}
-
-func validKV(key string, ttl time.Duration) error {
-	if err := session.ValidateKey(key); err != nil {
-		return err
-	}
-	return session.ValidateTTL(ttl)
-}
-
-func validRec(user, kind, id string, ttl time.Duration) error {
-	if err := session.ValidateUserRecord(user, kind, id); err != nil {
-		return err
-	}
-	return session.ValidateTTL(ttl)
 }
 
 // cloneVal copies val, never returning nil so that an empty value reads

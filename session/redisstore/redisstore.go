@@ -77,14 +77,12 @@
 package redisstore
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -370,53 +368,6 @@ func (s *Store) indexKey(user string) string { return s.userBase(user) + "idx" }
 
 func member(kind, id string) string { return kind + ":" + id }
 
-var (
-	// KEYS: record, index. ARGV: value, ttl ms, index member.
-	putUserScript = redis.NewScript(`
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-local ttl = tonumber(ARGV[2])
-if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
-return 1
-`)
-	// Like putUserScript, but only when the record exists.
-	updateUserScript = redis.NewScript(`
-if not redis.call('SET', KEYS[1], ARGV[1], 'XX', 'PX', ARGV[2]) then return 0 end
-redis.call('SADD', KEYS[2], ARGV[3])
-local ttl = tonumber(ARGV[2])
-if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
-return 1
-`)
-	// KEYS: index, then the records of ARGV's members. Removes a member
-	// only while its record does not exist, so a record written meanwhile
-	// keeps its index entry.
-	pruneScript = redis.NewScript(`
-local n = 0
-for i, m in ipairs(ARGV) do
-  if redis.call('EXISTS', KEYS[i + 1]) == 0 then n = n + redis.call('SREM', KEYS[1], m) end
-end
-return n
-`)
-	// KEYS: counter. ARGV: window ms. A counter without a TTL (which only
-	// a foreign writer could make) gets one too.
-	incrScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
-`)
-
-	// decrScript takes one from a live counter, never below zero, without
-	// touching its TTL; a missing counter stays missing.
-	decrScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local n = tonumber(v)
-if not n then return redis.error_reply('not a counter') end
-if n <= 0 then return 0 end
-return redis.call('DECR', KEYS[1])
-`)
-)
-
 func ms(d time.Duration) int64 { return max(int64(d/time.Millisecond), 1) }
 
 // Get implements session.Store.
@@ -440,7 +391,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 
 // Put implements session.Store.
 func (s *Store) Put(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	if err := validKV(key, ttl); err != nil {
+	if err := session.ValidateKeyTTL(key, ttl); err != nil {
 		return err
 	}
 	ctx, end, err := s.begin(ctx, "set", s.plainKey(key))
@@ -457,7 +408,7 @@ func (s *Store) Put(ctx context.Context, key string, val []byte, ttl time.Durati
 
 // PutIfAbsent implements session.Store.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
-	if err := validKV(key, ttl); err != nil {
+	if err := session.ValidateKeyTTL(key, ttl); err != nil {
 		return false, err
 	}
 	ctx, end, err := s.begin(ctx, "set nx", s.plainKey(key))
@@ -512,7 +463,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Incr implements session.Store.
 func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int64, error) {
-	if err := validKV(key, window); err != nil {
+	if err := session.ValidateKeyTTL(key, window); err != nil {
 		return 0, err
 	}
 	ctx, end, err := s.begin(ctx, "incr", s.plainKey(key))
@@ -542,254 +493,6 @@ func (s *Store) Decr(ctx context.Context, key string) (int64, error) {
 		return 0, unavailable("decr", err)
 	}
 	return n, nil
-}
-
-// PutUser implements session.Store.
-func (s *Store) PutUser(ctx context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
-	if err := validRec(user, kind, id, ttl); err != nil {
-		return err
-	}
-	ctx, end, err := s.begin(ctx, "put user record", s.indexKey(user))
-	if err != nil {
-		return err
-	}
-	keys := []string{s.recordKey(user, kind, id), s.indexKey(user)}
-	err = putUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Err()
-	end(err)
-	if err != nil {
-		s.dropLocal(user, kind, id) // the write may have happened
-		return unavailable("put user record", err)
-	}
-	s.invalidate(ctx, user, kind, id)
-	return nil
-}
-
-// UpdateUser implements session.Store.
-func (s *Store) UpdateUser(ctx context.Context, user, kind, id string, val []byte, ttl time.Duration) error {
-	if err := validRec(user, kind, id, ttl); err != nil {
-		return err
-	}
-	ctx, end, err := s.begin(ctx, "update user record", s.indexKey(user))
-	if err != nil {
-		return err
-	}
-	keys := []string{s.recordKey(user, kind, id), s.indexKey(user)}
-	n, err := updateUserScript.Run(ctx, s.c, keys, val, ms(ttl), member(kind, id)).Int64()
-	end(err)
-	if err != nil {
-		s.dropLocal(user, kind, id) // the write may have happened
-		return unavailable("update user record", err)
-	}
-	if n == 0 {
-		s.dropLocal(user, kind, id) // gone from Redis: nor here
-		return session.ErrNotFound
-	}
-	s.invalidate(ctx, user, kind, id)
-	return nil
-}
-
-// GetUser implements session.Store. With a cache, it answers from the
-// cache when it can, and otherwise caches what Redis answers.
-func (s *Store) GetUser(ctx context.Context, user, kind, id string) ([]byte, error) {
-	if err := session.ValidateUserRecord(user, kind, id); err != nil {
-		return nil, err
-	}
-	if c := s.cache; c != nil {
-		s.startOnce.Do(s.startSubscriber)
-		if v, ok := c.get(user, kind, id); ok {
-			return v, nil
-		}
-		if c.active.Load() {
-			return s.getUserCaching(ctx, c, user, kind, id)
-		}
-	}
-	ctx, end, err := s.begin(ctx, "get user record", s.indexKey(user))
-	if err != nil {
-		return nil, err
-	}
-	v, err := s.c.Get(ctx, s.recordKey(user, kind, id)).Bytes()
-	end(err)
-	if errors.Is(err, redis.Nil) {
-		return nil, session.ErrNotFound
-	} else if err != nil {
-		return nil, unavailable("get user record", err)
-	}
-	return v, nil
-}
-
-// getUserCaching reads the record and its remaining TTL in one round trip
-// and caches the record until the earlier of the cache TTL and its expiry
-// in Redis, both counted from before the request was sent.
-func (s *Store) getUserCaching(ctx context.Context, c *cache, user, kind, id string) ([]byte, error) {
-	gen := c.generation(user)
-	start := c.now()
-	ctx, end, err := s.begin(ctx, "get user record", s.indexKey(user))
-	if err != nil {
-		return nil, err
-	}
-	key := s.recordKey(user, kind, id)
-	var get *redis.StringCmd
-	var pttl *redis.DurationCmd
-	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, key)
-		pttl = p.PTTL(ctx, key)
-		return nil
-	})
-	v, err := get.Bytes()
-	end(err)
-	if errors.Is(err, redis.Nil) {
-		return nil, session.ErrNotFound
-	} else if err != nil {
-		return nil, unavailable("get user record", err)
-	}
-	life := c.ttl
-	switch d, err := pttl.Result(); {
-	case err != nil || (d <= 0 && d != -1): // -1: no expiry; else gone meanwhile
-		return v, nil
-	case d > 0 && d < life:
-		life = d
-	}
-	c.put(user, kind, id, bytes.Clone(v), start.Add(life), gen)
-	return v, nil
-}
-
-// members returns the user's index entries of kind ("" for all), split.
-func (s *Store) members(ctx context.Context, user, kind string) ([][2]string, error) {
-	all, err := s.c.SMembers(ctx, s.indexKey(user)).Result()
-	if err != nil {
-		return nil, unavailable("list user index", err)
-	}
-	var out [][2]string
-	for _, m := range all {
-		k, id, ok := strings.Cut(m, ":")
-		if !ok || (kind != "" && k != kind) {
-			continue
-		}
-		out = append(out, [2]string{k, id})
-	}
-	return out, nil
-}
-
-// ListUser implements session.Store.
-func (s *Store) ListUser(ctx context.Context, user, kind string) ([]session.Record, error) {
-	if err := session.ValidateUserSelector(user, kind, ""); err != nil {
-		return nil, err
-	}
-	ctx, end, err := s.begin(ctx, "list user records", s.indexKey(user))
-	if err != nil {
-		return nil, err
-	}
-	out, err := s.listUser(ctx, user, kind)
-	end(err)
-	return out, err
-}
-
-func (s *Store) listUser(ctx context.Context, user, kind string) ([]session.Record, error) {
-	entries, err := s.members(ctx, user, kind)
-	if err != nil || len(entries) == 0 {
-		return nil, err
-	}
-	gets := make([]*redis.StringCmd, len(entries))
-	ttls := make([]*redis.DurationCmd, len(entries))
-	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, m := range entries {
-			k := s.recordKey(user, m[0], m[1])
-			gets[i] = p.Get(ctx, k)
-			ttls[i] = p.PTTL(ctx, k)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, unavailable("list user records", err)
-	}
-	now := s.now()
-	var out []session.Record
-	staleKeys := []string{s.indexKey(user)}
-	var staleMembers []any
-	for i, m := range entries {
-		v, err := gets[i].Bytes()
-		if errors.Is(err, redis.Nil) {
-			staleKeys = append(staleKeys, s.recordKey(user, m[0], m[1]))
-			staleMembers = append(staleMembers, member(m[0], m[1]))
-			continue
-		} else if err != nil {
-			return nil, unavailable("list user records", err)
-		}
-		ttl, err := ttls[i].Result()
-		if err != nil {
-			return nil, unavailable("list user records", err)
-		}
-		if ttl <= 0 { // expired between GET and PTTL
-			continue
-		}
-		out = append(out, session.Record{Kind: m[0], ID: m[1], Value: v, ExpiresAt: now.Add(ttl)})
-	}
-	if len(staleMembers) > 0 {
-		// Index hygiene; a failure leaves harmless stale entries for the
-		// next time.
-		_ = pruneScript.Run(ctx, s.c, staleKeys, staleMembers...).Err()
-	}
-	slices.SortFunc(out, func(a, b session.Record) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
-	})
-	return out, nil
-}
-
-// DeleteUser implements session.Store.
-func (s *Store) DeleteUser(ctx context.Context, user, kind, id string) (int, error) {
-	if err := session.ValidateUserSelector(user, kind, id); err != nil {
-		return 0, err
-	}
-	ctx, end, err := s.begin(ctx, "delete user records", s.indexKey(user))
-	if err != nil {
-		// Nothing was deleted; the local copies go all the same, as the
-		// caller means to revoke them.
-		s.dropLocal(user, kind, id)
-		return 0, err
-	}
-	n, err := s.deleteUser(ctx, user, kind, id)
-	end(err)
-	return n, err
-}
-
-func (s *Store) deleteUser(ctx context.Context, user, kind, id string) (int, error) {
-	var entries [][2]string
-	if id != "" {
-		entries = [][2]string{{kind, id}}
-	} else {
-		var err error
-		if entries, err = s.members(ctx, user, kind); err != nil {
-			return 0, err
-		}
-		if len(entries) == 0 {
-			s.dropLocal(user, kind, id) // nothing left in Redis: nor here
-			return 0, nil
-		}
-	}
-	keys := make([]string, len(entries))
-	mems := make([]any, len(entries))
-	for i, m := range entries {
-		keys[i] = s.recordKey(user, m[0], m[1])
-		mems[i] = member(m[0], m[1])
-	}
-	var del *redis.IntCmd
-	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		del = p.Del(ctx, keys...)
-		p.SRem(ctx, s.indexKey(user), mems...)
-		return nil
-	})
-	if err != nil {
-		// The delete may have happened (a lost reply), and a retry would
-		// find nothing to delete: tell the peers now, as for a revocation.
-		s.invalidate(ctx, user, kind, id)
-		return 0, unavailable("delete user records", err)
-	}
-	if del.Val() > 0 {
-		s.invalidate(ctx, user, kind, id)
-	} else {
-		s.dropLocal(user, kind, id) // already gone from Redis: nor here
-	}
-	return int(del.Val()), nil
 }
 
 // Ping implements session.Store.
@@ -841,18 +544,4 @@ func (s *Store) Close() error {
 		}
 	})
 	return err
-}
-
-func validKV(key string, ttl time.Duration) error {
-	if err := session.ValidateKey(key); err != nil {
-		return err
-	}
-	return session.ValidateTTL(ttl)
-}
-
-func validRec(user, kind, id string, ttl time.Duration) error {
-	if err := session.ValidateUserRecord(user, kind, id); err != nil {
-		return err
-	}
-	return session.ValidateTTL(ttl)
 }

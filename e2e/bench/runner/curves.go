@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -22,7 +21,6 @@ import (
 	"github.com/stepup-dev/stepup/cidr"
 	"github.com/stepup-dev/stepup/cidr/cidrtest"
 	"github.com/stepup-dev/stepup/e2e/internal/envoyreq"
-	"github.com/stepup-dev/stepup/e2e/internal/harness"
 	"github.com/stepup-dev/stepup/session"
 	"github.com/stepup-dev/stepup/session/boltstore"
 	"github.com/stepup-dev/stepup/session/redisstore"
@@ -137,22 +135,11 @@ func RunCurves(ctx context.Context, o Options) (*CurvesReport, error) {
 	begin := time.Now()
 	rep := &CurvesReport{Started: begin.UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), Smoke: o.Smoke,
 		Duration: o.Duration.String(), Warmup: o.Warmup.String(), Rounds: o.Rounds, Concurrency: o.Concurrency, LoadAvgBefore: loadAvg()}
-	tmp, err := os.MkdirTemp("", "stepup-curves-")
+	tmp, root, key, err := workspace(ctx, &o, "stepup-curves-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if err := buildBinaries(ctx, &o, tmp); err != nil {
-		return nil, err
-	}
-	root, err := harness.ModuleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	key, err := session.GenerateKey()
-	if err != nil {
-		return nil, err
-	}
 	rules, prefixes, users, markers, pool := curveRules, curvePrefixes, curveUsers, curveMarkers, curveUserPool
 	consBolt, consRedis := curveConsumesBolt, curveConsumesRedis
 	if o.Smoke {
@@ -233,14 +220,8 @@ func RunCurves(ctx context.Context, o Options) (*CurvesReport, error) {
 			return nil, err
 		}
 	}
-	rep.LoadAvgAfter = loadAvg()
-	rep.Elapsed = time.Since(begin).Round(time.Second).String()
-	if o.OutDir != "" {
-		if err := writeCurves(o.OutDir, rep); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return rep, errors.Join(errs...)
+	rep.LoadAvgAfter, rep.Elapsed = loadAvg(), elapsed(begin)
+	return rep, errors.Join(append(errs, writeTo(o.OutDir, func(dir string) error { return writeCurves(dir, rep) }))...)
 }
 
 // serverPoint runs one side-by-side scenario for a curve point.
@@ -727,28 +708,7 @@ func (r *CurvesReport) WriteSVG(w io.Writer) error {
 	return err
 }
 
+// writeCurves writes the curves' JSON, Markdown and SVG files into dir.
 func writeCurves(dir string, r *CurvesReport) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("results directory: %w", err)
-	}
-	j, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, CurvesJSONFile), append(j, '\n'), 0o644); err != nil {
-		return err
-	}
-	for _, f := range []struct {
-		name  string
-		write func(io.Writer) error
-	}{{CurvesMarkdownFile, r.WriteMarkdown}, {CurvesSVGFile, r.WriteSVG}} {
-		var b strings.Builder
-		if err := f.write(&b); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(b.String()), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeReport(dir, r, CurvesJSONFile, CurvesMarkdownFile, CurvesSVGFile, r.WriteMarkdown, r.WriteSVG)
 }

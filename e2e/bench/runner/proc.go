@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -64,30 +63,12 @@ func buildOne(ctx context.Context, dir, pkg, name string) (string, error) {
 	return bin, nil
 }
 
-// lockedBuffer is an io.Writer readable while a process writes to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // server is a running server process under test.
 type server struct {
 	name   string
 	cmd    *exec.Cmd
-	stdout lockedBuffer
-	stderr lockedBuffer
+	stdout harness.Buffer
+	stderr harness.Buffer
 	done   chan struct{}
 	// addr is the gRPC address the process reported.
 	addr string

@@ -269,6 +269,12 @@ func (r *Report) WriteSVG(w io.Writer) error {
 
 // writeResults writes the JSON, Markdown and SVG files into dir.
 func writeResults(dir string, r *Report) error {
+	return writeReport(dir, r, JSONFile, MarkdownFile, SVGFile, r.WriteMarkdown, r.WriteSVG)
+}
+
+// writeReport writes r as JSON, and its Markdown and SVG renderings, into
+// dir under the names given.
+func writeReport(dir string, r any, jsonFile, mdFile, svgFile string, md, svg func(io.Writer) error) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("results directory: %w", err)
 	}
@@ -276,13 +282,13 @@ func writeResults(dir string, r *Report) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, JSONFile), append(j, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, jsonFile), append(j, '\n'), 0o644); err != nil {
 		return err
 	}
 	for _, f := range []struct {
 		name  string
 		write func(io.Writer) error
-	}{{MarkdownFile, r.WriteMarkdown}, {SVGFile, r.WriteSVG}} {
+	}{{mdFile, md}, {svgFile, svg}} {
 		var b strings.Builder
 		if err := f.write(&b); err != nil {
 			return err

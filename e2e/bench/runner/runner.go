@@ -231,22 +231,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		NumCPU: runtime.NumCPU(), Smoke: o.Smoke, Duration: o.Duration.String(), Warmup: o.Warmup.String(),
 		Rounds: o.Rounds, Concurrency: o.Concurrency, Conns: o.Conns, Timeout: o.Timeout.String(), StepupEnv: o.StepupEnv, LoadAvgBefore: loadAvg(),
 	}
-	tmp, err := os.MkdirTemp("", "stepup-bench-")
+	tmp, root, key, err := workspace(ctx, &o, "stepup-bench-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if err := buildBinaries(ctx, &o, tmp); err != nil {
-		return nil, err
-	}
-	root, err := harness.ModuleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	key, err := session.GenerateKey()
-	if err != nil {
-		return nil, err
-	}
 	var errs []error
 	for _, sc := range Scenarios() {
 		if o.Scenarios != nil && !slices.Contains(o.Scenarios, sc.ID) {
@@ -282,14 +271,41 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			errs = append(errs, fmt.Errorf("past saturation: %s", rep.Saturation.Error))
 		}
 	}
-	rep.LoadAvgAfter = loadAvg()
-	rep.Elapsed = time.Since(begin).Round(time.Second).String()
-	if o.OutDir != "" {
-		if err := writeResults(o.OutDir, rep); err != nil {
-			errs = append(errs, err)
-		}
+	rep.LoadAvgAfter, rep.Elapsed = loadAvg(), elapsed(begin)
+	return rep, errors.Join(append(errs, writeTo(o.OutDir, func(dir string) error { return writeResults(dir, rep) }))...)
+}
+
+// elapsed is the time since begin, to the second.
+func elapsed(begin time.Time) string { return time.Since(begin).Round(time.Second).String() }
+
+// writeTo writes a run's files into dir by write; with no dir, nothing.
+func writeTo(dir string, write func(dir string) error) error {
+	if dir == "" {
+		return nil
 	}
-	return rep, errors.Join(errs...)
+	return write(dir)
+}
+
+// workspace makes a run's temporary directory (the caller removes it),
+// builds the binaries into it, and finds the module root and a session key
+// for the run.
+func workspace(ctx context.Context, o *Options, prefix string) (tmp, root string, key session.Key, err error) {
+	if tmp, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", key, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err = buildBinaries(ctx, o, tmp); err != nil {
+		return tmp, "", key, err
+	}
+	if root, err = harness.ModuleRoot(ctx); err != nil {
+		return tmp, "", key, err
+	}
+	key, err = session.GenerateKey()
+	return tmp, root, key, err
 }
 
 func buildBinaries(ctx context.Context, o *Options, dir string) error {
@@ -341,12 +357,18 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, env *scenarioEnv)
 	return res
 }
 
+// startBaseline starts the baseline ext_authz server (it allows
+// everything) in dir.
+func startBaseline(ctx context.Context, o *Options, dir string) (*server, error) {
+	return startServer(ctx, "baseline", o.BaselineBin, []string{"-listen", "127.0.0.1:0"}, nil, dir, baselineAddrRE)
+}
+
 func measureScenario(ctx context.Context, o *Options, env *scenarioEnv, res *ScenarioResult) error {
 	reqs, err := marshalAll(append([]*authv3.CheckRequest{env.request}, env.pool...))
 	if err != nil {
 		return err
 	}
-	base, err := startServer(ctx, "baseline", o.BaselineBin, []string{"-listen", "127.0.0.1:0"}, nil, env.dir, baselineAddrRE)
+	base, err := startBaseline(ctx, o, env.dir)
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,7 @@ func measureSaturation(ctx context.Context, o *Options, env *scenarioEnv, sc Sce
 	if err != nil {
 		return err
 	}
-	base, err := startServer(ctx, "baseline", o.BaselineBin, []string{"-listen", "127.0.0.1:0"}, nil, env.dir, baselineAddrRE)
+	base, err := startBaseline(ctx, o, env.dir)
 	if err != nil {
 		return err
 	}

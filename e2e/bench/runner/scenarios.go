@@ -193,20 +193,7 @@ func Scenarios() []Scenario {
 			Description: "extranet IP with a valid MFA session cookie (extranet rule, bolt store)",
 			Expect:      Expectation{Allowed: true, Reason: "mfa_session"},
 			Targets:     []Target{throughput(0.75), cpuRatio},
-			prepare: func(ctx context.Context, env *scenarioEnv) error {
-				c := benchConfig{rules: []ruleRef{env.seed("003_extranet.js")}}
-				cookie, err := env.mintBolt(ctx, c, func(m *session.Manager) (string, error) {
-					ck, _, err := m.IssueMFASession(ctx, session.Grant{User: user, SID: "", Realm: benchRealm, Factors: []string{"otp"}, UserAgent: userAgent})
-					if err != nil {
-						return "", err
-					}
-					return ck.Name + "=" + ck.Value, nil
-				})
-				if err != nil {
-					return err
-				}
-				return env.write(c, browser(extranetIP, cookie))
-			},
+			prepare:     prepareMFASession,
 		},
 		{
 			ID: 3, Name: "remembered",
@@ -240,34 +227,7 @@ func Scenarios() []Scenario {
 			Description: "all five code snippets of both seed documents in one pipeline (after a harness rule defining conditionIsMet/condition), corporate IP: Duo for the payroll client",
 			Expect:      stepUp,
 			Targets:     []Target{throughput(0.70)},
-			prepare: func(ctx context.Context, env *scenarioEnv) error {
-				h, err := env.harnessRule("seed-harness.js")
-				if err != nil {
-					return err
-				}
-				c := benchConfig{
-					rules: []ruleRef{
-						h,
-						env.seed("003_select_users.js"),
-						env.seed("003_frequency.js"),
-						env.seed("003_extranet.js"),
-						env.seed("003_redirect.js"),
-						env.seed("000_duo.md"),
-					},
-					// The keys the Duo seed's front matter declares and the
-					// keys its code reads (they differ in the seed).
-					ruleConfig: map[string]string{
-						"DUO_MFA:CLIENT_ID":        "payroll",
-						"DUO_MFA:DUO_IKEY":         "DIXXXXXXXXXXXXXXXXXX",
-						"DUO_MFA:DUO_SKEY":         "declared-skey",
-						"DUO_MFA:DUO_API_HOSTNAME": "api-declared.duosecurity.com",
-						"DUO_MFA:IKEY":             "DIXXXXXXXXXXXXXXXXXX",
-						"DUO_MFA:SKEY":             "skey-read-by-code",
-						"DUO_MFA:API_HOSTNAME":     "api-1234.duosecurity.com",
-					},
-				}
-				return env.write(c, browser(corporateIP, ""))
-			},
+			prepare:     prepareAllSeeds,
 		},
 		{
 			ID: 6, Name: "100k-prefixes",
@@ -288,23 +248,7 @@ func Scenarios() []Scenario {
 			Expect:      Expectation{Allowed: true, Reason: "remembered"},
 			Targets:     []Target{throughput(0.60)},
 			needsRedis:  true,
-			prepare: func(ctx context.Context, env *scenarioEnv) error {
-				rule, err := env.harnessRule("extranet-remember.js")
-				if err != nil {
-					return err
-				}
-				c := benchConfig{rules: []ruleRef{rule}, redisAddr: env.redisAddr}
-				store, err := redisstore.New(redisstore.Options{Addrs: []string{env.redisAddr}})
-				if err != nil {
-					return fmt.Errorf("redis store: %w", err)
-				}
-				defer store.Close()
-				cookie, err := mint(env.key, store, rememberCookie(ctx))
-				if err != nil {
-					return err
-				}
-				return env.write(c, browser(extranetIP, cookie))
-			},
+			prepare:     prepareRedis,
 		},
 		{
 			ID: 8, Name: "seeds-action",
@@ -325,6 +269,71 @@ func Scenarios() []Scenario {
 			},
 		},
 	}
+}
+
+// prepareMFASession sets up scenario 2: a valid MFA session cookie minted in the bolt store.
+func prepareMFASession(ctx context.Context, env *scenarioEnv) error {
+	c := benchConfig{rules: []ruleRef{env.seed("003_extranet.js")}}
+	cookie, err := env.mintBolt(ctx, c, func(m *session.Manager) (string, error) {
+		ck, _, err := m.IssueMFASession(ctx, session.Grant{User: user, SID: "", Realm: benchRealm, Factors: []string{"otp"}, UserAgent: userAgent})
+		if err != nil {
+			return "", err
+		}
+		return ck.Name + "=" + ck.Value, nil
+	})
+	if err != nil {
+		return err
+	}
+	return env.write(c, browser(extranetIP, cookie))
+}
+
+// prepareAllSeeds sets up scenario 5: every seed snippet in one pipeline, with the Duo seed's keys.
+func prepareAllSeeds(ctx context.Context, env *scenarioEnv) error {
+	h, err := env.harnessRule("seed-harness.js")
+	if err != nil {
+		return err
+	}
+	c := benchConfig{
+		rules: []ruleRef{
+			h,
+			env.seed("003_select_users.js"),
+			env.seed("003_frequency.js"),
+			env.seed("003_extranet.js"),
+			env.seed("003_redirect.js"),
+			env.seed("000_duo.md"),
+		},
+		// The keys the Duo seed's front matter declares and the
+		// keys its code reads (they differ in the seed).
+		ruleConfig: map[string]string{
+			"DUO_MFA:CLIENT_ID":        "payroll",
+			"DUO_MFA:DUO_IKEY":         "DIXXXXXXXXXXXXXXXXXX",
+			"DUO_MFA:DUO_SKEY":         "declared-skey",
+			"DUO_MFA:DUO_API_HOSTNAME": "api-declared.duosecurity.com",
+			"DUO_MFA:IKEY":             "DIXXXXXXXXXXXXXXXXXX",
+			"DUO_MFA:SKEY":             "skey-read-by-code",
+			"DUO_MFA:API_HOSTNAME":     "api-1234.duosecurity.com",
+		},
+	}
+	return env.write(c, browser(corporateIP, ""))
+}
+
+// prepareRedis sets up scenario 7: a remember-browser cookie minted in the Redis store.
+func prepareRedis(ctx context.Context, env *scenarioEnv) error {
+	rule, err := env.harnessRule("extranet-remember.js")
+	if err != nil {
+		return err
+	}
+	c := benchConfig{rules: []ruleRef{rule}, redisAddr: env.redisAddr}
+	store, err := redisstore.New(redisstore.Options{Addrs: []string{env.redisAddr}})
+	if err != nil {
+		return fmt.Errorf("redis store: %w", err)
+	}
+	defer store.Close()
+	cookie, err := mint(env.key, store, rememberCookie(ctx))
+	if err != nil {
+		return err
+	}
+	return env.write(c, browser(extranetIP, cookie))
 }
 
 // browser is the browser GET of e2e/testdata/envoy-example.json from ip, with the application's cookies

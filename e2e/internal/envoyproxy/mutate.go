@@ -97,7 +97,13 @@ func validHeader(key, value string) error {
 // applyHeaders applies ms to h in Envoy's order: every set, then every
 // add, then every append, then the conditional operations.
 func applyHeaders(h http.Header, ms []mutation) {
-	for _, o := range []op{opSet, opAdd, opAppend, opAddIfAbsent, opOverwriteIfExists} {
+	applyInOrder(h, ms, opSet, opAdd, opAppend, opAddIfAbsent, opOverwriteIfExists)
+}
+
+// applyInOrder applies ms to h, every mutation of the first op, then
+// every one of the next, and so on.
+func applyInOrder(h http.Header, ms []mutation, order ...op) {
+	for _, o := range order {
 		for _, m := range ms {
 			if m.op == o {
 				applyOne(h, m)

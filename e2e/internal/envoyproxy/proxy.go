@@ -434,13 +434,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 // ext_authz.cc's encodeHeaders: adds, then sets, then the conditional
 // ones.
 func applyResponseHeaders(h http.Header, ms []mutation) {
-	for _, o := range []op{opAdd, opSet, opAppend, opAddIfAbsent, opOverwriteIfExists} {
-		for _, m := range ms {
-			if m.op == o {
-				applyOne(h, m)
-			}
-		}
-	}
+	applyInOrder(h, ms, opAdd, opSet, opAppend, opAddIfAbsent, opOverwriteIfExists)
 }
 
 // upstreamError is the router's local reply when the upstream cannot be

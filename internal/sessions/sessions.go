@@ -1,4 +1,8 @@
-package main
+// Package sessions builds the session layer from the configuration: the
+// signing and encryption keys (configured, or kept in the data directory),
+// the session store (memory, bolt or Redis), the session manager and the
+// at-rest sealer, and the read-only store probe `config validate` runs.
+package sessions
 
 import (
 	"context"
@@ -20,8 +24,8 @@ import (
 	"github.com/stepup-dev/stepup/session/redisstore"
 )
 
-// dataDirOf returns the absolute data directory of cfg.
-func dataDirOf(cfg *config.Config) (string, error) {
+// DataDir returns the absolute data directory of cfg.
+func DataDir(cfg *config.Config) (string, error) {
 	return filepath.Abs(cfg.Resolve(cfg.DataDir))
 }
 
@@ -46,7 +50,7 @@ func loadKeysNote(cfg *config.Config, list []config.SigningKey, file string, log
 		}
 		return session.ParseKeys(strings.Join(parts, "\n"))
 	}
-	dir, err := dataDirOf(cfg)
+	dir, err := DataDir(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -73,8 +77,8 @@ func loadKeysNote(cfg *config.Config, list []config.SigningKey, file string, log
 	return keys, nil
 }
 
-// openStore opens the configured session store.
-func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
+// OpenStore opens the configured session store.
+func OpenStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 	st := cfg.Sessions.Store
 	switch st.Type {
 	case "memory":
@@ -107,7 +111,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 		}
 		return redisstore.New(o)
 	default:
-		path, err := boltPath(cfg)
+		path, err := BoltPath(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -115,42 +119,42 @@ func openStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 	}
 }
 
-// checkStoreSettings warns (in the store's log) about store server
+// CheckStoreSettings warns (in the store's log) about store server
 // settings that can lose sessions; only the Redis store has any.
-func checkStoreSettings(ctx context.Context, store session.Store) {
+func CheckStoreSettings(ctx context.Context, store session.Store) {
 	if rs, ok := store.(*redisstore.Store); ok {
 		_, _ = rs.CheckSettings(ctx)
 	}
 }
 
-// newManager builds the session manager over store.
-func newManager(cfg *config.Config, store session.Store, log *slog.Logger) (*session.Manager, error) {
-	return newManagerAt(cfg, store, log, nil)
+// NewManager builds the session manager over store.
+func NewManager(cfg *config.Config, store session.Store, log *slog.Logger) (*session.Manager, error) {
+	return NewManagerAt(cfg, store, log, nil)
 }
 
-// newManagerAt is newManager on the clock now (nil: the real clock).
-func newManagerAt(cfg *config.Config, store session.Store, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
-	return newManagerKeys(cfg, store, log, now, nil)
+// NewManagerAt is NewManager on the clock now (nil: the real clock).
+func NewManagerAt(cfg *config.Config, store session.Store, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
+	return NewManagerKeys(cfg, store, log, now, nil)
 }
 
-// newManagerKeys is newManagerAt; with keyNote set it writes no key file
+// NewManagerKeys is NewManagerAt; with keyNote set it writes no key file
 // (see loadKeysNote).
-func newManagerKeys(cfg *config.Config, store session.Store, log *slog.Logger, now func() time.Time, keyNote func(string)) (*session.Manager, error) {
+func NewManagerKeys(cfg *config.Config, store session.Store, log *slog.Logger, now func() time.Time, keyNote func(string)) (*session.Manager, error) {
 	keys, err := loadKeysNote(cfg, cfg.Sessions.Keys, "session-keys", log, keyNote)
 	if err != nil {
 		return nil, fmt.Errorf("sessions.keys: %w", err)
 	}
-	return newManagerWithKeys(cfg, store, keys, log, now)
+	return NewManagerWithKeys(cfg, store, keys, log, now)
 }
 
-// newSealer builds the at-rest encryption: sessions.encryption_keys, or
+// NewSealer builds the at-rest encryption: sessions.encryption_keys, or
 // the signing keys (the sealer derives its own subkeys from them).
-func newSealer(cfg *config.Config, log *slog.Logger) (*session.Sealer, error) {
-	return newSealerKeys(cfg, log, nil)
+func NewSealer(cfg *config.Config, log *slog.Logger) (*session.Sealer, error) {
+	return NewSealerKeys(cfg, log, nil)
 }
 
-// newSealerKeys is newSealer; with keyNote set it writes no key file.
-func newSealerKeys(cfg *config.Config, log *slog.Logger, keyNote func(string)) (*session.Sealer, error) {
+// NewSealerKeys is NewSealer; with keyNote set it writes no key file.
+func NewSealerKeys(cfg *config.Config, log *slog.Logger, keyNote func(string)) (*session.Sealer, error) {
 	list := cfg.Sessions.EncryptionKeys
 	if len(list) == 0 {
 		list = cfg.Sessions.Keys
@@ -166,7 +170,7 @@ func newSealerKeys(cfg *config.Config, log *slog.Logger, keyNote func(string)) (
 	return session.NewSealer(keys)
 }
 
-func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.Key, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
+func NewManagerWithKeys(cfg *config.Config, store session.Store, keys []session.Key, log *slog.Logger, now func() time.Time) (*session.Manager, error) {
 	return session.NewManager(session.Config{
 		Keys:              keys,
 		Store:             store,
@@ -183,7 +187,7 @@ func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.
 	})
 }
 
-// probeStore checks the configured session store for `config validate`
+// ProbeStore checks the configured session store for `config validate`
 // without locking or writing it, and returns notes on what it could not
 // check. An error is one serve would stop on. The bolt file, when it
 // exists, is opened read-only (a running server's lock is waited for
@@ -191,13 +195,13 @@ func newManagerWithKeys(cfg *config.Config, store session.Store, keys []session.
 // written. Neither an unreachable Redis nor a bolt file in use stops
 // serve (it starts and reports not ready, or waits for the lock), so they
 // are notes, not errors.
-func probeStore(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]string, error) {
+func ProbeStore(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]string, error) {
 	st := cfg.Sessions.Store
 	switch st.Type {
 	case "memory":
 		return nil, nil
 	case "redis":
-		store, err := openStore(cfg, log)
+		store, err := OpenStore(cfg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +213,7 @@ func probeStore(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]st
 		}
 		return nil, nil
 	default:
-		path, err := boltPath(cfg)
+		path, err := BoltPath(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -227,12 +231,12 @@ func probeStore(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]st
 	}
 }
 
-// boltPath is the embedded store's file.
-func boltPath(cfg *config.Config) (string, error) {
+// BoltPath is the embedded store's file.
+func BoltPath(cfg *config.Config) (string, error) {
 	if p := cfg.Sessions.Store.Bolt.Path; p != "" {
 		return cfg.Resolve(p), nil
 	}
-	dir, err := dataDirOf(cfg)
+	dir, err := DataDir(cfg)
 	if err != nil {
 		return "", err
 	}
@@ -241,4 +245,4 @@ func boltPath(cfg *config.Config) (string, error) {
 
 var errStoreLocked = boltstore.ErrLocked
 
-func isLocked(err error) bool { return errors.Is(err, errStoreLocked) }
+func IsLocked(err error) bool { return errors.Is(err, errStoreLocked) }

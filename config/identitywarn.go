@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/stepup-dev/stepup/cidr"
-	"github.com/stepup-dev/stepup/config"
 )
 
 // Widest trusted peer ranges, outside loopback, that stepup accepts without
@@ -21,19 +20,19 @@ var (
 	loopback6 = netip.MustParsePrefix("::1/128")
 )
 
-// identityHeaderWarnings returns one start-up warning for each entry of
+// IdentityHeaderWarnings returns one start-up warning for each entry of
 // identity.header.trusted_peers that lets people other than the proxy
 // choose the user stepup believes: a wide range outside loopback
 // (0.0.0.0/0, 10.0.0.0/8), or one that covers a whole named network, where
 // the users are. Any client can send any header, so it is the peer range
 // that decides who can name a user. nets are the loaded named networks.
-func identityHeaderWarnings(cfg *config.Config, nets *cidr.Set) []string {
-	h := cfg.Identity.Header
+func (c *Config) IdentityHeaderWarnings(nets *cidr.Set) []string {
+	h := c.Identity.Header
 	if h.Name == "" {
 		return nil
 	}
 	var out []string
-	for i, p := range cfg.HeaderTrustedPeers() {
+	for i, p := range c.HeaderTrustedPeers() {
 		p = p.Masked()
 		if inLoopback(p) {
 			continue

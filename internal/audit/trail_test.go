@@ -1,28 +1,25 @@
-package main
+package audit
 
 import (
-	"encoding/json"
 	"log/slog"
 	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stepup-dev/stepup/config"
 	"github.com/stepup-dev/stepup/extauthz"
-	"github.com/stepup-dev/stepup/internal/audit"
 	"github.com/stepup-dev/stepup/mfa"
 )
 
 // TestAuditNames: the MFA step's events are exactly the audit trail's
 // events other than decisions.
 func TestAuditNames(t *testing.T) {
-	var got []audit.Name
+	var got []Name
 	for _, n := range mfa.AuditNames() {
-		got = append(got, audit.Name(n))
+		got = append(got, Name(n))
 	}
-	want := slices.DeleteFunc(audit.Names(), func(n audit.Name) bool { return n == audit.Decision })
+	want := slices.DeleteFunc(Names(), func(n Name) bool { return n == Decision })
 	if !slices.Equal(got, want) {
 		t.Errorf("MFA events %v, audit events %v", got, want)
 	}
@@ -32,12 +29,12 @@ func TestAuditNames(t *testing.T) {
 // allows, but not a dry run's allow of what would have been refused.
 func TestAuditDecisionFilter(t *testing.T) {
 	path := t.TempDir() + "/audit.log"
-	w, err := audit.Open(path)
+	w, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	tr := &auditTrail{w: w, decisions: "non_allow"}
+	tr := &Trail{w: w, decisions: "non_allow"}
 	for _, r := range []extauthz.DecisionRecord{
 		{DecisionID: "1", Decision: "allow"},
 		{DecisionID: "2", Decision: "deny", Status: 403},
@@ -48,7 +45,7 @@ func TestAuditDecisionFilter(t *testing.T) {
 		tr.AuditDecision(r)
 	}
 	var ids []string
-	for _, l := range readAuditLines(t, path) {
+	for _, l := range readLines(t, path) {
 		ids = append(ids, l["decision_id"].(string))
 		if l["latency_ms"] != 1.5 {
 			t.Errorf("latency_ms %v, want 1.5", l["latency_ms"])
@@ -57,32 +54,12 @@ func TestAuditDecisionFilter(t *testing.T) {
 	if !slices.Equal(ids, []string{"2", "3"}) {
 		t.Errorf("decisions written %v, want 2 and 3", ids)
 	}
-	if (&auditTrail{w: w, decisions: "none"}).decisionHook() != nil {
+	if (&Trail{w: w, decisions: "none"}).DecisionHook() != nil {
 		t.Error("decisions none still audits decisions")
 	}
-	if (*auditTrail)(nil).mfaHook() != nil || (&auditTrail{}).decisionHook() != nil {
+	if (*Trail)(nil).MFAHook() != nil || (&Trail{}).DecisionHook() != nil {
 		t.Error("no trail, but a hook")
 	}
-}
-
-func readAuditLines(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]any
-	for l := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("not JSON: %s", l)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // TestAuditTrailValidate: `config validate` refuses an audit file serve
@@ -97,11 +74,11 @@ func TestAuditTrailValidate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr, err := openAuditTrail(cfg, slog.New(slog.DiscardHandler), true)
+		tr, err := OpenTrail(cfg, slog.New(slog.DiscardHandler), true)
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: %v, want ok %v", tc.file, err, tc.ok)
 		}
-		if tr.on() {
+		if tr.On() {
 			t.Errorf("%s: validate opened the file", tc.file)
 		}
 	}
