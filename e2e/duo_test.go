@@ -17,29 +17,7 @@ import (
 // fake Duo over TLS that stepup trusts through mfa.duo.ca_file.
 func TestDuoSeedRoundTrip(t *testing.T) {
 	t.Parallel()
-	fake := duotest.New(t, duotest.Config{})
-	dir := t.TempDir()
-	caPEM := fake.CACertPEM()
-	st := startExtStack(t, extConfig{
-		Rules: []string{seedRulePath(t, "000_duo.md")},
-		// The front matter declares DUO_MFA:DUO_* (mandatory) while the
-		// code reads DUO_MFA:IKEY, SKEY and API_HOSTNAME: set both.
-		Configuration: map[string]string{
-			"DUO_MFA:CLIENT_ID":        "payroll",
-			"DUO_MFA:DUO_IKEY":         fake.ClientID(),
-			"DUO_MFA:DUO_SKEY":         fake.ClientSecret(),
-			"DUO_MFA:DUO_API_HOSTNAME": fake.Host(),
-			"DUO_MFA:IKEY":             fake.ClientID(),
-			"DUO_MFA:SKEY":             fake.ClientSecret(),
-			"DUO_MFA:API_HOSTNAME":     fake.Host(),
-		},
-		MFA: "  duo:\n    ca_file: " + writeFile(t, dir, "duo-ca.pem", caPEM) + "\n    timeout: 5s\n",
-	})
-	block, _ := pem.Decode(caPEM)
-	duoCert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake, st, duoCert := startDuoStack(t, "", nil)
 	report := st.appURL("/payroll/report?month=11")
 	newBrowser := func() *webClient {
 		return st.newBrowser(t, "auth0|alice", "alice@corp.example", []*x509.Certificate{duoCert})
@@ -194,4 +172,37 @@ func TestDuoSeedRoundTrip(t *testing.T) {
 			t.Error("the Duo secret or a code is in stepup's log")
 		}
 	})
+}
+
+// startDuoStack runs the Duo gallery rule (Auth0's "Multifactor with Duo
+// Security", unmodified), then extraRules, against a fake Duo over TLS
+// that stepup trusts through mfa.duo.ca_file; mfaYAML is added under
+// mfa.duo. It returns the fake, the stack and Duo's certificate for the
+// browsers.
+func startDuoStack(t *testing.T, mfaYAML string, extraRules []string) (*duotest.Server, *extStack, *x509.Certificate) {
+	t.Helper()
+	fake := duotest.New(t, duotest.Config{})
+	dir := t.TempDir()
+	caPEM := fake.CACertPEM()
+	st := startExtStack(t, extConfig{
+		Rules: append([]string{seedRulePath(t, "000_duo.md")}, extraRules...),
+		// The front matter declares DUO_MFA:DUO_* (mandatory) while the
+		// code reads DUO_MFA:IKEY, SKEY and API_HOSTNAME: set both.
+		Configuration: map[string]string{
+			"DUO_MFA:CLIENT_ID":        "payroll",
+			"DUO_MFA:DUO_IKEY":         fake.ClientID(),
+			"DUO_MFA:DUO_SKEY":         fake.ClientSecret(),
+			"DUO_MFA:DUO_API_HOSTNAME": fake.Host(),
+			"DUO_MFA:IKEY":             fake.ClientID(),
+			"DUO_MFA:SKEY":             fake.ClientSecret(),
+			"DUO_MFA:API_HOSTNAME":     fake.Host(),
+		},
+		MFA: "  duo:\n    ca_file: " + writeFile(t, dir, "duo-ca.pem", caPEM) + "\n    timeout: 5s\n" + mfaYAML,
+	})
+	block, _ := pem.Decode(caPEM)
+	duoCert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fake, st, duoCert
 }

@@ -7,15 +7,12 @@ package e2e
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stepup-dev/stepup/mfa/duo/duotest"
 )
 
 // termsRule sends the portal (?portal=1) through a terms-of-service page
@@ -140,27 +137,8 @@ func TestStateBoundToHost(t *testing.T) {
 // for a client that asked for Duo.
 func TestDuoFallbackNotForcedByDisconnect(t *testing.T) {
 	t.Parallel()
-	fake := duotest.New(t, duotest.Config{})
 	dir := t.TempDir()
-	caPEM := fake.CACertPEM()
-	st := startExtStack(t, extConfig{
-		Rules: []string{seedRulePath(t, "000_duo.md"), writeFile(t, dir, "enrol.js", []byte(enrolRule))},
-		Configuration: map[string]string{
-			"DUO_MFA:CLIENT_ID":        "payroll",
-			"DUO_MFA:DUO_IKEY":         fake.ClientID(),
-			"DUO_MFA:DUO_SKEY":         fake.ClientSecret(),
-			"DUO_MFA:DUO_API_HOSTNAME": fake.Host(),
-			"DUO_MFA:IKEY":             fake.ClientID(),
-			"DUO_MFA:SKEY":             fake.ClientSecret(),
-			"DUO_MFA:API_HOSTNAME":     fake.Host(),
-		},
-		MFA: "  duo:\n    ca_file: " + writeFile(t, dir, "duo-ca.pem", caPEM) + "\n    timeout: 5s\n    fallback: totp\n",
-	})
-	block, _ := pem.Decode(caPEM)
-	duoCert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake, st, duoCert := startDuoStack(t, "    fallback: totp\n", []string{writeFile(t, dir, "enrol.js", []byte(enrolRule))})
 	report := st.appURL("/payroll/report?month=11")
 	alice := st.newBrowser(t, "auth0|alice", "alice@corp.example", []*x509.Certificate{duoCert})
 
